@@ -1,0 +1,156 @@
+"""SegContrast's config keys: ``add_segcontrast_config(cfg)`` and their validation."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from detectron2.config import CfgNode as CN
+
+__all__ = [
+    "ConfigValueError",
+    "POS_WEIGHT_SCOPES",
+    "STRING_OR_NUMBER_KEYS",
+    "add_segcontrast_config",
+    "normalize_opts",
+    "parse_pos_weight",
+    "validate_segcontrast_config",
+]
+
+POS_WEIGHT_SCOPES = ("batch", "instance")
+
+# Keys whose value is "auto" or a number. yacs fixes a key's type from its default, so the
+# value is stored as a string; normalize_opts() keeps command-line numbers as strings too.
+STRING_OR_NUMBER_KEYS = ("MODEL.ROI_MASK_HEAD.POS_WEIGHT",)
+
+
+class ConfigValueError(ValueError):
+    """A config key holds a value outside its allowed set."""
+
+
+def add_segcontrast_config(cfg: CN) -> None:
+    """Add every SegContrast key, with its default, to a Detectron2 config.
+
+    Args:
+        cfg: a config from ``detectron2.config.get_cfg()``; modified in place.
+    """
+    head = cfg.MODEL.ROI_MASK_HEAD
+    # Focal mask loss: weight of positive (foreground) pixels; < 0 disables alpha weighting.
+    head.FOCAL_ALPHA = 0.25
+    # Focal mask loss: focusing exponent; 0 turns focal loss into (alpha-weighted) BCE.
+    head.FOCAL_GAMMA = 2.0
+    # Pos-weighted BCE: "auto" (num_neg / num_pos of the mask targets) or a number, as a string.
+    head.POS_WEIGHT = "auto"
+    # Pos-weighted BCE with "auto": "batch" (one ratio over all ROIs) or "instance" (per ROI).
+    head.POS_WEIGHT_SCOPE = "batch"
+    # Pos-weighted BCE: "auto" ratios are clamped to [1, MAX_POS_WEIGHT].
+    head.MAX_POS_WEIGHT = 20.0
+    # Multiplier of the mask loss in the total loss (all mask heads of this project).
+    head.LOSS_WEIGHT = 1.0
+
+    # COCO-format datasets registered from the config: a list of [name, json_file, image_root].
+    cfg.DATASETS.COCO = []
+
+    cfg.TEST.SEGCONTRAST = CN()
+    # Predicted mask probabilities >= this are foreground (semantic and instance scores).
+    cfg.TEST.SEGCONTRAST.MASK_THRESHOLD = 0.5
+    # A prediction matches a GT instance when their mask IoU is at least this.
+    cfg.TEST.SEGCONTRAST.IOU_THRESHOLD = 0.5
+    # Boundary IoU band width, as a fraction of the image diagonal (Cheng et al. 2021).
+    cfg.TEST.SEGCONTRAST.BOUNDARY_DILATION_RATIO = 0.02
+    # Compute boundary IoU (costs an erosion per matched pair).
+    cfg.TEST.SEGCONTRAST.BOUNDARY_IOU = True
+    # Also run Detectron2's COCOEvaluator for its familiar bbox/segm AP table.
+    cfg.TEST.SEGCONTRAST.COCO_EVALUATOR = False
+    # Number of worst images (by instance mIoU) drawn as GT-vs-prediction overlays.
+    cfg.TEST.SEGCONTRAST.NUM_WORST_IMAGES = 6
+
+
+def parse_pos_weight(value: Any) -> str | float:
+    """Read ``MODEL.ROI_MASK_HEAD.POS_WEIGHT``.
+
+    Args:
+        value: "auto", a number, or a string holding a number.
+
+    Returns:
+        "auto" or a positive float.
+
+    Raises:
+        ConfigValueError: naming the key and the allowed values.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number > 0 or number == float("inf"):
+        raise ConfigValueError(
+            f"MODEL.ROI_MASK_HEAD.POS_WEIGHT = {value!r} is not allowed: "
+            "expected 'auto' or a positive finite number (e.g. '4.0')."
+        )
+    return number
+
+
+def validate_segcontrast_config(cfg: CN) -> None:
+    """Check every SegContrast key; raise on the first bad one.
+
+    Args:
+        cfg: a config with SegContrast keys.
+
+    Raises:
+        ConfigValueError: the message names the key, the value and the allowed values.
+    """
+    head = cfg.MODEL.ROI_MASK_HEAD
+    parse_pos_weight(head.POS_WEIGHT)
+    if head.POS_WEIGHT_SCOPE not in POS_WEIGHT_SCOPES:
+        raise ConfigValueError(
+            f"MODEL.ROI_MASK_HEAD.POS_WEIGHT_SCOPE = {head.POS_WEIGHT_SCOPE!r} is not allowed: "
+            f"expected one of {list(POS_WEIGHT_SCOPES)}."
+        )
+    if not head.MAX_POS_WEIGHT >= 1:
+        raise ConfigValueError(
+            f"MODEL.ROI_MASK_HEAD.MAX_POS_WEIGHT = {head.MAX_POS_WEIGHT!r} is not allowed: "
+            "expected a number >= 1."
+        )
+    if not head.FOCAL_GAMMA >= 0:
+        raise ConfigValueError(
+            f"MODEL.ROI_MASK_HEAD.FOCAL_GAMMA = {head.FOCAL_GAMMA!r} is not allowed: "
+            "expected a number >= 0."
+        )
+    if head.FOCAL_ALPHA > 1:
+        raise ConfigValueError(
+            f"MODEL.ROI_MASK_HEAD.FOCAL_ALPHA = {head.FOCAL_ALPHA!r} is not allowed: "
+            "expected a number in [0, 1], or < 0 to disable alpha weighting."
+        )
+    sc = cfg.TEST.SEGCONTRAST
+    for key in ("MASK_THRESHOLD", "IOU_THRESHOLD"):
+        value = sc.get(key)
+        if not 0 < value < 1:
+            raise ConfigValueError(
+                f"TEST.SEGCONTRAST.{key} = {value!r} is not allowed: expected a number in (0, 1)."
+            )
+    for entry in cfg.DATASETS.COCO:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            raise ConfigValueError(
+                f"DATASETS.COCO entry {entry!r} is not allowed: "
+                "expected [name, json_file, image_root]."
+            )
+
+
+def normalize_opts(opts: Sequence[str]) -> list[str]:
+    """Keep command-line values of "auto or number" keys as strings.
+
+    yacs evaluates ``POS_WEIGHT 4`` to the int 4, which its type check then refuses against the
+    string default; quoting the value makes it arrive as the string "4".
+
+    Args:
+        opts: trailing ``KEY VALUE`` pairs from the command line.
+
+    Returns:
+        A copy of ``opts`` with those values quoted.
+    """
+    out = list(opts)
+    for i in range(0, len(out) - 1, 2):
+        if out[i] in STRING_OR_NUMBER_KEYS:
+            out[i + 1] = repr(str(out[i + 1]))
+    return out

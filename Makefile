@@ -1,0 +1,42 @@
+# SegContrast: two commands on a fresh machine: `make demo` and `make test`.
+# Everything is installed into .venv inside the clone; nothing is installed system-wide.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The stamp is keyed on everything that decides what gets installed, so `make setup` reinstalls
+# only when one of these files changes.
+SETUP_INPUTS := requirements.txt tools/install_detectron2.py pyproject.toml
+SETUP_KEY := $(shell cat $(SETUP_INPUTS) 2>/dev/null | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.setup-stamp-$(SETUP_KEY)
+
+.PHONY: setup demo test lint bench study clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): $(SETUP_INPUTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) tools/install_detectron2.py
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.setup-stamp-*
+	@touch $@
+	@echo "setup: done ($(VENV))"
+
+# The main job: generate `shapes`, train Mask R-CNN with the focal mask head on the CPU,
+# evaluate the saved final weights, print the contrast table (untrained vs trained) and leave
+# overlays and plots under output/demo/.
+demo: setup
+	$(PY) tools/demo.py
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/bench_losses.py --write-docs
+	$(PY) bench/bench_train_step.py --write-docs
+	$(PY) bench/bench_evaluator.py --write-docs

@@ -1,0 +1,265 @@
+"""What ``tools/train_net.py`` does: parse Detectron2-style arguments, build the config,
+register and validate datasets, then train or evaluate in one or several processes.
+
+Exit codes: 0 success; 2 a problem with the user's input (config value, dataset, weights,
+output folder), reported in a few lines without a traceback; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.engine import default_setup
+from detectron2.utils import comm
+
+from ..config import ConfigValueError, add_segcontrast_config, normalize_opts
+from ..config import validate_segcontrast_config
+from ..data import (
+    DatasetValidationError,
+    ensure_builtin_dataset,
+    parse_dataset_arg,
+    register_builtin_datasets,
+    register_coco_dataset,
+    register_datasets_from_config,
+)
+from .checkpoint import WeightsError, load_weights_for_eval
+from .launch import launch, use_cuda
+from .trainer import SegContrastTrainer, TrainingDivergedError
+
+__all__ = ["UserInputError", "build_argument_parser", "main", "setup_cfg"]
+
+logger = logging.getLogger("segcontrast")
+
+USER_ERRORS = (ConfigValueError, DatasetValidationError, WeightsError)
+
+
+class UserInputError(ValueError):
+    """A problem with the command line, config or output folder; shown without traceback."""
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    """Detectron2's training arguments, plus SegContrast's dataset and safety flags."""
+    parser = argparse.ArgumentParser(
+        description="Train or evaluate Mask R-CNN with SegContrast's mask heads and evaluator.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Examples:\n"
+            "  tools/train_net.py --config configs/shapes/mask_rcnn_focal.yaml\n"
+            "  tools/train_net.py --config C --eval-only MODEL.WEIGHTS out/model_final.pth\n"
+            "  tools/train_net.py --config C --dataset mine_train=ann/train.json:images/ \\\n"
+            "      DATASETS.TRAIN \"('mine_train',)\" MODEL.ROI_HEADS.NUM_CLASSES 4\n"
+        ),
+    )
+    parser.add_argument("--config-file", "--config", dest="config_file", default="",
+                        metavar="FILE", help="path to the yaml config")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR's last checkpoint")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="evaluate MODEL.WEIGHTS on DATASETS.TEST, no training")
+    parser.add_argument("--eval-untrained", action="store_true",
+                        help="with --eval-only: deliberately evaluate the randomly initialised "
+                        "model (a baseline); MODEL.WEIGHTS must then be empty")
+    parser.add_argument("--num-gpus", type=int, default=1,
+                        help="processes per machine: GPUs, or CPU processes without CUDA")
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine")
+    parser.add_argument("--dist-url", default="auto",
+                        help="tcp://HOST:PORT of the rank-0 machine; 'auto' on one machine")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=JSON:IMAGE_ROOT",
+                        help="register a COCO-format dataset under NAME (repeatable)")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="let dataset file_names point outside their image root")
+    parser.add_argument("--allow-unsafe-pickle", action="store_true",
+                        help="load .pkl weights from outside Detectron2's model zoo "
+                        "(unpickling can run code: only for files you trust)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an OUTPUT_DIR that holds another run's "
+                        "checkpoints (they are overwritten)")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                        help="KEY VALUE pairs that override the config")
+    return parser
+
+
+def _select_device(cfg: CfgNode) -> None:
+    if cfg.MODEL.DEVICE.startswith("cuda") and not use_cuda():
+        cfg.MODEL.DEVICE = "cpu"
+        logger.info("No CUDA device found: running on the CPU (MODEL.DEVICE cpu).")
+
+
+def _register_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
+    register_builtin_datasets()
+    register_datasets_from_config(cfg, allow_outside_root=args.allow_outside_root)
+    for spec in args.dataset:
+        name, json_file, image_root = parse_dataset_arg(spec)
+        register_coco_dataset(
+            name, json_file, image_root, allow_outside_root=args.allow_outside_root
+        )
+    names = list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN))
+    for name in names:
+        ensure_builtin_dataset(name)
+
+
+def _check_num_classes(cfg: CfgNode, args: argparse.Namespace) -> None:
+    names = list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN))
+    wrong = []
+    for name in dict.fromkeys(names):
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if classes is not None and len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
+            wrong.append(f"{name} has {len(classes)} categories ({', '.join(classes)})")
+    if wrong:
+        raise UserInputError(
+            f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}, but "
+            + "; ".join(wrong)
+            + ". Set MODEL.ROI_HEADS.NUM_CLASSES to the dataset's category count."
+        )
+
+
+def _pick_mask_format(cfg: CfgNode, args: argparse.Namespace) -> None:
+    if args.eval_only:
+        return
+    formats = {MetadataCatalog.get(n).get("mask_format", "polygon") for n in cfg.DATASETS.TRAIN}
+    if "bitmask" in formats and cfg.INPUT.MASK_FORMAT != "bitmask":
+        logger.info("Training data has RLE masks: using INPUT.MASK_FORMAT bitmask.")
+        cfg.INPUT.MASK_FORMAT = "bitmask"
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    """Build and freeze the config; register and validate the datasets it names.
+
+    Args:
+        args: parsed command line.
+
+    Returns:
+        The frozen config.
+
+    Raises:
+        ConfigValueError, DatasetValidationError, UserInputError: bad input, to be shown to
+            the user without a traceback.
+    """
+    if not args.config_file:
+        raise UserInputError("--config is required, e.g. --config configs/shapes/mask_rcnn_focal.yaml")
+    if not os.path.isfile(args.config_file):
+        raise UserInputError(f"--config {args.config_file}: no such file")
+    cfg = get_cfg()
+    add_segcontrast_config(cfg)
+    try:
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(normalize_opts(args.opts or []))
+    except (KeyError, ValueError, AssertionError) as err:
+        raise UserInputError(f"{args.config_file}: {err}") from err
+    validate_segcontrast_config(cfg)
+    _select_device(cfg)
+    _register_datasets(cfg, args)
+    _check_num_classes(cfg, args)
+    _pick_mask_format(cfg, args)
+    cfg.freeze()
+    return cfg
+
+
+def check_output_dir(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Refuse to start a fresh run over another run's checkpoints without being told to.
+
+    Raises:
+        UserInputError: OUTPUT_DIR holds checkpoints and neither --resume nor --overwrite.
+    """
+    if args.eval_only or args.resume or args.overwrite:
+        return
+    existing = sorted(glob.glob(os.path.join(cfg.OUTPUT_DIR, "*.pth")))
+    if existing or os.path.exists(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        shown = ", ".join(os.path.basename(p) for p in existing[:3])
+        raise UserInputError(
+            f"OUTPUT_DIR {cfg.OUTPUT_DIR} already holds checkpoints ({shown or 'last_checkpoint'}) "
+            "of another run. Pass --resume to continue it, --overwrite to start over in it, "
+            "or choose another OUTPUT_DIR."
+        )
+
+
+def _limit_cpu_threads() -> None:
+    # Several CPU processes on one machine would otherwise each start one thread per core.
+    if not use_cuda() and comm.get_local_size() > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
+
+
+def _worker(args: argparse.Namespace) -> dict[str, Any] | None:
+    _limit_cpu_threads()
+    cfg = setup_cfg(args)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = SegContrastTrainer.build_model(cfg)
+        if args.eval_untrained:
+            logger.warning("Evaluating the randomly initialised model (--eval-untrained).")
+        else:
+            load_weights_for_eval(
+                model, cfg.MODEL.WEIGHTS, allow_unsafe_pickle=args.allow_unsafe_pickle
+            )
+        return SegContrastTrainer.test(cfg, model)
+    trainer = SegContrastTrainer(cfg, allow_unsafe_pickle=args.allow_unsafe_pickle)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    return getattr(trainer, "_last_eval_results", None)
+
+
+def _worker_with_exit_codes(args: argparse.Namespace) -> None:
+    try:
+        _worker(args)
+    except (*USER_ERRORS, UserInputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``tools/train_net.py``.
+
+    Args:
+        argv: command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The process exit code.
+    """
+    args = build_argument_parser().parse_args(argv)
+    if args.eval_untrained and (not args.eval_only):
+        print("error: --eval-untrained needs --eval-only", file=sys.stderr)
+        return 2
+    try:
+        # Everything that can be wrong with the user's input is checked here, once, before
+        # any process starts, so that it is reported in a few lines with exit code 2.
+        cfg = setup_cfg(args)
+        check_output_dir(cfg, args)
+        if args.eval_untrained and cfg.MODEL.WEIGHTS:
+            raise UserInputError("--eval-untrained evaluates random weights: leave MODEL.WEIGHTS empty")
+    except (*USER_ERRORS, UserInputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    world = args.num_gpus * args.num_machines
+    if world == 1:
+        try:
+            _worker(args)
+        except (*USER_ERRORS, UserInputError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except TrainingDivergedError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        launch(
+            _worker_with_exit_codes,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except torch.multiprocessing.ProcessExitedException as err:
+        print(f"error: a training process exited with code {err.exit_code}", file=sys.stderr)
+        return err.exit_code if err.exit_code == 2 else 1
+    return 0

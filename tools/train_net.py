@@ -1,0 +1,17 @@
+#!/usr/bin/env python
+"""Train or evaluate Mask R-CNN with SegContrast's mask heads and contrast evaluator.
+
+    python tools/train_net.py --config configs/shapes/mask_rcnn_focal.yaml
+    python tools/train_net.py --config C --eval-only MODEL.WEIGHTS output/x/model_final.pth
+    python tools/train_net.py --config C --num-gpus 2          # 2 GPUs, or 2 CPU processes
+
+See `--help` and the README for datasets, resuming and several machines.
+"""
+
+import sys
+
+import segcontrast  # noqa: F401  (makes detectron2 usable; registers the mask heads)
+from segcontrast.engine.train_cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -106,7 +106,12 @@ def patch_setup_py(setup_py: Path) -> None:
 def install_from_sdist() -> None:
     """Download the pure-Python sdist, strip its extension build and install it."""
     with tempfile.TemporaryDirectory(prefix="d2-sdist-") as tmp:
-        _pip("download", "--no-deps", "--no-binary", ":all:", SDIST_REQUIREMENT, "-d", tmp)
+        # Preparing the sdist's metadata runs its setup.py, which imports torch: use the
+        # environment's torch (installed from requirements.txt first), not an isolated one.
+        _pip(
+            "download", "--no-deps", "--no-build-isolation", "--no-binary", ":all:",
+            SDIST_REQUIREMENT, "-d", tmp,
+        )
         archives = sorted(Path(tmp).glob("*.tar.gz"))
         if len(archives) != 1:
             raise InstallError(f"expected one sdist archive in {tmp}, found {len(archives)}")

@@ -35,7 +35,14 @@ from .checkpoint import WeightsError, load_weights_for_eval
 from .launch import launch, use_cuda
 from .trainer import SegContrastTrainer, TrainingDivergedError
 
-__all__ = ["UserInputError", "build_argument_parser", "main", "setup_cfg"]
+__all__ = [
+    "USER_ERRORS",
+    "UserInputError",
+    "build_argument_parser",
+    "load_config",
+    "main",
+    "setup_cfg",
+]
 
 logger = logging.getLogger("segcontrast")
 
@@ -132,6 +139,35 @@ def _pick_mask_format(cfg: CfgNode, args: argparse.Namespace) -> None:
         cfg.INPUT.MASK_FORMAT = "bitmask"
 
 
+def load_config(config_file: str, opts: Sequence[str]) -> CfgNode:
+    """Read a yaml config and command-line overrides into a validated, unfrozen config.
+
+    Args:
+        config_file: the yaml file.
+        opts: ``KEY VALUE`` overrides.
+
+    Returns:
+        The config, with ``MODEL.DEVICE`` set to cpu where there is no GPU.
+
+    Raises:
+        UserInputError, ConfigValueError: a missing file, an unknown key or a bad value.
+    """
+    if not config_file:
+        raise UserInputError("--config is required, e.g. --config configs/shapes/mask_rcnn_focal.yaml")
+    if not os.path.isfile(config_file):
+        raise UserInputError(f"--config {config_file}: no such file")
+    cfg = get_cfg()
+    add_segcontrast_config(cfg)
+    try:
+        cfg.merge_from_file(config_file)
+        cfg.merge_from_list(normalize_opts(opts))
+    except (KeyError, ValueError, AssertionError) as err:
+        raise UserInputError(f"{config_file}: {err}") from err
+    validate_segcontrast_config(cfg)
+    _select_device(cfg)
+    return cfg
+
+
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """Build and freeze the config; register and validate the datasets it names.
 
@@ -145,19 +181,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         ConfigValueError, DatasetValidationError, UserInputError: bad input, to be shown to
             the user without a traceback.
     """
-    if not args.config_file:
-        raise UserInputError("--config is required, e.g. --config configs/shapes/mask_rcnn_focal.yaml")
-    if not os.path.isfile(args.config_file):
-        raise UserInputError(f"--config {args.config_file}: no such file")
-    cfg = get_cfg()
-    add_segcontrast_config(cfg)
-    try:
-        cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(normalize_opts(args.opts or []))
-    except (KeyError, ValueError, AssertionError) as err:
-        raise UserInputError(f"{args.config_file}: {err}") from err
-    validate_segcontrast_config(cfg)
-    _select_device(cfg)
+    cfg = load_config(args.config_file, args.opts or [])
     _register_datasets(cfg, args)
     _check_num_classes(cfg, args)
     _pick_mask_format(cfg, args)

@@ -1,0 +1,168 @@
+"""What dataset validation found: problems, the report that collects them, and the error.
+
+Every problem names the file, the image id and the annotation id where it applies, so that a
+user can fix a bad COCO file from the message alone. Problems are either ``fatal`` (the run
+must not start) or ``dropped`` (the item is removed from the loaded data and counted).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "DatasetProblem",
+    "DatasetValidationError",
+    "Severity",
+    "ValidationReport",
+]
+
+Severity = Literal["fatal", "dropped"]
+
+
+@dataclass(frozen=True)
+class DatasetProblem:
+    """One problem in a dataset.
+
+    Attributes:
+        severity: "fatal" (stops the run) or "dropped" (the item is left out, with a count).
+        code: a short stable identifier, e.g. "image_missing" (datasets/README.md lists them).
+        message: what was expected and what was found.
+        file: the annotation file (or the command-line argument) the problem is in.
+        image_id: the image the problem belongs to, when there is one.
+        annotation_id: the annotation the problem belongs to, when there is one.
+    """
+
+    severity: Severity
+    code: str
+    message: str
+    file: str
+    image_id: Any = None
+    annotation_id: Any = None
+
+    def location(self) -> str:
+        """Where the problem is: ``file: image 3, annotation 12``."""
+        parts = []
+        if self.image_id is not None:
+            parts.append(f"image {self.image_id!r}")
+        if self.annotation_id is not None:
+            parts.append(f"annotation {self.annotation_id!r}")
+        return f"{self.file}: " + ", ".join(parts) if parts else self.file
+
+    def format(self) -> str:
+        """One line: severity, location and message."""
+        return f"[{self.severity}] {self.location()}: {self.message}"
+
+
+@dataclass
+class ValidationReport:
+    """Everything found in one COCO file, plus what its loaded data looks like.
+
+    Attributes:
+        json_file: the annotation file, as given.
+        image_root: the image folder, as given.
+        problems: every problem, in the order found.
+        num_images: images in the file.
+        num_annotations: annotations in the file.
+        num_kept_annotations: annotations left after dropping the droppable ones.
+        categories: ``(id, name)`` of each category, sorted by id.
+        mask_format: "polygon" when every kept segmentation is a polygon, else "bitmask".
+    """
+
+    json_file: str
+    image_root: str
+    problems: list[DatasetProblem] = field(default_factory=list)
+    num_images: int = 0
+    num_annotations: int = 0
+    num_kept_annotations: int = 0
+    categories: list[tuple[int, str]] = field(default_factory=list)
+    mask_format: str = "polygon"
+
+    def add(self, severity: Severity, code: str, message: str, *, image_id: Any = None,
+            annotation_id: Any = None, file: str | None = None) -> None:
+        """Record a problem (in ``json_file`` unless ``file`` is given)."""
+        self.problems.append(
+            DatasetProblem(severity, code, message, file or self.json_file, image_id,
+                           annotation_id)
+        )
+
+    @property
+    def fatal(self) -> list[DatasetProblem]:
+        """The problems that stop the run."""
+        return [p for p in self.problems if p.severity == "fatal"]
+
+    @property
+    def dropped(self) -> list[DatasetProblem]:
+        """The problems whose item was left out of the loaded data."""
+        return [p for p in self.problems if p.severity == "dropped"]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is fatal (dropped items are allowed)."""
+        return not self.fatal
+
+    def counts(self) -> Counter:
+        """Number of problems per ``(severity, code)``."""
+        return Counter((p.severity, p.code) for p in self.problems)
+
+    def format_summary(self, max_lines: int = 20) -> str:
+        """A short, readable summary: counts per problem, then the first problems.
+
+        Args:
+            max_lines: at most this many individual problems are listed (fatal ones first).
+
+        Returns:
+            Several lines of text, without a trailing newline.
+        """
+        num_fatal, num_dropped = len(self.fatal), len(self.dropped)
+        if not self.problems:
+            return (
+                f"{self.json_file}: OK ({self.num_images} images, {self.num_annotations} "
+                f"annotations, {len(self.categories)} categories; image root {self.image_root})"
+            )
+        lines = [
+            f"{self.json_file}: {num_fatal} fatal problem(s), {num_dropped} dropped item(s) "
+            f"in {self.num_images} images and {self.num_annotations} annotations "
+            f"(image root {self.image_root})"
+        ]
+        for (severity, code), count in sorted(self.counts().items()):
+            lines.append(f"  {code} ({severity}): {count}")
+        ordered = self.fatal + self.dropped
+        for problem in ordered[:max_lines]:
+            lines.append("  " + problem.format())
+        if len(ordered) > max_lines:
+            lines.append(
+                f"  ... and {len(ordered) - max_lines} more "
+                "(tools/validate_dataset.py JSON IMAGE_ROOT --all lists every one)"
+            )
+        return "\n".join(lines)
+
+    def raise_if_fatal(self) -> None:
+        """Raise :class:`DatasetValidationError` when any problem is fatal."""
+        if self.fatal:
+            raise DatasetValidationError(self)
+
+
+class DatasetValidationError(ValueError):
+    """A dataset (or the way it was given) cannot be used; ``.report`` says why.
+
+    ``str(err)`` is the report's short summary, ready to print without a traceback.
+    """
+
+    def __init__(self, report: ValidationReport, message: str | None = None) -> None:
+        self.report = report
+        super().__init__(message or report.format_summary())
+
+    @classmethod
+    def single(cls, code: str, message: str, file: str) -> DatasetValidationError:
+        """An error about one thing that is not an item of a loaded file.
+
+        Args:
+            code: the problem code.
+            message: the full message, naming what was expected and found.
+            file: the file (or command-line argument) concerned.
+        """
+        report = ValidationReport(json_file=file, image_root="")
+        report.add("fatal", code, message)
+        return cls(report, message)

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""The main job (`make demo`): generate `shapes`, train Mask R-CNN with the focal mask head on
-the CPU, evaluate the saved final weights, and print the semantic-vs-instance contrast table for
-the untrained and the trained model side by side.
+"""The main job (`make demo`): train on `shapes`, evaluate, print the contrast table.
+
+Generates `shapes`, trains Mask R-CNN with the focal mask head on the CPU, evaluates the saved
+final weights, and prints the semantic-vs-instance contrast table for the untrained and the
+trained model side by side.
 
 Everything goes under output/demo/ (override with --output):
     untrained/   eval-only of the randomly initialised model (the baseline)

@@ -145,7 +145,8 @@ def main() -> int:
         return 1
     imports, detail = detectron2_import_status()
     if not imports:
-        print(f"install_detectron2: FAILED: {what}, but it does not import: {detail}", file=sys.stderr)
+        print(f"install_detectron2: FAILED: {what}, but it does not import: {detail}",
+              file=sys.stderr)
         return 1
     print(f"install_detectron2: {what}: detectron2 {detail}.")
     return 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Predict with trained weights on image files: overlays, COCO results JSON, label PNGs.
 
-    python tools/predict.py --config configs/shapes/mask_rcnn_focal.yaml \
-        --weights output/shapes/focal/model_final.pth --input "images/*.png" --output out/ --semantic-png
+python tools/predict.py --config configs/shapes/mask_rcnn_focal.yaml \
+        --weights output/shapes/focal/model_final.pth --input "images/*.png" \
+        --output out/ --semantic-png
 """
 
 import argparse
@@ -24,7 +25,8 @@ def main() -> int:
     parser.add_argument("--confidence", type=float, default=0.5, help="score shown in overlays")
     parser.add_argument("--limit", type=int, default=0, help="at most this many images (0: all)")
     parser.add_argument("--metadata", default=None,
-                        help="registered dataset whose class names to use (default: DATASETS.TEST[0])")
+                        help="registered dataset whose class names to use "
+                        "(default: DATASETS.TEST[0])")
     parser.add_argument("--allow-unsafe-pickle", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from detectron2.config import CfgNode as CN
 
@@ -11,6 +12,7 @@ __all__ = [
     "POS_WEIGHT_SCOPES",
     "STRING_OR_NUMBER_KEYS",
     "add_segcontrast_config",
+    "merge_config_file",
     "normalize_opts",
     "parse_pos_weight",
     "validate_segcontrast_config",
@@ -53,6 +55,9 @@ def add_segcontrast_config(cfg: CN) -> None:
     cfg.TEST.SEGCONTRAST = CN()
     # Predicted mask probabilities >= this are foreground (semantic and instance scores).
     cfg.TEST.SEGCONTRAST.MASK_THRESHOLD = 0.5
+    # Predictions scoring below this are left out of the semantic painting and the instance
+    # metrics (COCO mask AP always uses all of them, as pycocotools does).
+    cfg.TEST.SEGCONTRAST.SCORE_THRESHOLD = 0.0
     # A prediction matches a GT instance when their mask IoU is at least this.
     cfg.TEST.SEGCONTRAST.IOU_THRESHOLD = 0.5
     # Boundary IoU band width, as a fraction of the image diagonal (Cheng et al. 2021).
@@ -135,6 +140,54 @@ def validate_segcontrast_config(cfg: CN) -> None:
                 f"DATASETS.COCO entry {entry!r} is not allowed: "
                 "expected [name, json_file, image_root]."
             )
+
+
+def _quote_numbers(loaded: dict) -> None:
+    """Make numbers at "auto or number" keys of a loaded yaml dict arrive as strings.
+
+    yacs literal-evaluates every string of a loaded dict, so a number (``4.5``) or a numeric
+    string (``"4.5"``) is stored as its quoted repr (``"'4.5'"``), which evaluates to "4.5".
+    """
+    for key in STRING_OR_NUMBER_KEYS:
+        *parents, leaf = key.split(".")
+        node: Any = loaded
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node[leaf]
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) or (isinstance(value, str) and _is_number(value)):
+            node[leaf] = repr(str(value))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def merge_config_file(cfg: CN, path: str) -> None:
+    """``cfg.merge_from_file(path)``, also accepting numbers at "auto or number" keys.
+
+    yacs fixes a key's type from its default: ``POS_WEIGHT: 4.5`` in a yaml file would be
+    refused against the string default "auto". Here such numbers become strings first.
+
+    Args:
+        cfg: the config to update in place.
+        path: a yaml file (``_BASE_`` inheritance as in Detectron2).
+    """
+    loaded = cfg.load_yaml_with_base(path, allow_unsafe=True)
+    _quote_numbers(loaded)
+    loaded_cfg = type(cfg)(loaded)
+    if loaded_cfg.get("VERSION", cfg.VERSION) != cfg.VERSION:
+        # An old config version: Detectron2's upgrade path (numbers must then be quoted).
+        cfg.merge_from_file(path)
+        return
+    cfg.merge_from_other_cfg(loaded_cfg)
 
 
 def normalize_opts(opts: Sequence[str]) -> list[str]:

@@ -1,6 +1,8 @@
-"""Run a trained model on image files: overlays, COCO-format results and semantic label maps.
+"""Running a trained model: masks pasted at a chosen threshold, and prediction on image files.
 
-Used by ``tools/predict.py``.
+:class:`MaskThresholdModel` makes ``TEST.SEGCONTRAST.MASK_THRESHOLD`` the threshold at which
+Mask R-CNN's soft masks become the binary masks that are evaluated (Detectron2 always pastes at
+0.5). :func:`predict_images` is what ``tools/predict.py`` does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.modeling import build_model
+from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 from PIL import Image
@@ -28,11 +31,65 @@ from tqdm import tqdm
 from .engine.checkpoint import atomic_write_bytes, load_weights_for_eval
 from .evaluation import paint_semantic_prediction
 
-__all__ = ["IMAGE_EXTENSIONS", "Predictor", "expand_image_inputs", "predict_images"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MaskThresholdModel",
+    "Predictor",
+    "expand_image_inputs",
+    "paste_at_threshold",
+    "predict_images",
+]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def paste_at_threshold(
+    raw: list[Instances], batched_inputs: list[dict], mask_threshold: float
+) -> list[dict]:
+    """Scale raw detections to each input's size and paste their masks at a threshold.
+
+    Exactly Detectron2's ``GeneralizedRCNN._postprocess``, with the threshold as an argument.
+
+    Args:
+        raw: per image, ``Instances`` from ``model.inference(..., do_postprocess=False)``
+            (pred_masks (N, 1, M, M) probabilities, boxes at the network's input size).
+        batched_inputs: the model's inputs (their "height"/"width" are the output size).
+        mask_threshold: soft masks >= this are foreground.
+
+    Returns:
+        Per image ``{"instances": Instances}`` with pred_masks (N, H, W) bool.
+    """
+    outputs = []
+    for instances, inputs in zip(raw, batched_inputs, strict=True):
+        height = inputs.get("height", instances.image_size[0])
+        width = inputs.get("width", instances.image_size[1])
+        outputs.append({"instances": detector_postprocess(instances, height, width,
+                                                          mask_threshold=mask_threshold)})
+    return outputs
+
+
+class MaskThresholdModel(torch.nn.Module):
+    """A Mask R-CNN for inference whose masks are binarised at ``mask_threshold``.
+
+    Args:
+        model: a ``GeneralizedRCNN`` (or its DDP wrapper).
+        mask_threshold: in (0, 1); 0.5 gives exactly Detectron2's outputs.
+    """
+
+    def __init__(self, model: torch.nn.Module, mask_threshold: float) -> None:
+        super().__init__()
+        self.model = model
+        self.mask_threshold = mask_threshold
+
+    def forward(self, batched_inputs: list[dict]) -> list[dict]:
+        """Predict; the same inputs and outputs as the wrapped model's inference."""
+        model = getattr(self.model, "module", self.model)
+        if not hasattr(model, "inference") or self.training:
+            return self.model(batched_inputs)
+        raw = model.inference(batched_inputs, do_postprocess=False)
+        return paste_at_threshold(raw, batched_inputs, self.mask_threshold)
 
 
 def expand_image_inputs(spec: str) -> list[Path]:
@@ -56,7 +113,9 @@ def expand_image_inputs(spec: str) -> list[Path]:
         found = [Path(p) for p in glob.glob(spec, recursive=True)]
         found = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     if not found:
-        raise FileNotFoundError(f"--input {spec}: no image files found (extensions {IMAGE_EXTENSIONS})")
+        raise FileNotFoundError(
+            f"--input {spec}: no image files found (extensions {', '.join(IMAGE_EXTENSIONS)})"
+        )
     return sorted(found)
 
 
@@ -71,9 +130,10 @@ class Predictor:
 
     def __init__(self, cfg: CfgNode, weights: str, *, allow_unsafe_pickle: bool = False) -> None:
         self.cfg = cfg
-        self.model = build_model(cfg)
+        model = build_model(cfg)
+        load_weights_for_eval(model, weights, allow_unsafe_pickle=allow_unsafe_pickle)
+        self.model = MaskThresholdModel(model, cfg.TEST.SEGCONTRAST.MASK_THRESHOLD)
         self.model.eval()
-        load_weights_for_eval(self.model, weights, allow_unsafe_pickle=allow_unsafe_pickle)
         self.resize = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )
@@ -141,7 +201,7 @@ def predict_images(
     to_dataset_id = {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()}
     results = []
     for image_id, (path, stem) in enumerate(
-        tqdm(list(zip(paths, _unique_stems(paths))), desc="predict", unit="img")
+        tqdm(list(zip(paths, _unique_stems(paths), strict=True)), desc="predict", unit="img")
     ):
         image = read_image(str(path), format=predictor.input_format)
         instances = predictor(image)

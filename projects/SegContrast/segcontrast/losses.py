@@ -11,20 +11,24 @@ Both are pure functions of ``(logits, targets)`` that accept any shape and soft 
   targets this equals ``torchvision.ops.sigmoid_focal_loss``; for soft targets each term keeps its
   own modulating factor (torchvision applies ``(1 - p_t)^gamma`` to the whole cross-entropy).
 
-Numerics: ``log(p)`` and ``log(1 - p)`` are never taken directly. With
-``softplus(x) = log(1 + exp(x)) = max(x, 0) - log(sigmoid(|x|))`` they are ``-softplus(-x)``
-and ``-softplus(x)``, finite for any finite logit (the textbook focal loss gives NaN from
-``log(sigmoid(x))`` at ``x = -100``). ``sigmoid(|x|) >= 0.5``, so its log never sees 0. The
-absolute error of that log is about one float ulp of 1 (6e-8 in float32), which is far below the
-loss of any pixel that matters; ``log1p`` would be exact there but costs ~3x ``log`` on CPU.
-Everything is computed in float32 (float64 for float64 logits), also under ``torch.autocast``.
+Numerics: ``log(p)`` and ``log(1 - p)`` are never taken directly. They are
+``-softplus(-x)`` and ``-softplus(x)``, computed as ``relu(+-x) + log1p(exp(-|x|))``: two
+non-negative terms, finite for any finite logit (the textbook focal loss gives NaN from
+``log(sigmoid(x))`` at ``x = -100``). The negative and positive terms are combined with
+``torch.lerp(neg, pos, y)``, which returns exactly one of them where ``y`` is 0 or 1, so a
+well-classified pixel keeps its tiny loss to float precision (torch's own BCE adds ``(1 - y) * x``
+to ``softplus(-x)``, which loses most digits of a confident background pixel's loss in float32).
+Everything is computed in float32 (float64 for float64 logits), also under ``torch.autocast``; sums
+are pairwise (torch's ``sum``), then accumulated over blocks in float64.
 
-Speed: ``torch.log1p``, ``F.logsigmoid`` and ``F.softplus`` are several times slower than ``log``
-and ``exp`` on CPU, and ``torch.where`` is slower still; autograd through a chain of elementwise
-ops also stores and revisits every intermediate. Each loss is therefore a
-``torch.autograd.Function`` with an analytic backward, built only from cheap elementwise ops, and
-the ``"mean"``/``"sum"`` reductions use dot products with the targets instead of materializing
-the per-pixel loss. ``bench/bench_losses.py`` compares them with torch's own BCE.
+Speed: each loss is a ``torch.autograd.Function`` that computes its analytic gradient in the
+forward pass from the intermediates it already has (``sigmoid(x)``, the softplus terms), with
+in-place and ``out=`` elementwise ops only, so that autograd neither stores nor revisits a chain of
+temporaries. On CPU the elements go in blocks of ``CPU_BLOCK`` elements per thread: the dozen-odd
+passes over a block then run in the L2 cache, and the temporaries are a few blocks, not a few
+copies of the logits (on other devices the whole tensor is one block). ``torch.where``,
+``F.logsigmoid`` and ``F.softplus`` are avoided: each is several times slower than ``exp`` on
+CPU. ``bench/bench_losses.py`` compares both losses with torch's own BCE.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "REDUCTIONS",
@@ -63,17 +68,19 @@ def auto_pos_weight(
     Returns:
         float64 weights: 0-dim when ``dim`` is None, else ``targets``' shape with ``dim`` set to 1.
     """
-    if max_pos_weight < 1:
+    if not max_pos_weight >= 1:
         raise ValueError(f"max_pos_weight must be >= 1, got {max_pos_weight!r}")
+    # Bool targets count in int64 (exact); float targets with torch's pairwise sum, then the ratio
+    # in float64. (A float64 copy of the targets would cost more than the loss itself.)
     if dim is None:
-        num_pos = targets.sum(dtype=torch.float64)
+        num_pos = targets.sum().double()
         numel = targets.numel()
     else:
-        num_pos = targets.sum(dim=dim, keepdim=True, dtype=torch.float64)
+        num_pos = targets.sum(dim=dim, keepdim=True).double()
         numel = 1
         for d in dim:
             numel *= targets.shape[d]
-    # Counts are summed in float64 so that large batches of binary masks stay exact integers.
+    # num_pos = 0 gives inf (or nan for an empty tensor): both mean "no foreground", so the cap.
     ratio = (numel - num_pos) / num_pos
     ratio = torch.where(num_pos > 0, ratio, torch.full_like(ratio, max_pos_weight))
     return ratio.clamp(1.0, max_pos_weight)
@@ -89,15 +96,16 @@ def pos_weighted_bce_with_logits(
     """Binary cross-entropy from logits with the positive term weighted by ``pos_weight``.
 
     Equals ``F.binary_cross_entropy_with_logits(logits, targets, pos_weight=w, reduction=...)``
-    (``"mean"`` divides by the number of elements), faster on CPU.
+    (``"mean"`` divides by the number of elements).
 
     Args:
         logits: (*) raw scores, any float dtype.
         targets: (*) same shape as ``logits``, in [0, 1]; must not require grad.
         pos_weight: ``"auto"`` (``num_neg / num_pos`` over all of ``targets``, clamped to
-            ``[1, max_pos_weight]``), a number (used as is), or a tensor broadcastable to
-            ``logits`` without enlarging it, e.g. (R, 1, 1) for one weight per ROI of (R, M, M)
-            logits (see :func:`auto_pos_weight` with ``dim=(1, 2)``).
+            ``[1, max_pos_weight]``), a positive number (used as is), or a tensor of positive
+            weights broadcastable to ``logits`` without enlarging it, e.g. (R, 1, 1) for one weight
+            per ROI of (R, M, M) logits (see :func:`auto_pos_weight` with ``dim=(1, 2)``). A tensor
+            weight is treated as a constant (no gradient flows into it).
         max_pos_weight: upper clamp of the ``"auto"`` weight.
         reduction: ``"none"`` (per-element loss), ``"mean"`` or ``"sum"``.
 
@@ -112,12 +120,13 @@ def pos_weighted_bce_with_logits(
     elif isinstance(pos_weight, Tensor) and pos_weight.numel() == 1:
         weight = float(pos_weight.item())
     elif isinstance(pos_weight, Tensor):
-        if torch.broadcast_shapes(pos_weight.shape, x.shape) != x.shape:
+        if not _broadcasts_to(pos_weight.shape, x.shape):
             raise ValueError(
                 f"pos_weight of shape {tuple(pos_weight.shape)} does not broadcast to the logits' "
                 f"shape {tuple(x.shape)}"
             )
-        weight = pos_weight.detach().to(device=x.device, dtype=x.dtype)
+        # One weight per element: the blocks are flat (a broadcast copy, cheap next to the loss).
+        weight = pos_weight.detach().to(device=x.device, dtype=x.dtype).expand(x.shape).contiguous()
     else:
         weight = float(pos_weight)
     with _no_autocast(x.device):
@@ -133,8 +142,8 @@ def focal_loss_with_logits(
 ) -> Tensor:
     """Sigmoid focal loss (Lin et al. 2017) from logits.
 
-    For binary targets equals ``torchvision.ops.sigmoid_focal_loss`` with the same arguments,
-    faster on CPU and finite for any finite logit.
+    For binary targets equals ``torchvision.ops.sigmoid_focal_loss`` with the same arguments, and
+    is finite for any finite logit.
 
     Args:
         logits: (*) raw scores, any float dtype.
@@ -173,6 +182,13 @@ def _prepare(logits: Tensor, targets: Tensor, reduction: str) -> tuple[Tensor, T
     return x, y
 
 
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
 def _no_autocast(device: torch.device) -> AbstractContextManager:
     """Autocast off, so that the float32 inputs stay float32 (bf16/fp16 logs lose the loss)."""
     if torch.amp.is_autocast_available(device.type):
@@ -180,90 +196,146 @@ def _no_autocast(device: torch.device) -> AbstractContextManager:
     return nullcontext()
 
 
-def _softplus_pair(x: Tensor, log_sig_abs: Tensor) -> tuple[Tensor, Tensor]:
-    """``softplus(x)`` and ``softplus(-x)`` (*), i.e. ``-log(1 - p)`` and ``-log(p)``.
+# Elements per block and per intra-op thread on CPU: each thread's share of the ~8 float32
+# temporaries of a block (2 MiB) fits in a core's L2 cache. Blocks grow with the thread count so
+# that each op still gives every thread that much work (fewer, larger parallel regions).
+CPU_BLOCK = 1 << 16
 
-    Each is ``max(+-x, 0) + log(1 + exp(-|x|))``, a sum of two non-negative terms, so neither
-    loses precision to cancellation (``softplus(x) - x`` would, for large ``x``).
+
+class _Blocks:
+    """Flat views of the inputs and outputs, cut into blocks, with reusable block temporaries.
 
     Args:
-        x: (*) logits.
-        log_sig_abs: (*) ``log(sigmoid(|x|))``; consumed.
+        x: (*) contiguous logits.
+        y: (*) contiguous targets, ``x``'s dtype.
+        reduction: "none" allocates the per-element loss output.
+        with_grad: allocate the per-element gradient output.
+        num_temps: number of block-sized temporaries.
     """
-    relu = x.clamp_min(0)
-    sp_neg = torch.sub(relu, x).sub_(log_sig_abs)
-    sp_pos = relu.sub_(log_sig_abs)
-    return sp_pos, sp_neg
+
+    def __init__(self, x: Tensor, y: Tensor, reduction: str, with_grad: bool, num_temps: int):
+        self.numel = x.numel()
+        if x.device.type == "cpu":
+            self.block = CPU_BLOCK * torch.get_num_threads()
+        else:
+            self.block = max(self.numel, 1)
+        self.x, self.y = x.view(-1), y.view(-1)
+        self.loss = torch.empty_like(x) if reduction == "none" else None
+        self.grad = torch.empty_like(x) if with_grad else None
+        size = min(self.block, self.numel)
+        self.temps = [x.new_empty(size) for _ in range(num_temps)]
+        self.partial_sums: list[Tensor] = []
+
+    def __iter__(self):
+        """Yield ``(start, end, temps)`` per block, temps cut to the block's length."""
+        for start in range(0, self.numel, self.block):
+            end = min(start + self.block, self.numel)
+            yield start, end, [t[: end - start] for t in self.temps]
+
+    def loss_out(self, start: int, end: int, scratch: Tensor) -> Tensor:
+        """Where a block's loss goes: the output for "none", else ``scratch``."""
+        return scratch if self.loss is None else self.loss.view(-1)[start:end]
+
+    def grad_out(self, start: int, end: int) -> Tensor:
+        return self.grad.view(-1)[start:end]
+
+    def add_block_loss(self, loss: Tensor) -> None:
+        if self.loss is None:
+            self.partial_sums.append(loss.sum())
+
+    def result(self, reduction: str) -> Tensor:
+        if reduction == "none":
+            return self.loss
+        dtype = self.x.dtype
+        if not self.partial_sums:
+            total = self.x.new_zeros(())
+        else:
+            total = torch.stack(self.partial_sums).sum(dtype=torch.float64).to(dtype)
+        return total / self.numel if reduction == "mean" else total
 
 
-def _class_weights(y: Tensor, pos_scale: float | Tensor, neg_scale: float) -> tuple[Tensor, Tensor]:
-    """Per-element weights of the positive and negative terms: ``pos * y``, ``neg * (1 - y)``."""
-    y_pos = y if isinstance(pos_scale, float) and pos_scale == 1.0 else torch.mul(y, pos_scale)
-    neg = torch.tensor(neg_scale, dtype=y.dtype, device=y.device)
-    return y_pos, torch.add(neg, y, alpha=-neg_scale)
+def _softplus_parts(x: Tensor, relu: Tensor, log_term: Tensor, relu_neg: Tensor) -> None:
+    """Write ``relu(x)``, ``log(1 + exp(-|x|))`` and ``relu(-x)`` (*) into the given tensors.
+
+    ``softplus(x) = relu(x) + log_term`` and ``softplus(-x) = relu(-x) + log_term``: sums of two
+    non-negative terms, so neither loses the small log term to cancellation (``softplus(x) - x``
+    would, for large ``x``).
+    """
+    torch.clamp(x, min=0, out=relu)
+    # x - 2 * relu(x) is -|x| exactly, in one pass instead of abs + neg.
+    torch.add(x, relu, alpha=-2.0, out=log_term).exp_().log1p_()
+    torch.sub(relu, x, out=relu_neg)  # exact: x - x = 0 or 0 - x
 
 
-def _flat_dot(a: Tensor, b: Tensor) -> Tensor:
-    return torch.dot(a.reshape(-1), b.reshape(-1))
+def _grad_input(grad: Tensor, grad_output: Tensor) -> Tensor:
+    """Chain rule. ``grad`` already holds d(loss)/dx, including the 1 / n of "mean"."""
+    # The loss is usually the end of the graph (grad_output 1): hand the saved gradient over
+    # instead of copying it; autograd never writes into a gradient a node returns.
+    if grad_output.device.type == "cpu" and grad_output.numel() == 1 and grad_output.item() == 1:
+        return grad
+    return grad * grad_output
 
 
-def _reduce(
-    y_pos: Tensor, loss_pos: Tensor, y_neg: Tensor, loss_neg: Tensor, reduction: str
-) -> Tensor:
-    """``y_pos * loss_pos + y_neg * loss_neg`` (*), reduced; consumes ``loss_pos``."""
-    if reduction == "none":
-        return loss_pos.mul_(y_pos).addcmul_(y_neg, loss_neg)
-    total = _flat_dot(y_pos, loss_pos) + _flat_dot(y_neg, loss_neg)
-    return total / loss_pos.numel() if reduction == "mean" else total
-
-
-def _grad_scale(grad_output: Tensor, reduction: str, numel: int) -> Tensor:
-    return grad_output / numel if reduction == "mean" else grad_output
+# Both losses are (1 - y) * neg_term + y * pos_term, formed with torch.lerp(neg, pos, y): it returns
+# exactly one of the terms where y is 0 or 1, so a pixel's loss keeps full relative precision.
 
 
 class _PosWeightedBCE(torch.autograd.Function):
-    """``w * y * softplus(-x) + (1 - y) * softplus(x)``, with an analytic backward.
+    """``(1 - y) * softplus(x) + y * w * softplus(-x)``, with an analytic gradient.
 
-    ``w`` is a float or a tensor broadcastable to ``x``. The gradient is
-    ``(1 + (w - 1) * y) * p - w * y``.
+    Computed as ``lerp(relu(x), w * relu(-x), y) + c * log_term`` with ``c = 1 + (w - 1) * y``;
+    the gradient is ``c * p - w * y``. ``w`` is a float or a tensor of ``x``'s shape.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, y: Tensor, weight: float | Tensor, reduction: str) -> Tensor:
-        sp_pos, sp_neg = _softplus_pair(x, x.abs().sigmoid_().log_())
-        y_pos, y_neg = _class_weights(y, weight, 1.0)
-        total = _reduce(y_pos, sp_neg, y_neg, sp_pos, reduction)
-        if isinstance(weight, Tensor):
-            ctx.save_for_backward(x, y_pos, y_neg)
-        else:
-            ctx.save_for_backward(x, y)
-        ctx.weight = weight if not isinstance(weight, Tensor) else None
-        ctx.reduction = reduction
-        return total
+        blocks = _Blocks(x, y, reduction, ctx.needs_input_grad[0], num_temps=4)
+        scale = 1.0 / max(blocks.numel, 1) if reduction == "mean" else 1.0
+        tensor_weight = isinstance(weight, Tensor)
+        flat_weight = weight.view(-1) if tensor_weight else None
+        one, scale_t = x.new_ones(()), x.new_full((), scale)
+        for start, end, (margin, log_term, relu_neg, c) in blocks:
+            xb, yb = blocks.x[start:end], blocks.y[start:end]
+            w = flat_weight[start:end] if tensor_weight else weight
+            _softplus_parts(xb, margin, log_term, relu_neg)
+            loss = torch.lerp(margin, relu_neg.mul_(w), yb, out=blocks.loss_out(start, end, margin))
+            if tensor_weight:
+                loss.addcmul_(torch.lerp(one, w, yb, out=c), log_term)
+            elif w != 1.0:
+                # c * scale: the gradient's "mean" factor rides along, the loss takes it off.
+                torch.add(scale_t, yb, alpha=scale * (w - 1.0), out=c)
+                loss.addcmul_(c, log_term, value=1.0 / scale)
+            else:
+                loss.add_(log_term)
+            blocks.add_block_loss(loss)
+            if blocks.grad is not None:
+                grad = torch.sigmoid(xb, out=blocks.grad_out(start, end))
+                if not tensor_weight and w != 1.0:
+                    grad.mul_(c).sub_(yb, alpha=w * scale)
+                    continue
+                if tensor_weight:
+                    grad.mul_(c).addcmul_(yb, w, value=-1.0)
+                else:
+                    grad.sub_(yb)
+                if scale != 1.0:
+                    grad.mul_(scale)
+        if blocks.grad is not None:
+            ctx.save_for_backward(blocks.grad)
+        return blocks.result(reduction)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_output: Tensor):
-        x, *targets = ctx.saved_tensors
-        with _no_autocast(x.device):
-            grad = torch.sigmoid(x)
-            if ctx.weight is None:
-                y_pos, y_neg = targets
-                grad.mul_(y_pos + y_neg).sub_(y_pos)
-            else:
-                (y,) = targets
-                if ctx.weight != 1.0:
-                    grad.addcmul_(grad, y, value=ctx.weight - 1.0)
-                grad.sub_(y, alpha=ctx.weight)
-            grad.mul_(_grad_scale(grad_output, ctx.reduction, x.numel()))
-        return grad, None, None, None
+        (grad,) = ctx.saved_tensors
+        return _grad_input(grad, grad_output), None, None, None
 
 
 class _FocalLoss(torch.autograd.Function):
-    """``a_pos * y * (1 - p)^g * softplus(-x) + a_neg * (1 - y) * p^g * softplus(x)``.
+    """``(1 - y) * a_neg * p^g * softplus(x) + y * a_pos * q^g * softplus(-x)``, ``q = 1 - p``.
 
-    Analytic backward: the positive term's derivative is
-    ``-a_pos * (1 - p)^g * (g * p * softplus(-x) + 1 - p)``, the negative term's
-    ``a_neg * p^g * (g * (1 - p) * softplus(x) + p)``.
+    With ``l_neg = a_neg * p^g * softplus(x)`` and ``l_pos = a_pos * q^g * softplus(-x)``, and
+    ``dp/dx = p * q``, the gradient is ``(1 - y) * (g * q * l_neg + a_neg * p^(g + 1))
+    - y * (g * p * l_pos + a_pos * q^(g + 1))``.
     """
 
     @staticmethod
@@ -276,41 +348,49 @@ class _FocalLoss(torch.autograd.Function):
         gamma: float,
         reduction: str,
     ) -> Tensor:
-        p = torch.sigmoid(x)
-        q = 1.0 - p
-        # sigmoid(|x|) = max(p, 1 - p): the stable log terms from the probabilities at hand.
-        sp_pos, sp_neg = _softplus_pair(x, torch.maximum(p, q).log_())
-        y_pos, y_neg = _class_weights(y, pos_scale, neg_scale)
-        mod_pos, mod_neg = _pow(q, gamma), _pow(p, gamma)
-        loss_pos = sp_neg.clone() if mod_pos is None else torch.mul(mod_pos, sp_neg)
-        loss_neg = sp_pos if mod_neg is None else torch.mul(mod_neg, sp_pos)
-        total = _reduce(y_pos, loss_pos, y_neg, loss_neg, reduction)
-        ctx.save_for_backward(y_pos, y_neg, p, q, sp_pos, sp_neg, mod_pos, mod_neg)
-        ctx.gamma = gamma
-        ctx.reduction = reduction
-        return total
+        blocks = _Blocks(x, y, reduction, ctx.needs_input_grad[0], num_temps=7)
+        scale = 1.0 / max(blocks.numel, 1) if reduction == "mean" else 1.0
+        zero = x.new_zeros(())
+        for start, end, temps in blocks:
+            p, q, l_neg, log_term, l_pos, mod_neg, mod_pos = temps
+            xb, yb = blocks.x[start:end], blocks.y[start:end]
+            torch.sigmoid(xb, out=p)
+            # sigmoid(-x) rather than 1 - p: exact for confident positives, where 1 - p rounds.
+            torch.neg(xb, out=q).sigmoid_()
+            _softplus_parts(xb, l_neg, log_term, l_pos)
+            l_neg.add_(log_term)
+            l_pos.add_(log_term)
+            _scaled_pow(p, gamma, neg_scale, out=mod_neg)
+            _scaled_pow(q, gamma, pos_scale, out=mod_pos)
+            l_neg.mul_(mod_neg)
+            l_pos.mul_(mod_pos)
+            loss = torch.lerp(l_neg, l_pos, yb, out=blocks.loss_out(start, end, log_term))
+            blocks.add_block_loss(loss)
+            if blocks.grad is not None:
+                # The 1 / n of "mean" and the sign of the positive term ride on the scalars.
+                torch.addcmul(zero, mod_neg, p, value=scale, out=mod_neg)
+                mod_neg.addcmul_(q, l_neg, value=gamma * scale)
+                torch.addcmul(zero, mod_pos, q, value=-scale, out=mod_pos)
+                mod_pos.addcmul_(p, l_pos, value=-gamma * scale)
+                torch.lerp(mod_neg, mod_pos, yb, out=blocks.grad_out(start, end))
+        if blocks.grad is not None:
+            ctx.save_for_backward(blocks.grad)
+        return blocks.result(reduction)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_output: Tensor):
-        y_pos, y_neg, p, q, sp_pos, sp_neg, mod_pos, mod_neg = ctx.saved_tensors
-        gamma = ctx.gamma
-        with _no_autocast(p.device):
-            grad_neg = torch.addcmul(p, q, sp_pos, value=gamma)
-            grad_pos = torch.addcmul(q, p, sp_neg, value=gamma)
-            if mod_neg is not None:
-                grad_neg.mul_(mod_neg)
-                grad_pos.mul_(mod_pos)
-            grad = grad_neg.mul_(y_neg).addcmul_(y_pos, grad_pos, value=-1.0)
-            grad.mul_(_grad_scale(grad_output, ctx.reduction, p.numel()))
-        return grad, None, None, None, None, None
+        (grad,) = ctx.saved_tensors
+        return _grad_input(grad, grad_output), None, None, None, None, None
 
 
-def _pow(t: Tensor, exponent: float) -> Tensor | None:
-    """``t ** exponent`` (*), None for exponent 0 (a factor of 1, ``0 ** 0`` included)."""
+def _scaled_pow(t: Tensor, exponent: float, scale: float, out: Tensor) -> Tensor:
+    """``scale * t ** exponent`` (*) written into ``out``; ``0 ** 0`` is 1, as in the loss."""
     if exponent == 0:
-        return None
-    if exponent == 1:
-        return t
+        return out.fill_(scale)
     if exponent == 2:
-        return torch.mul(t, t)
-    return torch.pow(t, exponent)
+        return torch.addcmul(t.new_zeros(()), t, t, value=scale, out=out)
+    if exponent == 1:
+        return torch.mul(t, scale, out=out)
+    torch.pow(t, exponent, out=out)
+    return out.mul_(scale) if scale != 1.0 else out

@@ -48,7 +48,7 @@ class DatasetProblem:
             parts.append(f"image {self.image_id!r}")
         if self.annotation_id is not None:
             parts.append(f"annotation {self.annotation_id!r}")
-        return f"{self.file}: " + ", ".join(parts) if parts else self.file
+        return f"{self.file}: {', '.join(parts)}" if parts else self.file
 
     def format(self) -> str:
         """One line: severity, location and message."""
@@ -121,10 +121,12 @@ class ValidationReport:
                 f"{self.json_file}: OK ({self.num_images} images, {self.num_annotations} "
                 f"annotations, {len(self.categories)} categories; image root {self.image_root})"
             )
+        scope = (f" in {self.num_images} images and {self.num_annotations} annotations"
+                 if self.num_images or self.num_annotations else "")
+        root = f" (image root {self.image_root})" if self.image_root else ""
         lines = [
-            f"{self.json_file}: {num_fatal} fatal problem(s), {num_dropped} dropped item(s) "
-            f"in {self.num_images} images and {self.num_annotations} annotations "
-            f"(image root {self.image_root})"
+            f"{self.json_file}: {num_fatal} fatal problem(s), {num_dropped} dropped item(s)"
+            f"{scope}{root}"
         ]
         for (severity, code), count in sorted(self.counts().items()):
             lines.append(f"  {code} ({severity}): {count}")

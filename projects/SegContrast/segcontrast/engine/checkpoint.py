@@ -103,10 +103,12 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         self._requested_path = ""
 
     def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Load a checkpoint (see ``fvcore``'s ``Checkpointer.load``), remembering its source."""
         self._requested_path = path
         return super().load(path, *args, **kwargs)
 
     def save(self, name: str, **kwargs: Any) -> None:
+        """Write ``<save_dir>/<name>.pth`` atomically, then tag it as the last checkpoint."""
         if not self.save_dir or not self.save_to_disk:
             return
         data = {"model": self.model.state_dict()}
@@ -120,6 +122,7 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        """Point ``last_checkpoint`` at a checkpoint, atomically."""
         path = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write_bytes(path, lambda f: f.write(last_filename_basename.encode()))
 
@@ -187,7 +190,9 @@ def load_weights_for_eval(
     incompatible = checkpointer._load_model(checkpoint)
     param_names = {name for name, _ in model.named_parameters()}
     missing = sorted(k for k in incompatible.missing_keys if k in param_names)
-    shapes = [f"{k} (file {tuple(a)}, model {tuple(b)})" for k, a, b in incompatible.incorrect_shapes]
+    shapes = [
+        f"{k} (file {tuple(a)}, model {tuple(b)})" for k, a, b in incompatible.incorrect_shapes
+    ]
     problems = []
     if missing:
         problems.append(

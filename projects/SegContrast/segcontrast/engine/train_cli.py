@@ -1,5 +1,7 @@
-"""What ``tools/train_net.py`` does: parse Detectron2-style arguments, build the config,
-register and validate datasets, then train or evaluate in one or several processes.
+"""What ``tools/train_net.py`` does.
+
+Parse Detectron2-style arguments, build the config, register and validate datasets, then train
+or evaluate in one or several processes.
 
 Exit codes: 0 success; 2 a problem with the user's input (config value, dataset, weights,
 output folder), reported in a few lines without a traceback; 1 anything else.
@@ -17,19 +19,25 @@ from typing import Any
 
 import torch
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 
-from ..config import ConfigValueError, add_segcontrast_config, normalize_opts
-from ..config import validate_segcontrast_config
+from ..config import (
+    ConfigValueError,
+    add_segcontrast_config,
+    merge_config_file,
+    normalize_opts,
+    validate_segcontrast_config,
+)
 from ..data import (
     DatasetValidationError,
     ensure_builtin_dataset,
     parse_dataset_arg,
     register_builtin_datasets,
     register_coco_dataset,
-    register_datasets_from_config,
+    segcontrast_dataset_names,
+    validate_dataset,
 )
 from .checkpoint import WeightsError, load_weights_for_eval
 from .launch import launch, use_cuda
@@ -102,23 +110,64 @@ def _select_device(cfg: CfgNode) -> None:
         logger.info("No CUDA device found: running on the CPU (MODEL.DEVICE cpu).")
 
 
+def _used_dataset_names(cfg: CfgNode, args: argparse.Namespace) -> list[str]:
+    names = list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN))
+    return list(dict.fromkeys(names))
+
+
+def _release_detectron2_name(name: str) -> None:
+    """Let a user's registration replace Detectron2's own (e.g. its ``coco_2017_train``).
+
+    Detectron2 registers its builtin dataset names on import, pointing at
+    ``$DETECTRON2_DATASETS``; a dataset the user names explicitly takes precedence.
+    """
+    if name in DatasetCatalog.list() and name not in segcontrast_dataset_names():
+        logger.info("Dataset %s: replacing Detectron2's builtin registration.", name)
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def _adopt_detectron2_coco(name: str) -> None:
+    """Re-register a Detectron2 builtin COCO dataset so that it is validated like any other."""
+    if name in segcontrast_dataset_names() or name not in DatasetCatalog.list():
+        return
+    meta = MetadataCatalog.get(name)
+    json_file, image_root = meta.get("json_file", None), meta.get("image_root", None)
+    if json_file and image_root:
+        _release_detectron2_name(name)
+        register_coco_dataset(name, json_file, image_root)
+
+
 def _register_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Register every dataset source, then validate the datasets this run uses.
+
+    Raises:
+        UserInputError: one or more datasets have fatal problems; the message holds every
+            dataset's summary.
+    """
     register_builtin_datasets()
-    register_datasets_from_config(cfg, allow_outside_root=args.allow_outside_root)
-    for spec in args.dataset:
-        name, json_file, image_root = parse_dataset_arg(spec)
+    entries = [(e[0], e[1], e[2]) for e in cfg.DATASETS.COCO]
+    entries += [parse_dataset_arg(spec) for spec in args.dataset]
+    for name, json_file, image_root in entries:
+        _release_detectron2_name(name)
         register_coco_dataset(
             name, json_file, image_root, allow_outside_root=args.allow_outside_root
         )
-    names = list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN))
-    for name in names:
+    failures = []
+    for name in _used_dataset_names(cfg, args):
         ensure_builtin_dataset(name)
+        _adopt_detectron2_coco(name)
+        try:
+            validate_dataset(name)
+        except DatasetValidationError as err:
+            failures.append(str(err))
+    if failures:
+        raise UserInputError("\n".join(failures))
 
 
 def _check_num_classes(cfg: CfgNode, args: argparse.Namespace) -> None:
-    names = list(cfg.DATASETS.TEST) + ([] if args.eval_only else list(cfg.DATASETS.TRAIN))
     wrong = []
-    for name in dict.fromkeys(names):
+    for name in _used_dataset_names(cfg, args):
         classes = MetadataCatalog.get(name).get("thing_classes", None)
         if classes is not None and len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
             wrong.append(f"{name} has {len(classes)} categories ({', '.join(classes)})")
@@ -153,13 +202,15 @@ def load_config(config_file: str, opts: Sequence[str]) -> CfgNode:
         UserInputError, ConfigValueError: a missing file, an unknown key or a bad value.
     """
     if not config_file:
-        raise UserInputError("--config is required, e.g. --config configs/shapes/mask_rcnn_focal.yaml")
+        raise UserInputError(
+            "--config is required, e.g. --config configs/shapes/mask_rcnn_focal.yaml"
+        )
     if not os.path.isfile(config_file):
         raise UserInputError(f"--config {config_file}: no such file")
     cfg = get_cfg()
     add_segcontrast_config(cfg)
     try:
-        cfg.merge_from_file(config_file)
+        merge_config_file(cfg, config_file)
         cfg.merge_from_list(normalize_opts(opts))
     except (KeyError, ValueError, AssertionError) as err:
         raise UserInputError(f"{config_file}: {err}") from err
@@ -259,7 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = setup_cfg(args)
         check_output_dir(cfg, args)
         if args.eval_untrained and cfg.MODEL.WEIGHTS:
-            raise UserInputError("--eval-untrained evaluates random weights: leave MODEL.WEIGHTS empty")
+            raise UserInputError(
+                "--eval-untrained evaluates random weights: leave MODEL.WEIGHTS empty"
+            )
     except (*USER_ERRORS, UserInputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

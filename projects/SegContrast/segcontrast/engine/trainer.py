@@ -10,11 +10,16 @@ Differences from ``DefaultTrainer``, each for a reason:
   ``TEST.SEGCONTRAST.COCO_EVALUATOR`` is on.
 * A NaN/inf loss stops training with a message naming the iteration and the last good
   checkpoint.
+* Inference over a test set shows a progress bar with ETA (main process), and masks are
+  binarised at ``TEST.SEGCONTRAST.MASK_THRESHOLD`` (Detectron2 always uses 0.5).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import math
 import os
 import weakref
 from collections import OrderedDict
@@ -23,15 +28,19 @@ from typing import Any
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from pycocotools.coco import COCO
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from ..compat import has_compiled_ops
-from ..data import SegContrastDatasetMapper
+from ..data import SegContrastDatasetMapper, segcontrast_dataset_names, validate_dataset
 from ..evaluation import build_segcontrast_evaluator
+from ..inference import MaskThresholdModel
 from .checkpoint import SafeDetectionCheckpointer
 
 __all__ = ["SegContrastTrainer", "TrainingDivergedError", "wrap_ddp"]
@@ -59,9 +68,60 @@ def wrap_ddp(model: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
+class _FiniteLossCheck:
+    """Mixin for Detectron2's trainers: every process checks its own losses.
+
+    Detectron2 checks the losses only on the main process, after gathering them; the other
+    processes then wait for it forever. Here each process raises on its own non-finite loss,
+    before the optimizer step, so no NaN reaches the weights or a checkpoint.
+    """
+
+    def _write_metrics(self, loss_dict: dict, data_time: float, prefix: str = "") -> None:
+        values = {k: float(v.detach()) for k, v in loss_dict.items()}
+        if not math.isfinite(sum(values.values())):
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+            raise FloatingPointError(f"Loss became infinite or NaN: {shown}")
+        super()._write_metrics(loss_dict, data_time, prefix)
+
+
+class _CheckedSimpleTrainer(_FiniteLossCheck, SimpleTrainer):
+    pass
+
+
+class _CheckedAMPTrainer(_FiniteLossCheck, AMPTrainer):
+    pass
+
+
+class ProgressLoader:
+    """A data loader that shows a progress bar with ETA while it is iterated.
+
+    Detectron2's ``inference_on_dataset`` needs ``len()`` and iteration, nothing else, so the
+    bar wraps the loader without changing the inference loop.
+
+    Args:
+        loader: the test data loader (has a length).
+        description: the bar's label.
+        enabled: show the bar (the main process only, so that processes do not interleave).
+    """
+
+    def __init__(self, loader: Any, description: str, enabled: bool = True) -> None:
+        self.loader = loader
+        self.description = description
+        self.enabled = enabled
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        yield from tqdm(self.loader, total=len(self.loader), desc=self.description,
+                        unit="batch", disable=not self.enabled, mininterval=1.0)
+
+
 class _RenamedResults(DatasetEvaluator):
-    """Runs an evaluator and prefixes its result groups (keeps COCOEvaluator's "segm" apart
-    from SegContrast's)."""
+    """Runs an evaluator and prefixes its result groups.
+
+    This keeps COCOEvaluator's "segm" apart from SegContrast's.
+    """
 
     def __init__(self, evaluator: DatasetEvaluator, prefix: str) -> None:
         self._evaluator = evaluator
@@ -80,9 +140,30 @@ class _RenamedResults(DatasetEvaluator):
         return OrderedDict((f"{self._prefix}{k}", v) for k, v in results.items())
 
 
+def _coco_evaluator(dataset_name: str, output_folder: str) -> COCOEvaluator:
+    """Detectron2's COCOEvaluator, scoring against the validated dataset.
+
+    COCOEvaluator reads the user's JSON file itself; when validation dropped items (degenerate
+    polygons, which pycocotools may misread), its ground truth is rebuilt from the validated
+    dicts instead, so that both evaluators score against the same annotations.
+    """
+    folder = os.path.join(output_folder, "coco")
+    evaluator = COCOEvaluator(dataset_name, output_dir=folder, use_fast_impl=has_compiled_ops())
+    if dataset_name in segcontrast_dataset_names() and validate_dataset(dataset_name).dropped:
+        path = os.path.join(folder, f"{dataset_name}_validated_coco.json")
+        if comm.is_main_process():
+            os.makedirs(folder, exist_ok=True)
+            convert_to_coco_json(dataset_name, path, allow_cached=False)
+        comm.synchronize()
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator._coco_api = COCO(path)
+    return evaluator
+
+
 class SegContrastTrainer(DefaultTrainer):
-    """Detectron2's default training loop with the SegContrast evaluator, CPU DDP, atomic
-    checkpoints and clear divergence errors.
+    """Detectron2's default training loop with this project's evaluator and safety nets.
+
+    Adds the SegContrast evaluator, CPU DDP, atomic checkpoints and clear divergence errors.
 
     Args:
         cfg: a frozen config with SegContrast keys.
@@ -99,7 +180,7 @@ class SegContrastTrainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = wrap_ddp(model)
-        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        trainer_cls = _CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else _CheckedSimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SafeDetectionCheckpointer(
@@ -114,6 +195,7 @@ class SegContrastTrainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def run_step(self) -> None:
+        """One training iteration; a NaN/inf loss becomes :class:`TrainingDivergedError`."""
         try:
             super().run_step()
         except FloatingPointError as err:
@@ -127,25 +209,40 @@ class SegContrastTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
+        """The training loader, reading images with SegContrast's mapper (16-bit safe)."""
         return build_detection_train_loader(cfg, mapper=SegContrastDatasetMapper(cfg, True))
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
-        return build_detection_test_loader(
+        """The test loader of one dataset, with a progress bar on the main process."""
+        loader = build_detection_test_loader(
             cfg, dataset_name, mapper=SegContrastDatasetMapper(cfg, False)
         )
+        return ProgressLoader(loader, f"inference {dataset_name}", comm.is_main_process())
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: torch.nn.Module, evaluators: Any = None) -> dict:
+        """Evaluate ``model`` on ``DATASETS.TEST``, its masks pasted at the configured threshold.
+
+        Args:
+            cfg: the config (``TEST.SEGCONTRAST.MASK_THRESHOLD`` binarises the soft masks).
+            model: the model, possibly DDP-wrapped.
+            evaluators: as in ``DefaultTrainer.test``.
+
+        Returns:
+            The results of every test dataset (one dataset: its results).
+        """
+        thresholded = MaskThresholdModel(model, cfg.TEST.SEGCONTRAST.MASK_THRESHOLD)
+        return super().test(cfg, thresholded, evaluators)
 
     @classmethod
     def build_evaluator(
         cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
     ) -> DatasetEvaluator:
+        """SegContrast's evaluator, plus COCOEvaluator when TEST.SEGCONTRAST.COCO_EVALUATOR."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluators = [build_segcontrast_evaluator(cfg, dataset_name, output_folder)]
         if cfg.TEST.SEGCONTRAST.COCO_EVALUATOR:
-            coco = COCOEvaluator(
-                dataset_name,
-                output_dir=os.path.join(output_folder, "coco"),
-                use_fast_impl=has_compiled_ops(),
-            )
+            coco = _coco_evaluator(dataset_name, output_folder)
             evaluators.append(_RenamedResults(coco, "coco_"))
         return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)

@@ -1,0 +1,92 @@
+"""Reading a COCO annotation file without trusting it.
+
+Any problem with the file as a whole (missing, empty, truncated, not JSON, not COCO-shaped) is
+one fatal problem naming the file; nothing else is checked after it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .validation import ValidationReport
+
+__all__ = ["REQUIRED_LISTS", "read_coco_json"]
+
+REQUIRED_LISTS = ("images", "annotations", "categories")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _decode(json_file: str, report: ValidationReport) -> Any:
+    try:
+        with open(json_file, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        report.add("fatal", "file_missing", "annotation file does not exist")
+        return None
+    except OSError as err:
+        report.add("fatal", "file_unreadable", f"annotation file cannot be read: {err}")
+        return None
+    if not raw.strip():
+        report.add("fatal", "file_empty",
+                   f"annotation file is empty ({len(raw)} bytes); expected COCO JSON")
+        return None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        report.add("fatal", "json_invalid",
+                   f"annotation file is not JSON: not UTF-8 text (byte {err.start}); a binary "
+                   "file?")
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        if err.pos >= len(text.rstrip()):
+            report.add("fatal", "json_truncated",
+                       f"annotation file is truncated: the JSON ends at line {err.lineno}, "
+                       f"column {err.colno} before it is complete ({err.msg})")
+        else:
+            report.add("fatal", "json_invalid",
+                       f"annotation file is not valid JSON: {err.msg} at line {err.lineno}, "
+                       f"column {err.colno}")
+    except (ValueError, RecursionError) as err:
+        report.add("fatal", "json_invalid", f"annotation file cannot be parsed as JSON: {err}")
+    return None
+
+
+def read_coco_json(json_file: str, report: ValidationReport) -> dict | None:
+    """Read and shape-check a COCO file.
+
+    Args:
+        json_file: the annotation file.
+        report: receives at most one fatal problem about the file as a whole.
+
+    Returns:
+        The parsed object, with "images", "annotations" and "categories" lists; None when the
+        file cannot be used (the problem is in ``report``).
+    """
+    data = _decode(json_file, report)
+    if report.fatal:
+        return None
+    if not isinstance(data, dict):
+        report.add("fatal", "json_structure",
+                   f"annotation file holds {_kind(data)} at the top level; expected a COCO "
+                   "object with lists 'images', 'annotations' and 'categories'")
+        return None
+    missing = [key for key in REQUIRED_LISTS if key not in data]
+    wrong = [f"'{key}' is {_kind(data[key])}" for key in REQUIRED_LISTS
+             if key in data and not isinstance(data[key], list)]
+    if missing or wrong:
+        found = []
+        if missing:
+            found.append("missing " + ", ".join(f"'{key}'" for key in missing))
+        found.extend(wrong)
+        report.add("fatal", "json_structure",
+                   "not a COCO instances file: expected lists 'images', 'annotations' and "
+                   f"'categories'; found: {'; '.join(found)}")
+        return None
+    return data

@@ -1,0 +1,392 @@
+"""Reading a COCO instances file into Detectron2 dataset dicts, validating everything on the way.
+
+The JSON is read here, never by pycocotools or ``load_coco_json`` (which assert, raise
+``KeyError`` or crash in C on bad input). Every problem is collected into one
+:class:`ValidationReport`; the dicts are built only when nothing is fatal. The rules and their
+codes are listed in ``datasets/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .coco_json import read_coco_json
+from .image_check import ImageCheckError, ImageFileInfo, inspect_image, resolve_image_path
+from .image_io import SWAPPING_ORIENTATIONS
+from .segmentation import (
+    BoxCheck,
+    SegmentationCheck,
+    check_bbox,
+    check_segmentation,
+    is_number,
+)
+from .validation import ValidationReport
+
+__all__ = ["LoadedCOCO", "load_coco_file", "validate_coco_file"]
+
+# Image files are checked by this many threads (the work is file reading and Pillow's C code).
+_IMAGE_CHECK_THREADS = 4
+
+
+@dataclass
+class LoadedCOCO:
+    """A validated COCO file.
+
+    Attributes:
+        report: every problem found, plus counts, categories and mask format.
+        dicts: Detectron2 dataset dicts (droppable items dropped), sorted by image id; empty
+            when ``report`` has fatal problems.
+        thing_classes: category names in contiguous-id order (sorted by JSON id).
+        id_map: JSON category id -> contiguous id.
+    """
+
+    report: ValidationReport
+    dicts: list[dict] = field(default_factory=list)
+    thing_classes: list[str] = field(default_factory=list)
+    id_map: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Image:
+    image_id: int
+    file_name: str | None
+    height: int | None
+    width: int | None
+    path: str | None = None
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_size(value: Any) -> int | None:
+    """A positive integer size (integral floats such as 480.0 accepted), else None."""
+    if is_number(value) and value > 0 and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def _shown_id(value: Any) -> Any:
+    return value if _is_id(value) else None
+
+
+def _check_categories(categories: list, report: ValidationReport) -> tuple[dict, list, set]:
+    names: dict[int, str] = {}
+    known: set[int] = set()
+    count: dict[int, int] = defaultdict(int)
+    for i, cat in enumerate(categories):
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")):
+            found = cat.get("id") if isinstance(cat, dict) else cat
+            report.add("fatal", "category_invalid",
+                       f"categories[{i}] has id {found!r}; expected an object with an integer "
+                       "'id' and a string 'name'")
+            continue
+        cid = cat["id"]
+        known.add(cid)
+        count[cid] += 1
+        name = cat.get("name")
+        if not isinstance(name, str) or not name.strip():
+            report.add("fatal", "category_invalid",
+                       f"category id {cid} (categories[{i}]) has name {name!r}; expected a "
+                       "non-empty string")
+        elif cid not in names:
+            names[cid] = name
+    for cid, n in sorted(count.items()):
+        if n > 1:
+            report.add("fatal", "category_duplicate_id",
+                       f"category id {cid} is defined {n} times")
+    if not categories:
+        report.add("fatal", "no_categories", "'categories' is empty; at least one is needed")
+    ordered = sorted(names)
+    report.categories = [(cid, names[cid]) for cid in ordered]
+    return {cid: k for k, cid in enumerate(ordered)}, [names[c] for c in ordered], known
+
+
+def _image_entry_errors(img: dict) -> list[str]:
+    errors = []
+    file_name = img.get("file_name")
+    if not isinstance(file_name, str) or not file_name.strip() or "\x00" in file_name:
+        errors.append(f"file_name is {file_name!r}; expected a non-empty path")
+    for key in ("height", "width"):
+        if _as_size(img.get(key)) is None:
+            errors.append(f"{key} is {img.get(key)!r}; expected a positive integer")
+    return errors
+
+
+def _check_images(images: list, report: ValidationReport
+                  ) -> tuple[dict[int, _Image], list[_Image]]:
+    """Check the image entries; return the image of each id, and every valid entry."""
+    entries: dict[int, list[_Image]] = defaultdict(list)
+    for i, img in enumerate(images):
+        if not isinstance(img, dict) or not _is_id(img.get("id")):
+            found = img.get("id") if isinstance(img, dict) else img
+            report.add("fatal", "image_invalid",
+                       f"images[{i}] has id {found!r}; expected an object with an integer 'id'")
+            continue
+        errors = _image_entry_errors(img)
+        if errors:
+            report.add("fatal", "image_invalid", "; ".join(errors), image_id=img["id"])
+            entries[img["id"]].append(_Image(img["id"], None, None, None))
+            continue
+        entries[img["id"]].append(_Image(img["id"], img["file_name"], _as_size(img["height"]),
+                                         _as_size(img["width"])))
+    by_id = {}
+    for image_id, same in sorted(entries.items()):
+        by_id[image_id] = same[0]
+        if len(same) > 1:
+            names = sorted(repr(e.file_name) for e in same)
+            report.add("fatal", "image_duplicate_id",
+                       f"image id {image_id} is used by {len(same)} images "
+                       f"(file_names {', '.join(names)})", image_id=image_id)
+            # Which entry the annotations belong to is ambiguous: their geometry is not
+            # checked against either (the report would depend on the order of the entries).
+            by_id[image_id] = _Image(image_id, None, None, None)
+    return by_id, [e for same in entries.values() for e in same if e.file_name is not None]
+
+
+def _inspect(path: str) -> ImageFileInfo | ImageCheckError:
+    try:
+        return inspect_image(path)
+    except ImageCheckError as err:
+        return err
+
+
+def _size_message(info: ImageFileInfo, image: _Image) -> str:
+    message = (f"image file is {info.width}x{info.height} (width x height) as Detectron2 reads "
+               f"it, the JSON says {image.width}x{image.height}")
+    if info.orientation in SWAPPING_ORIENTATIONS and (info.height, info.width) == (
+        image.width, image.height
+    ):
+        message += (f"; the file's EXIF orientation {info.orientation} turns it by 90 degrees "
+                    "and the JSON gives the unturned size (Detectron2 applies the orientation, "
+                    "so sizes and coordinates must be those of the turned image)")
+    return message
+
+
+def _check_image_files(images: list[_Image], image_root: str, allow_outside_root: bool,
+                       report: ValidationReport) -> None:
+    if not os.path.isdir(image_root):
+        report.add("fatal", "image_root_missing",
+                   f"image root {image_root} does not exist or is not a folder")
+        return
+    to_check: dict[str, list[_Image]] = defaultdict(list)
+    for image in images:
+        try:
+            image.path = resolve_image_path(image_root, image.file_name,
+                                            allow_outside_root=allow_outside_root)
+        except ImageCheckError as err:
+            report.add("fatal", err.code, str(err), image_id=image.image_id)
+            continue
+        to_check[image.path].append(image)
+    paths = sorted(to_check)
+    if len(paths) > 2 * _IMAGE_CHECK_THREADS:
+        with ThreadPoolExecutor(_IMAGE_CHECK_THREADS) as pool:
+            results = list(pool.map(_inspect, paths))
+    else:
+        results = [_inspect(p) for p in paths]
+    for path, result in zip(paths, results, strict=True):
+        for image in to_check[path]:
+            if isinstance(result, ImageCheckError):
+                report.add("fatal", result.code, str(result), image_id=image.image_id)
+            elif (result.width, result.height) != (image.width, image.height):
+                report.add("fatal", "image_size_mismatch", _size_message(result, image),
+                           image_id=image.image_id)
+
+
+def _annotation_entry_errors(ann: dict) -> list[str]:
+    errors = []
+    for key in ("id", "image_id", "category_id"):
+        if not _is_id(ann.get(key)):
+            errors.append(f"{key} is {ann.get(key)!r}; expected an integer")
+    if ann.get("iscrowd", 0) not in (0, 1):
+        errors.append(f"iscrowd is {ann.get('iscrowd')!r}; expected 0 or 1")
+    if "area" in ann and not (is_number(ann["area"]) and ann["area"] >= 0):
+        errors.append(f"area is {ann['area']!r}; expected a number >= 0")
+    return errors
+
+
+@dataclass
+class _Kept:
+    """An annotation that passed its checks; turned into a Detectron2 dict at the end."""
+
+    ann: dict
+    segm: SegmentationCheck
+    box: BoxCheck | None
+    height: int
+    width: int
+    category: int
+
+    def to_dict(self, box_mode: Any) -> dict:
+        # Rasterising (for a missing area or bbox) waits until the whole file is known to be
+        # fine: an image size claimed by the JSON is only trusted once the file confirmed it.
+        segm, ann = self.segm, self.ann
+        return {
+            "bbox": self.box.bbox if self.box is not None else segm.bbox(self.height, self.width),
+            "bbox_mode": box_mode,
+            "category_id": self.category,
+            "iscrowd": int(ann.get("iscrowd", 0)),
+            "segmentation": segm.segmentation,
+            "area": float(ann["area"]) if "area" in ann else segm.area(self.height, self.width),
+            "id": ann["id"],
+        }
+
+
+def _check_annotation(ann: dict, image: _Image, id_map: dict, known_categories: set,
+                      report: ValidationReport) -> _Kept | None:
+    """Check one structurally valid annotation; return it when it is kept."""
+    ann_id, image_id = ann["id"], ann["image_id"]
+    issues = []
+    cid = ann["category_id"]
+    if cid not in known_categories:
+        shown = sorted(known_categories)
+        listed = ", ".join(map(str, shown[:20])) + (", ..." if len(shown) > 20 else "")
+        issues.append(("fatal", "unknown_category",
+                       f"category_id {cid} is not in 'categories' (ids: {listed or 'none'})"))
+    height, width = image.height, image.width
+    box = check_bbox(ann["bbox"], height, width) if "bbox" in ann else None
+    if box is not None:
+        issues.extend(box.issues)
+    segm = None
+    if height is not None and width is not None:
+        segm = check_segmentation(ann.get("segmentation"), height, width,
+                                  present="segmentation" in ann)
+        issues.extend(segm.issues)
+    for severity, code, message in issues:
+        report.add(severity, code, message, image_id=image_id, annotation_id=ann_id)
+    # Dropped polygons leave the annotation usable while another polygon is left; any other
+    # issue (fatal, empty box) means the annotation is not kept.
+    partial = ("polygon_odd_length", "polygon_too_few_points")
+    if any(code not in partial for _, code, _ in issues):
+        return None
+    if segm is None or segm.segmentation is None or cid not in id_map:
+        return None
+    return _Kept(ann, segm, box, height, width, id_map[cid])
+
+
+def _check_annotations(annotations: list, images: dict[int, _Image], id_map: dict,
+                       known_categories: set, report: ValidationReport
+                       ) -> dict[int, list[_Kept]]:
+    kept: dict[int, list[_Kept]] = defaultdict(list)
+    owners: dict[int, list[Any]] = defaultdict(list)
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            report.add("fatal", "annotation_invalid",
+                       f"annotations[{i}] is {type(ann).__name__}; expected an object")
+            continue
+        errors = _annotation_entry_errors(ann)
+        if _is_id(ann.get("id")):
+            owners[ann["id"]].append(ann.get("image_id"))
+        if errors:
+            where = "" if _is_id(ann.get("id")) else f"annotations[{i}]: "
+            report.add("fatal", "annotation_invalid", where + "; ".join(errors),
+                       image_id=_shown_id(ann.get("image_id")),
+                       annotation_id=_shown_id(ann.get("id")))
+            continue
+        image = images.get(ann["image_id"])
+        if image is None:
+            report.add("fatal", "annotation_missing_image",
+                       f"image_id {ann['image_id']} is not in 'images'",
+                       image_id=ann["image_id"], annotation_id=ann["id"])
+            continue
+        obj = _check_annotation(ann, image, id_map, known_categories, report)
+        if obj is not None:
+            kept[ann["image_id"]].append(obj)
+    for ann_id, image_ids in sorted(owners.items()):
+        if len(image_ids) > 1:
+            shown = sorted(map(repr, image_ids))
+            report.add("fatal", "annotation_duplicate_id",
+                       f"annotation id {ann_id} is used by {len(image_ids)} annotations (of "
+                       f"images {', '.join(shown)})", annotation_id=ann_id)
+    return kept
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is None:
+        return (0, 0, "")
+    if _is_id(value):
+        return (1, value, "")
+    return (2, 0, repr(value))
+
+
+def _xywh_abs() -> Any:
+    # Imported here: detectron2.structures pulls in torchvision (a second at start-up), which
+    # tools/validate_dataset.py does not need.
+    from detectron2.structures import BoxMode
+
+    return BoxMode.XYWH_ABS
+
+
+def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, *,
+                   allow_outside_root: bool = False, build_dicts: bool = True) -> LoadedCOCO:
+    """Validate a COCO instances file and its images, and build Detectron2 dataset dicts.
+
+    Args:
+        json_file: the annotation file.
+        image_root: the folder that image ``file_name``s are relative to.
+        allow_outside_root: accept ``file_name``s that leave ``image_root``.
+        build_dicts: False to only validate (``dicts`` stays empty).
+
+    Returns:
+        The report (problems sorted, so independent of the order of items in the file) and,
+        when nothing is fatal, the dataset dicts in the format of the project contract:
+        absolute ``file_name``, contiguous ``category_id``, compressed RLE with str counts.
+    """
+    json_file, image_root = os.fspath(json_file), os.fspath(image_root)
+    report = ValidationReport(json_file=json_file, image_root=image_root)
+    data = read_coco_json(json_file, report)
+    if data is None:
+        return LoadedCOCO(report)
+    report.num_images = len(data["images"])
+    report.num_annotations = len(data["annotations"])
+    id_map, classes, known = _check_categories(data["categories"], report)
+    images, entries = _check_images(data["images"], report)
+    if not data["images"]:
+        report.add("fatal", "no_images", "'images' is empty; at least one image is needed")
+    _check_image_files(entries, image_root, allow_outside_root, report)
+    kept = _check_annotations(data["annotations"], images, id_map, known, report)
+    num_kept = sum(len(v) for v in kept.values())
+    report.num_kept_annotations = num_kept
+    if data["annotations"] and not num_kept and not report.fatal:
+        report.add("fatal", "no_annotations_kept",
+                   f"none of the {len(data['annotations'])} annotations is usable: every one "
+                   "was dropped (see the problems above)")
+    report.problems.sort(key=lambda p: (p.severity != "fatal", p.code, _sort_key(p.image_id),
+                                        _sort_key(p.annotation_id), p.message))
+    is_rle = any(obj.segm.kind == "rle" for objs in kept.values() for obj in objs)
+    report.mask_format = "bitmask" if is_rle else "polygon"
+    if report.fatal or not build_dicts:
+        return LoadedCOCO(report, thing_classes=classes, id_map=id_map)
+    box_mode = _xywh_abs()
+    dicts = []
+    for image_id in sorted(images):
+        image = images[image_id]
+        dicts.append({
+            "file_name": image.path,
+            "height": image.height,
+            "width": image.width,
+            "image_id": image_id,
+            "annotations": [obj.to_dict(box_mode) for obj in
+                            sorted(kept.get(image_id, []), key=lambda obj: obj.ann["id"])],
+        })
+    return LoadedCOCO(report, dicts, classes, id_map)
+
+
+def validate_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, *,
+                       allow_outside_root: bool = False) -> ValidationReport:
+    """Validate a COCO instances file and its images, reporting every problem at once.
+
+    Args:
+        json_file: the annotation file.
+        image_root: the folder that image ``file_name``s are relative to.
+        allow_outside_root: accept ``file_name``s that leave ``image_root``.
+
+    Returns:
+        The report; nothing is raised for bad input (``report.ok`` is False when a problem is
+        fatal).
+    """
+    return load_coco_file(json_file, image_root, allow_outside_root=allow_outside_root,
+                          build_dicts=False).report

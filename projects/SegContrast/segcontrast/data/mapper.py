@@ -1,0 +1,82 @@
+"""Detectron2's ``DatasetMapper`` with SegContrast's image reading (16-bit safe, EXIF as D2)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+from .image_io import read_image
+
+__all__ = ["SegContrastDatasetMapper"]
+
+
+class SegContrastDatasetMapper(DatasetMapper):
+    """Map a dataset dict to the model's input, like ``detectron2.data.DatasetMapper``.
+
+    Built the same way (``SegContrastDatasetMapper(cfg, is_train)`` or with keyword
+    arguments, see ``DatasetMapper.__init__``), with the same augmentations and annotation
+    handling. The differences:
+
+    * images are read with :func:`segcontrast.data.image_io.read_image`: 16-bit and float
+      images are rescaled to 8 bits instead of clipped; grayscale, RGBA and palette images are
+      converted as Detectron2 converts them; the EXIF orientation is applied as Detectron2 does,
+      so ``utils.check_image_size`` still compares against the oriented size in the JSON.
+    * an RLE annotation with ``INPUT.MASK_FORMAT`` "polygon" raises an error that names the
+      image and the fix, instead of Detectron2's generic one.
+    """
+
+    def __call__(self, dataset_dict: dict[str, Any]) -> dict[str, Any]:
+        """Read, augment and convert one image and its annotations.
+
+        Args:
+            dataset_dict: one record of a Detectron2 dataset (not modified).
+
+        Returns:
+            The record with "image" ``(C, H, W)`` uint8 tensor in ``INPUT.FORMAT``, and in
+            training "instances" (``gt_boxes``, ``gt_classes``, ``gt_masks``); "sem_seg"
+            ``(H, W)`` long when the record has ``sem_seg_file_name``.
+        """
+        record = copy.deepcopy(dataset_dict)
+        image = read_image(record["file_name"], format=self.image_format)
+        utils.check_image_size(record, image)
+        sem_seg = None
+        if "sem_seg_file_name" in record:
+            sem_seg = read_image(record.pop("sem_seg_file_name"), "L").squeeze(2)
+
+        aug_input = T.AugInput(image, sem_seg=sem_seg)
+        transforms = self.augmentations(aug_input)
+        image, sem_seg = aug_input.image, aug_input.sem_seg
+        image_shape = image.shape[:2]
+        record["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if sem_seg is not None:
+            record["sem_seg"] = torch.as_tensor(sem_seg.astype("long"))
+        if self.proposal_topk is not None:
+            utils.transform_proposals(record, image_shape, transforms,
+                                      proposal_topk=self.proposal_topk)
+
+        if not self.is_train:
+            record.pop("annotations", None)
+            record.pop("sem_seg_file_name", None)
+            return record
+        if "annotations" in record:
+            self._check_mask_format(record)
+            self._transform_annotations(record, transforms, image_shape)
+        return record
+
+    def _check_mask_format(self, record: dict[str, Any]) -> None:
+        if not self.use_instance_mask or self.instance_mask_format != "polygon":
+            return
+        for anno in record["annotations"]:
+            if isinstance(anno.get("segmentation"), dict) and not anno.get("iscrowd", 0):
+                raise ValueError(
+                    f"{record['file_name']} (image {record.get('image_id')!r}, annotation "
+                    f"{anno.get('id')!r}) has an RLE mask but INPUT.MASK_FORMAT is 'polygon'; "
+                    "set INPUT.MASK_FORMAT bitmask (train_net.py does this for datasets whose "
+                    "metadata mask_format is 'bitmask')"
+                )

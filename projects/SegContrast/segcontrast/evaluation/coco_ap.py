@@ -1,0 +1,352 @@
+"""COCO mask AP from stored per-image IoU matrices, equal to pycocotools' ``COCOeval``.
+
+``COCOeval(iouType="segm")`` with default parameters is reproduced step by step:
+
+* per image and class, detections sorted by score (stable, so ties keep the model's order),
+  at most 100 kept; IoUs as ``pycocotools.mask.iou`` (a crowd region: intersection over the
+  detection's area);
+* ground truth ignored for an area range when crowd or when its annotation ``area`` lies
+  outside the range (bounds inclusive); a detection left unmatched is ignored when its
+  ``area`` lies outside. Detectron2's ``COCOEvaluator`` writes each detection's box into the
+  results, and pycocotools' ``loadRes`` then takes the detection area as box ``w * h``: the
+  caller passes that area (or the mask area for results without boxes);
+* greedy matching per IoU threshold in score order: each detection takes the still-free
+  ground truth of highest IoU >= threshold (on equal IoU the later one), non-ignored ground
+  truth before ignored, crowd regions never used up; a match to a ground truth whose
+  annotation ``id`` is 0 is counted as no match (pycocotools stores the id and tests it for
+  truth);
+* precision/recall accumulated over images in increasing image-id order, detections sorted
+  by score with a stable sort, precision made monotone and sampled at 101 recall points.
+
+Matching runs for all (image, class) groups at once, vectorised over groups, area ranges and
+thresholds; only the loop over a group's detections (<= 100) is sequential, as in COCOeval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "AREA_RANGES",
+    "IOU_THRESHOLDS",
+    "RECALL_THRESHOLDS",
+    "ApImage",
+    "CocoAp",
+    "coco_segm_ap",
+]
+
+# pycocotools.cocoeval.Params.setDetParams, same expressions so the floats are identical.
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+AREA_RANGES = np.array(
+    [[0**2, 1e5**2], [0**2, 32**2], [32**2, 96**2], [96**2, 1e5**2]], dtype=np.float64
+)
+AREA_NAMES = ("all", "small", "medium", "large")
+MAX_DETS = 100
+_MAX_ELEMENTS = 250_000  # per padded array of a matching chunk: bounds evaluate()'s memory
+
+
+@dataclass
+class ApImage:
+    """What AP needs from one image: one group per class with detections or ground truth.
+
+    Attributes:
+        classes: (Q,) class of each group, increasing.
+        det_offsets: (Q + 1,) slices of the detection arrays per group.
+        gt_offsets: (Q + 1,) slices of the ground-truth arrays per group.
+        det_scores: detection scores, per group sorted by decreasing score (stable), <= 100.
+        det_areas: detection areas used for the area ranges.
+        gt_crowd: bool crowd flags, per group in annotation order.
+        gt_areas: annotation ``area`` of each ground truth.
+        gt_id_zero: bool, the annotation ``id`` is 0.
+        ious: per group the (D, G) IoU matrix, flattened and concatenated.
+    """
+
+    classes: np.ndarray
+    det_offsets: np.ndarray
+    gt_offsets: np.ndarray
+    det_scores: np.ndarray
+    det_areas: np.ndarray
+    gt_crowd: np.ndarray
+    gt_areas: np.ndarray
+    gt_id_zero: np.ndarray
+    ious: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        det_classes: np.ndarray,
+        det_scores: np.ndarray,
+        det_areas: np.ndarray,
+        gt_classes: np.ndarray,
+        gt_crowd: np.ndarray,
+        gt_areas: np.ndarray,
+        gt_ids: np.ndarray,
+        iou: np.ndarray,
+    ) -> ApImage:
+        """Group one image's detections and ground truth by class.
+
+        Args:
+            det_classes: (N,) detection classes, in the model's order.
+            det_scores: (N,) float64 scores.
+            det_areas: (N,) float64 areas for the area ranges.
+            gt_classes: (G,) classes, annotation order, crowd regions included.
+            gt_crowd: (G,) bool.
+            gt_areas: (G,) annotation areas.
+            gt_ids: (G,) annotation ids.
+            iou: (N, G) IoUs as pycocotools computes them.
+
+        Returns:
+            The grouped records.
+        """
+        det_classes = np.asarray(det_classes, np.int64)
+        gt_classes = np.asarray(gt_classes, np.int64)
+        classes = np.union1d(det_classes, gt_classes).astype(np.int64)
+        # Detections by class, then decreasing score; lexsort is stable, so equal scores keep
+        # the model's order as COCOeval's mergesort does. At most MAX_DETS per class.
+        d = np.lexsort((-det_scores, det_classes))
+        d_cls = det_classes[d]
+        first = np.searchsorted(d_cls, d_cls, side="left")
+        d = d[np.arange(len(d)) - first < MAX_DETS]
+        g = np.argsort(gt_classes, kind="stable")
+        d_cls, g_cls = det_classes[d], gt_classes[g]
+        # Row-major selection of same-class pairs = each class's (D, G) block, class by class.
+        ious = iou[np.ix_(d, g)][d_cls[:, None] == g_cls[None, :]]
+        det_counts = np.searchsorted(d_cls, classes, side="right") - np.searchsorted(
+            d_cls, classes, side="left"
+        )
+        gt_counts = np.searchsorted(g_cls, classes, side="right") - np.searchsorted(
+            g_cls, classes, side="left"
+        )
+        return cls(
+            classes=classes,
+            det_offsets=np.concatenate(([0], np.cumsum(det_counts))).astype(np.int64),
+            gt_offsets=np.concatenate(([0], np.cumsum(gt_counts))).astype(np.int64),
+            det_scores=np.asarray(det_scores, np.float64)[d],
+            det_areas=np.asarray(det_areas, np.float64)[d],
+            gt_crowd=np.asarray(gt_crowd, bool)[g],
+            gt_areas=np.asarray(gt_areas, np.float64)[g],
+            gt_id_zero=np.asarray(gt_ids)[g] == 0,
+            ious=ious.astype(np.float64),
+        )
+
+
+@dataclass
+class CocoAp:
+    """Accumulated COCO results (maxDets = 100 only).
+
+    Attributes:
+        precision: (T, R, K, A) as ``COCOeval.eval["precision"][..., -1]``; -1 where a class
+            has no non-ignored ground truth.
+        recall: (T, K, A) as ``COCOeval.eval["recall"][..., -1]``.
+    """
+
+    precision: np.ndarray
+    recall: np.ndarray
+
+    def _summarize(self, iou: float | None = None, area: str = "all") -> float:
+        s = self.precision
+        if iou is not None:
+            s = s[np.where(iou == IOU_THRESHOLDS)[0]]
+        s = s[:, :, :, AREA_NAMES.index(area)]
+        return float(np.mean(s[s > -1])) if np.any(s > -1) else -1.0
+
+    def stats(self) -> dict[str, float]:
+        """AP, AP50, AP75, APs, APm, APl in percent (NaN where COCOeval gives -1)."""
+        values = {
+            "AP": self._summarize(),
+            "AP50": self._summarize(iou=0.5),
+            "AP75": self._summarize(iou=0.75),
+            "APs": self._summarize(area="small"),
+            "APm": self._summarize(area="medium"),
+            "APl": self._summarize(area="large"),
+        }
+        return {k: (v * 100 if v >= 0 else math.nan) for k, v in values.items()}
+
+    def per_class(self) -> np.ndarray:
+        """(K,) AP per class in percent, NaN for a class without ground truth."""
+        out = np.full(self.precision.shape[2], math.nan)
+        for k in range(len(out)):
+            p = self.precision[:, :, k, 0]
+            p = p[p > -1]
+            if p.size:
+                out[k] = float(np.mean(p)) * 100
+        return out
+
+
+def _concat(images: Sequence[ApImage]) -> dict[str, np.ndarray]:
+    def cat(name: str, dtype: type) -> np.ndarray:
+        parts = [getattr(im, name) for im in images]
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    n_det = np.concatenate([np.diff(im.det_offsets) for im in images]) if images else []
+    n_gt = np.concatenate([np.diff(im.gt_offsets) for im in images]) if images else []
+    n_det = np.asarray(n_det, np.int64)
+    n_gt = np.asarray(n_gt, np.int64)
+    return {
+        "classes": cat("classes", np.int64),
+        "n_det": n_det,
+        "n_gt": n_gt,
+        "det_start": np.concatenate(([0], np.cumsum(n_det)))[:-1],
+        "gt_start": np.concatenate(([0], np.cumsum(n_gt)))[:-1],
+        "iou_start": np.concatenate(([0], np.cumsum(n_det * n_gt)))[:-1],
+        "det_scores": cat("det_scores", np.float64),
+        "det_areas": cat("det_areas", np.float64),
+        "gt_crowd": cat("gt_crowd", bool),
+        "gt_areas": cat("gt_areas", np.float64),
+        "gt_id_zero": cat("gt_id_zero", bool),
+        "ious": cat("ious", np.float64),
+    }
+
+
+def _chunks(n_det: np.ndarray, n_gt: np.ndarray) -> list[slice]:
+    """Consecutive groups whose padded arrays stay within _MAX_ELEMENTS."""
+    per_group = len(AREA_RANGES) * len(IOU_THRESHOLDS)
+    chunks, start, d_max, g_max = [], 0, 0, 0
+    for i, (d, g) in enumerate(zip(n_det.tolist(), n_gt.tolist(), strict=True)):
+        d_max, g_max = max(d_max, d), max(g_max, g)
+        size = (i + 1 - start) * max(per_group * max(d_max, g_max), d_max * g_max)
+        if size > _MAX_ELEMENTS and i > start:
+            chunks.append(slice(start, i))
+            start, d_max, g_max = i, d, g
+    if start < len(n_det):
+        chunks.append(slice(start, len(n_det)))
+    return chunks
+
+
+def _last_argmax(values: np.ndarray) -> np.ndarray:
+    """Index of the last maximum along the last axis."""
+    return values.shape[-1] - 1 - np.argmax(values[..., ::-1], axis=-1)
+
+
+def _match_chunk(
+    groups: np.ndarray, data: dict[str, np.ndarray], gt_ignore: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy COCO matching for a chunk of groups.
+
+    Returns:
+        det_index (X,) global detection indices, matched (X, A, T) bool after the id-0 rule,
+        matched_ignored (X, A, T) bool (matched to an ignored ground truth).
+    """
+    n_det, n_gt = data["n_det"][groups], data["n_gt"][groups]
+    if np.any(np.diff(n_det) < 0):
+        raise AssertionError("groups must come sorted by detection count")
+    b_count, d_max, g_max = len(groups), int(n_det.max()), int(n_gt.max())
+    a_count, t_count = len(AREA_RANGES), len(IOU_THRESHOLDS)
+
+    sizes = n_det * n_gt
+    owner = np.repeat(np.arange(b_count), sizes)
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    cols = np.repeat(n_gt, sizes)
+    ious = np.full((b_count, d_max, g_max), -1.0)
+    ious[owner, within // cols, within % cols] = data["ious"][
+        np.repeat(data["iou_start"][groups], sizes) + within
+    ]
+    g_owner = np.repeat(np.arange(b_count), n_gt)
+    g_local = np.arange(int(n_gt.sum())) - np.repeat(np.cumsum(n_gt) - n_gt, n_gt)
+    g_global = np.repeat(data["gt_start"][groups], n_gt) + g_local
+    ignore = np.ones((b_count, a_count, g_max), bool)
+    ignore[g_owner, :, g_local] = gt_ignore[g_global]
+    crowd = np.zeros((b_count, g_max), bool)
+    crowd[g_owner, g_local] = data["gt_crowd"][g_global]
+    id_zero = np.zeros((b_count, g_max), bool)
+    id_zero[g_owner, g_local] = data["gt_id_zero"][g_global]
+
+    thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[None, None, :, None]
+    taken = np.zeros((b_count, a_count, t_count, g_max), bool)
+    match = np.full((b_count, a_count, t_count, d_max), -1, np.int32)
+    ignore4 = ignore[:, :, None, :]
+    for d in range(d_max):
+        # groups come sorted by detection count: those with a d-th detection are a suffix
+        lo = int(np.searchsorted(n_det, d, side="right"))
+        v = ious[lo:, d, :][:, None, None, :]
+        free = (v >= thresholds) & ~taken[lo:]
+        regular = free & ~ignore4[lo:]
+        fallback = free & ignore4[lo:]
+        best_regular = _last_argmax(np.where(regular, v, -2.0))
+        best_fallback = _last_argmax(np.where(fallback, v, -2.0))
+        m = np.where(regular.any(-1), best_regular, np.where(fallback.any(-1), best_fallback, -1))
+        match[lo:, :, :, d] = m
+        b, a, t = np.nonzero(m >= 0)
+        g = m[b, a, t]
+        b = b + lo
+        keep = ~crowd[b, g]
+        taken[b[keep], a[keep], t[keep], g[keep]] = True
+
+    d_owner = np.repeat(np.arange(b_count), n_det)
+    d_local = np.arange(int(n_det.sum())) - np.repeat(np.cumsum(n_det) - n_det, n_det)
+    det_index = np.repeat(data["det_start"][groups], n_det) + d_local
+    m = match[d_owner, :, :, d_local]  # (X, A, T)
+    has = m >= 0
+    safe = np.where(has, m, 0)
+    matched_ignored = has & ignore[d_owner[:, None, None], np.arange(a_count)[None, :, None], safe]
+    effective = has & ~id_zero[d_owner[:, None, None], safe]
+    return det_index, effective, matched_ignored
+
+
+def coco_segm_ap(images: Sequence[ApImage], num_classes: int) -> CocoAp:
+    """Run COCO's evaluate + accumulate (maxDets 100) on stored records.
+
+    Args:
+        images: per-image records in increasing image-id order (COCOeval's order).
+        num_classes: K; class k of the records is the k-th category in id order.
+
+    Returns:
+        Precision and recall arrays.
+    """
+    data = _concat(images)
+    t_count, r_count, a_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(AREA_RANGES)
+    precision = -np.ones((t_count, r_count, num_classes, a_count))
+    recall = -np.ones((t_count, num_classes, a_count))
+    lo, hi = AREA_RANGES[:, 0], AREA_RANGES[:, 1]
+    gt_area = data["gt_areas"][:, None]
+    gt_ignore = data["gt_crowd"][:, None] | (gt_area < lo) | (gt_area > hi)  # (NG, A)
+    det_area = data["det_areas"][:, None]
+    det_outside = (det_area < lo) | (det_area > hi)  # (ND, A)
+
+    n_total = len(data["det_scores"])
+    matched = np.zeros((n_total, a_count, t_count), bool)
+    matched_ignored = np.zeros((n_total, a_count, t_count), bool)
+    active = np.flatnonzero((data["n_det"] > 0) & (data["n_gt"] > 0))
+    active = active[np.lexsort((data["n_gt"][active], data["n_det"][active]))]
+    for chunk in _chunks(data["n_det"][active], data["n_gt"][active]):
+        idx, eff, mig = _match_chunk(active[chunk], data, gt_ignore)
+        matched[idx] = eff
+        matched_ignored[idx] = mig
+    det_ignored = matched_ignored | (~matched & det_outside[:, :, None])
+    tp_flags = matched & ~det_ignored
+    fp_flags = ~matched & ~det_ignored
+
+    det_class = np.repeat(data["classes"], data["n_det"])
+    gt_class = np.repeat(data["classes"], data["n_gt"])
+    eps = np.spacing(1)
+    for k in range(num_classes):
+        dets = np.flatnonzero(det_class == k)
+        order = np.argsort(-data["det_scores"][dets], kind="mergesort")
+        dets = dets[order]
+        gts = gt_class == k
+        for a in range(a_count):
+            npig = int(np.count_nonzero(gts & ~gt_ignore[:, a]))
+            if npig == 0:
+                continue
+            tp_sum = np.cumsum(tp_flags[dets, a, :], axis=0).astype(float)  # (nd, T)
+            fp_sum = np.cumsum(fp_flags[dets, a, :], axis=0).astype(float)
+            nd = len(dets)
+            rc = tp_sum / npig
+            pr = tp_sum / (fp_sum + tp_sum + eps)
+            recall[:, k, a] = rc[-1] if nd else 0
+            if nd == 0:
+                precision[:, :, k, a] = 0
+                continue
+            pr = np.maximum.accumulate(pr[::-1], axis=0)[::-1]
+            for t in range(t_count):
+                inds = np.searchsorted(rc[:, t], RECALL_THRESHOLDS, side="left")
+                q = np.zeros(r_count)
+                valid = inds < nd
+                q[valid] = pr[inds[valid], t]
+                precision[t, :, k, a] = q
+    return CocoAp(precision=precision, recall=recall)

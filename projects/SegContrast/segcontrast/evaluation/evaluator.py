@@ -1,0 +1,305 @@
+"""``SegContrastEvaluator``: semantic and instance scores of the same predictions, one pass.
+
+A Detectron2 ``DatasetEvaluator``. ``process`` turns each image into sufficient statistics
+(see :mod:`.records`); ``evaluate`` gathers them on the main process with
+``detectron2.utils.comm``, computes every metric, logs a report and writes ``metrics.json``,
+``per_image.csv`` and plots to ``output_dir``. Definitions: docs/EVALUATION.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from collections import OrderedDict
+from typing import Any
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+from tqdm import tqdm
+
+from .boundary import boundary_dilation
+from .image_eval import GroundTruth, Predictions, evaluate_image
+from .records import EvalState, WorstImage, image_sort_key
+from .report import format_report, write_metrics_json, write_per_image_csv
+from .semantic import check_num_classes
+from .summary import Summary, summarize
+
+__all__ = ["SegContrastEvaluator", "build_segcontrast_evaluator"]
+
+logger = logging.getLogger(__name__)
+
+
+class SegContrastEvaluator(DatasetEvaluator):
+    """Score instance predictions as semantic segmentation and as instances; explain the gap.
+
+    Args:
+        dataset_name: a registered dataset (Detectron2 dicts with instance annotations;
+            metadata ``thing_classes``).
+        output_dir: where the main process writes ``metrics.json``, ``per_image.csv`` and
+            PNG plots; None writes nothing.
+        distributed: gather statistics from all processes (Detectron2's convention); False
+            evaluates only what this process saw.
+        mask_threshold: float mask probabilities ``>= mask_threshold`` are foreground.
+        iou_threshold: smallest mask IoU of a match (instance metrics and contrast counts).
+        boundary_dilation_ratio: boundary band width as a fraction of the image diagonal.
+        boundary_iou: compute boundary IoU of the matched pairs.
+        num_worst_images: overlays drawn for this many worst images (by instance mIoU).
+        score_threshold: predictions below it are left out of the semantic painting and the
+            instance metrics; COCO AP always uses all of them.
+    """
+
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: str | None = None,
+        *,
+        distributed: bool = True,
+        mask_threshold: float = 0.5,
+        iou_threshold: float = 0.5,
+        boundary_dilation_ratio: float = 0.02,
+        boundary_iou: bool = True,
+        num_worst_images: int = 6,
+        score_threshold: float = 0.0,
+    ) -> None:
+        if not 0 < iou_threshold <= 1:
+            raise ValueError(f"iou_threshold = {iou_threshold}: expected a number in (0, 1]")
+        if not 0 < mask_threshold < 1:
+            raise ValueError(f"mask_threshold = {mask_threshold}: expected a number in (0, 1)")
+        if not boundary_dilation_ratio > 0:
+            raise ValueError(f"boundary_dilation_ratio = {boundary_dilation_ratio}: expected > 0")
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self._mask_threshold = float(mask_threshold)
+        self._iou_threshold = float(iou_threshold)
+        self._dilation_ratio = float(boundary_dilation_ratio)
+        self._boundary_iou = bool(boundary_iou)
+        self._num_worst = int(num_worst_images)
+        self._score_threshold = float(score_threshold)
+        dicts = DatasetCatalog.get(dataset_name)
+        self._gt = {record["image_id"]: record for record in dicts}
+        metadata = MetadataCatalog.get(dataset_name)
+        classes = metadata.get("thing_classes", None)
+        if not classes:
+            raise ValueError(
+                f"dataset {dataset_name!r} has no metadata 'thing_classes': register it with "
+                "its categories (segcontrast.data.register_coco_dataset does)"
+            )
+        self._class_names = list(classes)
+        check_num_classes(len(self._class_names))
+        self.reset()
+
+    @property
+    def class_names(self) -> list[str]:
+        """The thing classes, contiguous order."""
+        return list(self._class_names)
+
+    def reset(self) -> None:
+        """Forget everything processed so far."""
+        keep_worst = self._num_worst if self._output_dir else 0
+        self._state = EvalState(num_labels=len(self._class_names) + 1, max_worst=keep_worst)
+        self._seen: set = set()
+
+    @property
+    def state(self) -> EvalState:
+        """This process's sufficient statistics (what ``evaluate`` gathers)."""
+        return self._state
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        """Score a batch.
+
+        Args:
+            inputs: dicts with ``image_id`` (and ``file_name``, ``height``, ``width``).
+            outputs: dicts with ``"instances"`` (``pred_masks`` (N, H, W) at the original
+                image size, ``scores`` (N,), ``pred_classes`` (N,), optional
+                ``pred_boxes``) and/or ``"sem_seg"`` (K + 1, H, W).
+        """
+        num_classes = len(self._class_names)
+        for inp, out in zip(inputs, outputs, strict=True):
+            image_id = inp["image_id"]
+            record = self._gt.get(image_id)
+            if record is None:
+                raise KeyError(
+                    f"image_id {image_id!r} is not in dataset {self._dataset_name!r}: the "
+                    "evaluator takes its ground truth from DatasetCatalog by image_id"
+                )
+            key = image_sort_key(image_id)
+            if key in self._seen:
+                logger.warning(
+                    "Image %r processed twice since reset(); the repeat is skipped.", image_id
+                )
+                continue
+            self._seen.add(key)
+            gt = GroundTruth.from_dataset_dict(record, num_classes)
+            height, width = gt.masks.height, gt.masks.width
+            pred = Predictions.from_output(out, height, width, self._mask_threshold, num_classes)
+            dilation = (
+                boundary_dilation(height, width, self._dilation_ratio)
+                if self._boundary_iou
+                else None
+            )
+            image = {
+                "image_id": image_id,
+                "file_name": inp.get("file_name", record.get("file_name", "")),
+            }
+            rec, conf, keep = evaluate_image(
+                image,
+                gt,
+                pred,
+                num_classes=num_classes,
+                iou_threshold=self._iou_threshold,
+                score_threshold=self._score_threshold,
+                boundary_dilation=dilation,
+            )
+            self._state.confusion += conf
+            self._state.images.append(rec)
+            if self._state.wants_worst(rec.badness, image_id):
+                self._state.add_worst(
+                    WorstImage.pack(
+                        rec.badness,
+                        image_id,
+                        pred.masks.subset(keep),
+                        pred.classes[keep],
+                        pred.scores[keep],
+                    )
+                )
+
+    def evaluate(self) -> OrderedDict | None:
+        """Gather, compute, report and write.
+
+        Returns:
+            On the main process ``{"semantic": {...}, "instance": {...}, "segm": {...},
+            "contrast": {...}}`` of floats (percent, counts as numbers), or an empty dict
+            when no image was processed; None on other processes.
+        """
+        if self._distributed and comm.get_world_size() > 1:
+            comm.synchronize()
+            states = comm.gather(self._state, dst=0)
+            if not comm.is_main_process():
+                return None
+        else:
+            states = [self._state]
+        state = EvalState.merge(states)
+        if not state.images:
+            logger.warning(
+                "SegContrastEvaluator on %s received no images (process() was never called, "
+                "or the dataset is empty): nothing to evaluate, returning no results.",
+                self._dataset_name,
+            )
+            return OrderedDict()
+        if len(state.images) < len(self._gt):
+            logger.info(
+                "Evaluated %d of the %d images of %s.",
+                len(state.images),
+                len(self._gt),
+                self._dataset_name,
+            )
+        summary = summarize(state, self._class_names, boundary_iou=self._boundary_iou)
+        logger.info("\n" + format_report(summary, self._dataset_name))
+        if self._output_dir:
+            self._write_outputs(state, summary)
+        return copy.deepcopy(summary.results)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "dataset": self._dataset_name,
+            "settings": {
+                "mask_threshold": self._mask_threshold,
+                "iou_threshold": self._iou_threshold,
+                "boundary_iou": self._boundary_iou,
+                "boundary_dilation_ratio": self._dilation_ratio,
+                "score_threshold": self._score_threshold,
+            },
+            "class_names": self._class_names,
+        }
+
+    def _write_outputs(self, state: EvalState, summary: Summary) -> None:
+        out = self._output_dir
+        assert out is not None
+        os.makedirs(out, exist_ok=True)
+        write_metrics_json(os.path.join(out, "metrics.json"), summary, self._settings())
+        write_per_image_csv(os.path.join(out, "per_image.csv"), state.images)
+        try:
+            self._write_plots(state, summary)
+        except Exception as err:  # a plotting failure must not lose the metrics
+            logger.warning(
+                "SegContrastEvaluator: plots not written (%s: %s)", type(err).__name__, err
+            )
+        logger.info("SegContrast metrics, per-image table and plots written to %s", out)
+
+    def _write_plots(self, state: EvalState, summary: Summary) -> None:
+        from . import plots  # matplotlib only when plots are written
+
+        out = self._output_dir
+        assert out is not None
+        names = self._class_names
+        sem = [summary.results["semantic"][f"IoU-{n}"] for n in names]
+        inst = [summary.results["instance"][f"IoU-{n}"] for n in names]
+        plots.plot_class_iou(os.path.join(out, "per_class_iou.png"), names, sem, inst)
+        plots.plot_confusion(
+            os.path.join(out, "confusion_matrix.png"), ["background", *names], state.confusion
+        )
+        records = {image_sort_key(r.image_id): r for r in state.images}
+        for rank, worst in enumerate(
+            tqdm(state.worst, desc="worst-image overlays", unit="img", leave=False)
+        ):
+            record = records.get(image_sort_key(worst.image_id))
+            if record is None:
+                continue
+            gt = GroundTruth.from_dataset_dict(self._gt[worst.image_id], len(names))
+            pred = worst.masks(record.height, record.width)
+            c = record.counts
+            title = (
+                f"image {worst.image_id}: instance mIoU {_pct_text(record.instance_miou)}, "
+                f"semantic mIoU {_pct_text(record.semantic_miou)}; merged {c['merged']}, "
+                f"split {c['split']}, missed {c['missed']}, false positives "
+                f"{c['false_positives']}"
+            )
+            plots.plot_overlay(
+                os.path.join(out, plots.overlay_name(rank, worst.image_id)),
+                record.file_name,
+                gt.masks,
+                gt.classes,
+                gt.crowd,
+                pred,
+                worst.classes,
+                len(names),
+                title,
+            )
+
+
+def _pct_text(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value * 100:.1f}"
+
+
+def build_segcontrast_evaluator(
+    cfg: CfgNode, dataset_name: str, output_folder: str | None
+) -> SegContrastEvaluator:
+    """The evaluator with the settings of ``cfg.TEST.SEGCONTRAST``.
+
+    ``SCORE_THRESHOLD`` is optional (0.0, i.e. every prediction, when the config has none).
+
+    Args:
+        cfg: a config with SegContrast keys.
+        dataset_name: registered dataset.
+        output_folder: where to write results (None: nowhere).
+
+    Returns:
+        The evaluator.
+    """
+    sc = cfg.TEST.SEGCONTRAST
+    return SegContrastEvaluator(
+        dataset_name,
+        output_folder,
+        distributed=True,
+        mask_threshold=sc.MASK_THRESHOLD,
+        iou_threshold=sc.IOU_THRESHOLD,
+        boundary_dilation_ratio=sc.BOUNDARY_DILATION_RATIO,
+        boundary_iou=sc.BOUNDARY_IOU,
+        num_worst_images=sc.NUM_WORST_IMAGES,
+        score_threshold=sc.get("SCORE_THRESHOLD", 0.0),
+    )

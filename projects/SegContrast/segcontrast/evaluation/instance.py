@@ -1,0 +1,198 @@
+"""Instance side of one image: mask IoUs, one-to-one matching, and the contrast counts.
+
+Definitions (also in docs/EVALUATION.md); every count is within one image and one class
+unless it says otherwise, and crowd regions are never instances:
+
+* match: per class, the one-to-one assignment of predictions to ground-truth instances that
+  maximises the total IoU among pairs with IoU >= ``iou_threshold`` (Hungarian algorithm).
+* ignored prediction: unmatched, and more than ``iou_threshold`` of it (intersection over its
+  own area, COCO's crowd rule) lies in a crowd region of its class. Neither right nor wrong.
+* missed: a ground-truth instance without a match.
+* false positive: a prediction without a match that is not ignored.
+* duplicate: a false positive whose IoU with a matched prediction of its class is
+  >= ``iou_threshold`` (a second detection of an object already found).
+* class confusion: a false positive, not a duplicate, whose IoU with a ground-truth instance
+  of another class is >= ``iou_threshold`` (the right object, the wrong class).
+* merged: a prediction that covers more than half of each of two or more ground-truth
+  instances of its class.
+* split: a ground-truth instance that holds more than half of each of two or more
+  predictions of its class that are not duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .masks import MaskCrops, pairwise_intersections
+
+__all__ = ["InstanceMatch", "hungarian_match", "iou_matrix", "match_image"]
+
+
+def iou_matrix(
+    inter: np.ndarray, pred_areas: np.ndarray, gt_areas: np.ndarray, crowd: np.ndarray
+) -> np.ndarray:
+    """Mask IoUs from intersections, exactly as ``pycocotools.mask.iou`` computes them.
+
+    Args:
+        inter: (N, G) intersection pixel counts.
+        pred_areas: (N,) prediction areas.
+        gt_areas: (G,) ground-truth mask areas (pixels, not the annotation's ``area``).
+        crowd: (G,) bool; for a crowd region the "IoU" is intersection / prediction area.
+
+    Returns:
+        (N, G) float64; 0 where the intersection is empty.
+    """
+    union = pred_areas[:, None] + gt_areas[None, :] - inter
+    union = np.where(crowd[None, :], pred_areas[:, None], union)
+    out = np.zeros(inter.shape, np.float64)
+    nz = inter > 0
+    out[nz] = inter[nz] / union[nz]
+    return out
+
+
+def hungarian_match(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching maximising the total IoU among pairs with IoU >= threshold.
+
+    Args:
+        iou: (N, M) IoUs.
+        threshold: smallest IoU of a match.
+
+    Returns:
+        (rows, cols) of the matched pairs, int64.
+    """
+    candidate = iou >= threshold
+    if not candidate.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if (candidate.sum(0) <= 1).all() and (candidate.sum(1) <= 1).all():
+        rows, cols = np.nonzero(candidate)
+        return rows.astype(np.int64), cols.astype(np.int64)
+    rows_in = np.flatnonzero(candidate.any(1))
+    cols_in = np.flatnonzero(candidate.any(0))
+    sub = np.where(candidate[np.ix_(rows_in, cols_in)], iou[np.ix_(rows_in, cols_in)], 0.0)
+    r, c = linear_sum_assignment(sub, maximize=True)
+    keep = sub[r, c] >= threshold
+    return rows_in[r[keep]].astype(np.int64), cols_in[c[keep]].astype(np.int64)
+
+
+@dataclass
+class InstanceMatch:
+    """Matching result of one image (non-crowd ground truth only).
+
+    Attributes:
+        pred_index: (P,) matched predictions.
+        gt_index: (P,) their ground-truth instances (indices into the non-crowd instances).
+        pair_iou: (P,) their IoUs.
+        gt_iou: (G,) IoU of each ground-truth instance with its match, 0 when missed.
+        pred_matched: (N,) bool.
+        pred_ignored: (N,) bool, unmatched and mostly inside a crowd region of its class.
+        merged, split, duplicates, class_confusions: the contrast counts (module docstring).
+    """
+
+    pred_index: np.ndarray
+    gt_index: np.ndarray
+    pair_iou: np.ndarray
+    gt_iou: np.ndarray
+    pred_matched: np.ndarray
+    pred_ignored: np.ndarray
+    merged: int
+    split: int
+    duplicates: int
+    class_confusions: int
+
+    @property
+    def missed(self) -> int:
+        """Ground-truth instances without a match."""
+        return int(len(self.gt_iou) - len(self.gt_index))
+
+    @property
+    def false_positives(self) -> int:
+        """Unmatched predictions that are not ignored."""
+        return int(np.count_nonzero(~self.pred_matched & ~self.pred_ignored))
+
+
+def match_image(
+    pred: MaskCrops,
+    pred_classes: np.ndarray,
+    gt: MaskCrops,
+    gt_classes: np.ndarray,
+    inter: np.ndarray,
+    iou: np.ndarray,
+    crowd_iou: np.ndarray,
+    crowd_classes: np.ndarray,
+    iou_threshold: float,
+) -> InstanceMatch:
+    """Match predictions to non-crowd ground truth and count how they disagree.
+
+    Args:
+        pred: N predicted masks.
+        pred_classes: (N,) classes.
+        gt: G non-crowd ground-truth masks.
+        gt_classes: (G,) classes.
+        inter: (N, G) intersections of predictions and ``gt``.
+        iou: (N, G) their IoUs.
+        crowd_iou: (N, C) intersection over prediction area with each crowd region.
+        crowd_classes: (C,) classes of the crowd regions.
+        iou_threshold: smallest IoU of a match.
+
+    Returns:
+        The matching and its counts.
+    """
+    n, g = len(pred), len(gt)
+    same = pred_classes[:, None] == gt_classes[None, :]
+    candidate = (iou >= iou_threshold) & same
+    if not candidate.any():
+        rows = cols = np.zeros(0, np.int64)
+    elif (candidate.sum(0) <= 1).all() and (candidate.sum(1) <= 1).all():
+        rows, cols = (x.astype(np.int64) for x in np.nonzero(candidate))
+    else:
+        rows_all, cols_all = [], []
+        for cls in np.unique(pred_classes[candidate.any(axis=1)]):
+            pi = np.flatnonzero(pred_classes == cls)
+            gi = np.flatnonzero(gt_classes == cls)
+            r, c = hungarian_match(iou[np.ix_(pi, gi)], iou_threshold)
+            rows_all.append(pi[r])
+            cols_all.append(gi[c])
+        rows, cols = np.concatenate(rows_all), np.concatenate(cols_all)
+    order = np.argsort(cols, kind="stable")
+    rows, cols = rows[order], cols[order]
+    pair_iou = iou[rows, cols]
+    gt_iou = np.zeros(g, np.float64)
+    gt_iou[cols] = pair_iou
+    matched = np.zeros(n, bool)
+    matched[rows] = True
+
+    ignored = np.zeros(n, bool)
+    if crowd_iou.size:
+        in_crowd = (crowd_iou >= iou_threshold) & (pred_classes[:, None] == crowd_classes[None])
+        ignored = ~matched & in_crowd.any(axis=1)
+    false_pos = ~matched & ~ignored
+
+    duplicate = np.zeros(n, bool)
+    fp_index = np.flatnonzero(false_pos)
+    if fp_index.size and rows.size:
+        pp = pairwise_intersections(pred.subset(fp_index), pred.subset(rows))
+        union = pred.areas[fp_index][:, None] + pred.areas[rows][None, :] - pp
+        pp_iou = np.where(pp > 0, pp / np.maximum(union, 1), 0.0)
+        same_cls = pred_classes[fp_index][:, None] == pred_classes[rows][None, :]
+        duplicate[fp_index] = ((pp_iou >= iou_threshold) & same_cls).any(axis=1)
+    confused = false_pos & ~duplicate & ((iou >= iou_threshold) & ~same).any(axis=1)
+
+    covers_gt = (2 * inter > gt.areas[None, :]) & same & (inter > 0)
+    merged = int(np.count_nonzero(covers_gt.sum(axis=1) >= 2))
+    inside_gt = (2 * inter > pred.areas[:, None]) & same & (inter > 0) & ~duplicate[:, None]
+    split = int(np.count_nonzero(inside_gt.sum(axis=0) >= 2))
+    return InstanceMatch(
+        pred_index=rows,
+        gt_index=cols,
+        pair_iou=pair_iou,
+        gt_iou=gt_iou,
+        pred_matched=matched,
+        pred_ignored=ignored,
+        merged=merged,
+        split=split,
+        duplicates=int(np.count_nonzero(duplicate)),
+        class_confusions=int(np.count_nonzero(confused)),
+    )

@@ -1,0 +1,302 @@
+"""Binary masks as tight bounding-box crops: the evaluator never keeps full-image masks.
+
+Predicted masks arrive as dense ``(N, H, W)`` arrays; ground-truth masks as COCO polygons or RLE.
+Both become :class:`MaskCrops` (one tight crop per mask plus its box), and every later step
+(intersections, painting, boundaries) works on crops. Ground truth is decoded from its RLE
+straight into the crops, with the same pixels as ``pycocotools.mask.decode`` but without
+writing a full image per instance (``decode`` costs ~0.3 ms per 480x640 mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+
+__all__ = [
+    "MaskCrops",
+    "annotation_to_rle",
+    "crops_from_dense",
+    "crops_from_rles",
+    "pairwise_intersections",
+    "rle_counts_to_runs",
+]
+
+
+@dataclass
+class MaskCrops:
+    """Masks of one image stored as tight crops.
+
+    Attributes:
+        boxes: (N, 4) int64 ``x0, y0, x1, y1`` (exclusive ends); all zero for an empty mask.
+        crops: N bool arrays, crop ``i`` of shape ``(y1 - y0, x1 - x0)``.
+        areas: (N,) int64 foreground pixel counts.
+        height: image height.
+        width: image width.
+    """
+
+    boxes: np.ndarray
+    crops: list[np.ndarray]
+    areas: np.ndarray
+    height: int
+    width: int
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> MaskCrops:
+        """The masks at ``index`` (a new object sharing the crops)."""
+        index = np.asarray(index, dtype=np.int64)
+        return MaskCrops(
+            self.boxes[index],
+            [self.crops[i] for i in index],
+            self.areas[index],
+            self.height,
+            self.width,
+        )
+
+    def to_dense(self, i: int) -> np.ndarray:
+        """Mask ``i`` as a full (H, W) bool array (for plots and tests)."""
+        out = np.zeros((self.height, self.width), dtype=bool)
+        x0, y0, x1, y1 = self.boxes[i]
+        out[y0:y1, x0:x1] = self.crops[i]
+        return out
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> MaskCrops:
+        """No masks."""
+        return cls(np.zeros((0, 4), np.int64), [], np.zeros(0, np.int64), height, width)
+
+
+def _binarize(masks: Any, threshold: float) -> np.ndarray:
+    if isinstance(masks, torch.Tensor):
+        if masks.dtype != torch.bool:
+            masks = masks >= threshold
+        return masks.detach().cpu().numpy()
+    masks = np.asarray(masks)
+    if masks.dtype != bool:
+        masks = masks >= threshold
+    return masks
+
+
+def _rows_any(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool -> (N, H) bool: which rows of each mask hold a pixel."""
+    n, h, w = masks.shape
+    if w % 8 == 0 and masks.flags.c_contiguous:
+        # Eight pixels per uint64 word: the one full pass over the masks reads words, not bytes.
+        return masks.view(np.uint64).reshape(n, h, w // 8).any(axis=2)
+    return masks.any(axis=2)
+
+
+def crops_from_dense(masks: Any, threshold: float = 0.5) -> MaskCrops:
+    """Crop dense masks to their tight boxes.
+
+    Args:
+        masks: (N, H, W) bool, or float probabilities binarised as ``>= threshold``; a torch
+            tensor (any device) or numpy array.
+        threshold: binarisation threshold for non-bool masks.
+
+    Returns:
+        The crops. One full pass over the masks finds the rows in use; columns are searched
+        only within those rows.
+    """
+    masks = _binarize(masks, threshold)
+    if masks.ndim != 3:
+        raise ValueError(f"expected masks of shape (N, H, W), got {tuple(masks.shape)}")
+    n, h, w = masks.shape
+    if n == 0:
+        return MaskCrops.empty(h, w)
+    rows = _rows_any(masks)
+    has = rows.any(axis=1)
+    y0 = np.argmax(rows, axis=1)
+    y1 = h - np.argmax(rows[:, ::-1], axis=1)
+    boxes = np.zeros((n, 4), np.int64)
+    crops: list[np.ndarray] = []
+    areas = np.zeros(n, np.int64)
+    for i in range(n):
+        if not has[i]:
+            crops.append(np.zeros((0, 0), bool))
+            continue
+        band = masks[i, y0[i] : y1[i]]
+        cols = band.any(axis=0)
+        x0 = int(np.argmax(cols))
+        x1 = w - int(np.argmax(cols[::-1]))
+        crop = np.ascontiguousarray(band[:, x0:x1])
+        crops.append(crop)
+        boxes[i] = (x0, y0[i], x1, y1[i])
+        areas[i] = np.count_nonzero(crop)
+    return MaskCrops(boxes, crops, areas, h, w)
+
+
+def annotation_to_rle(segmentation: Any, height: int, width: int) -> dict:
+    """A COCO segmentation as one compressed RLE, exactly as ``COCO.annToRLE`` builds it.
+
+    Args:
+        segmentation: polygons (list of flat coordinate lists), uncompressed RLE
+            (``counts`` a list) or compressed RLE (``counts`` str or bytes).
+        height: image height.
+        width: image width.
+
+    Returns:
+        ``{"size": [height, width], "counts": bytes}``; an empty mask for an empty polygon list.
+    """
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if len(p) >= 6]
+        if not polygons:
+            return mask_util.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0]
+        return mask_util.merge(mask_util.frPyObjects(polygons, height, width))
+    if isinstance(segmentation["counts"], list):
+        return mask_util.frPyObjects(segmentation, height, width)
+    counts = segmentation["counts"]
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    return {"size": list(segmentation["size"]), "counts": counts}
+
+
+def rle_counts_to_runs(counts: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Decode several compressed COCO ``counts`` strings at once (pycocotools' ``rleFrString``).
+
+    Args:
+        counts: compressed counts, one per mask.
+
+    Returns:
+        runs: all run lengths concatenated (int64), alternating background and foreground and
+            starting with background within each mask.
+        offsets: (len(counts) + 1,) start of each mask's runs in ``runs``.
+    """
+    lengths = np.array([len(c) for c in counts], dtype=np.int64)
+    if lengths.sum() == 0:
+        return np.zeros(0, np.int64), np.zeros(len(counts) + 1, np.int64)
+    for c in counts:
+        if c and (c[-1] - 48) & 0x20:
+            raise ValueError("compressed RLE counts end in the middle of a number")
+    chars = np.frombuffer(b"".join(counts), dtype=np.uint8).astype(np.int64) - 48
+    ends = np.flatnonzero((chars & 0x20) == 0)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    nchars = ends - starts + 1
+    position = np.arange(len(chars)) - np.repeat(starts, nchars)
+    values = np.add.reduceat((chars & 0x1F) << (5 * position), starts)
+    negative = (chars[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * nchars[negative])
+    char_offsets = np.concatenate(([0], np.cumsum(lengths)))
+    numbers_per_mask = np.diff(np.searchsorted(ends, char_offsets, side="left"))
+    offsets = np.concatenate(([0], np.cumsum(numbers_per_mask)))
+    mask_of = np.repeat(np.arange(len(counts)), numbers_per_mask)
+    index = np.arange(len(values)) - offsets[mask_of]
+    # From the fourth count on, each is stored as the difference to the count two places
+    # earlier: a cumulative sum along each parity (index 0 excluded), restarted per mask.
+    runs = values.copy()
+    for parity in (0, 1):
+        sel = np.flatnonzero((index % 2 == parity) & (index > 0))
+        if sel.size == 0:
+            continue
+        total = np.cumsum(values[sel])
+        owner = mask_of[sel]
+        first = np.concatenate(([True], owner[1:] != owner[:-1]))
+        restart = np.maximum.accumulate(np.where(first, np.arange(len(sel)), 0))
+        before = np.where(restart > 0, total[np.maximum(restart - 1, 0)], 0)
+        runs[sel] = total - before
+    return runs, offsets
+
+
+def crops_from_rles(rles: Sequence[dict], height: int, width: int) -> MaskCrops:
+    """Decode compressed RLEs straight into tight crops.
+
+    Args:
+        rles: compressed RLEs (``counts`` bytes) of masks of size (height, width).
+        height: image height.
+        width: image width.
+
+    Returns:
+        The crops, pixel for pixel equal to ``pycocotools.mask.decode``.
+
+    Raises:
+        ValueError: an RLE whose size is not (height, width) or whose runs do not add up.
+    """
+    n = len(rles)
+    if n == 0:
+        return MaskCrops.empty(height, width)
+    for rle in rles:
+        if list(rle["size"]) != [height, width]:
+            raise ValueError(f"RLE of size {rle['size']} in an image of size {[height, width]}")
+    bbox = mask_util.toBbox(list(rles)).astype(np.int64)  # x, y, w, h
+    areas = mask_util.area(list(rles)).astype(np.int64)
+    boxes = np.stack([bbox[:, 0], bbox[:, 1], bbox[:, 0] + bbox[:, 2], bbox[:, 1] + bbox[:, 3]], 1)
+    boxes[areas == 0] = 0
+    crop_w = boxes[:, 2] - boxes[:, 0]
+    crop_h = boxes[:, 3] - boxes[:, 1]
+    sizes = crop_w * crop_h
+    crop_offsets = np.concatenate(([0], np.cumsum(sizes)))
+    runs, run_offsets = rle_counts_to_runs([r["counts"] for r in rles])
+    # Foreground runs [start, end) in column-major pixel order, mapped to each crop's own
+    # column-major order. A run that crosses a column edge only occurs when the mask touches
+    # both the top and the bottom row, where the crop is full height and the map is a shift.
+    mask_of = np.repeat(np.arange(n), np.diff(run_offsets))
+    local = np.arange(len(runs)) - run_offsets[mask_of]
+    cumulative = np.cumsum(runs)
+    ends_local = cumulative - np.concatenate(([0], cumulative))[run_offsets[:-1]][mask_of]
+    last_run = run_offsets[1:][np.diff(run_offsets) > 0] - 1
+    if np.any(runs < 0) or np.any(ends_local[last_run] != height * width):
+        raise ValueError("RLE run lengths do not add up to height * width")
+    fg = np.flatnonzero((local % 2 == 1) & (runs > 0))
+    stop = ends_local[fg]
+    start = stop - runs[fg]
+    owner = mask_of[fg]
+
+    def to_crop(pixel: np.ndarray) -> np.ndarray:
+        col, row = pixel // height, pixel % height
+        return (
+            crop_offsets[owner] + (col - boxes[owner, 0]) * crop_h[owner] + (row - boxes[owner, 1])
+        )
+
+    first = to_crop(start)
+    last = to_crop(stop - 1) + 1
+    total = int(crop_offsets[-1])
+    # Within a crop the mapped runs keep their order and crops follow each other, so the run
+    # bounds are non-decreasing: the crops are one repeat of alternating off/on values.
+    bounds = np.empty(2 * len(first) + 2, np.int64)
+    bounds[0], bounds[-1] = 0, total
+    bounds[1:-1:2] = first
+    bounds[2:-1:2] = last
+    values = np.zeros(len(bounds) - 1, bool)
+    values[1::2] = True
+    flat = np.repeat(values, np.diff(bounds))
+    crops = [
+        np.ascontiguousarray(
+            flat[crop_offsets[i] : crop_offsets[i + 1]].reshape(crop_w[i], crop_h[i]).T
+        )
+        for i in range(n)
+    ]
+    return MaskCrops(boxes, crops, areas, height, width)
+
+
+def pairwise_intersections(a: MaskCrops, b: MaskCrops) -> np.ndarray:
+    """Pixel counts of ``a_i & b_j`` for every pair, touching only overlapping boxes.
+
+    Args:
+        a: N masks.
+        b: M masks of the same image.
+
+    Returns:
+        (N, M) int64 intersection areas.
+    """
+    out = np.zeros((len(a), len(b)), np.int64)
+    if len(a) == 0 or len(b) == 0:
+        return out
+    ba, bb = a.boxes, b.boxes
+    ix0 = np.maximum(ba[:, None, 0], bb[None, :, 0])
+    iy0 = np.maximum(ba[:, None, 1], bb[None, :, 1])
+    ix1 = np.minimum(ba[:, None, 2], bb[None, :, 2])
+    iy1 = np.minimum(ba[:, None, 3], bb[None, :, 3])
+    overlap = (ix1 > ix0) & (iy1 > iy0)
+    overlap &= (a.areas[:, None] > 0) & (b.areas[None, :] > 0)
+    for i, j in zip(*np.nonzero(overlap), strict=True):
+        x0, y0, x1, y1 = ix0[i, j], iy0[i, j], ix1[i, j], iy1[i, j]
+        ca = a.crops[i][y0 - ba[i, 1] : y1 - ba[i, 1], x0 - ba[i, 0] : x1 - ba[i, 0]]
+        cb = b.crops[j][y0 - bb[j, 1] : y1 - bb[j, 1], x0 - bb[j, 0] : x1 - bb[j, 0]]
+        out[i, j] = np.count_nonzero(ca & cb)
+    return out

@@ -1,0 +1,210 @@
+"""Sufficient statistics: what each process keeps per image, and how processes are merged.
+
+A process keeps the dataset's confusion matrix (summed), one small :class:`ImageRecord` per
+image (counts, per-instance IoUs, the COCO IoU matrices) and the predicted masks of the few
+worst images so far, as packed-bit crops. Nothing else grows with the number of images.
+Merging sorts images by id, so results do not depend on which process saw which image, nor
+on the order of the images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .coco_ap import ApImage
+from .masks import MaskCrops
+
+__all__ = ["EvalState", "ImageRecord", "WorstImage", "image_sort_key"]
+
+logger = logging.getLogger(__name__)
+
+
+def image_sort_key(image_id: Any) -> tuple[int, Any]:
+    """Order of images: integer ids numerically (as COCOeval), then other ids as strings."""
+    if isinstance(image_id, (int, np.integer)) and not isinstance(image_id, bool):
+        return (0, int(image_id))
+    return (1, str(image_id))
+
+
+@dataclass
+class ImageRecord:
+    """Everything the dataset-level metrics need from one image.
+
+    Attributes:
+        image_id: the dataset's image id.
+        file_name: the image file (for the overlays).
+        height, width: image size.
+        semantic_miou: mean IoU over thing classes present in this image (NaN if none).
+        instance_miou: mean IoU of its non-crowd instances, missed = 0 (NaN if none).
+        counts: ``n_gt, n_crowd, n_pred, matched, missed, false_positives, ignored, merged,
+            split, duplicates, class_confusions``.
+        gt_classes: (G,) int16 classes of the non-crowd instances.
+        gt_iou: (G,) float64 IoU with the matched prediction, 0 when missed.
+        gt_boundary_iou: (G,) float64 boundary IoU of matched instances, NaN otherwise.
+        pred_classes: (N,) int16 classes of the predictions (after the score threshold).
+        pred_matched: (N,) bool.
+        pred_ignored: (N,) bool (in a crowd region).
+        ap: the COCO records.
+    """
+
+    image_id: Any
+    file_name: str
+    height: int
+    width: int
+    semantic_miou: float
+    instance_miou: float
+    counts: dict[str, int]
+    gt_classes: np.ndarray
+    gt_iou: np.ndarray
+    gt_boundary_iou: np.ndarray
+    pred_classes: np.ndarray
+    pred_matched: np.ndarray
+    pred_ignored: np.ndarray
+    ap: ApImage
+
+    @property
+    def badness(self) -> float | None:
+        """Sort value of the worst-images selection (lower is worse); None: not a candidate."""
+        if self.counts["n_gt"] > 0:
+            return self.instance_miou
+        return 0.0 if self.counts["false_positives"] > 0 else None
+
+
+@dataclass
+class WorstImage:
+    """Predicted masks of one of the worst images, as packed-bit crops.
+
+    Attributes:
+        badness: :attr:`ImageRecord.badness`.
+        image_id: image id.
+        boxes: (N, 4) int64 crop boxes.
+        shapes: (N, 2) crop shapes.
+        bits: N ``np.packbits`` arrays of the crops.
+        classes: (N,) classes.
+        scores: (N,) scores.
+    """
+
+    badness: float
+    image_id: Any
+    boxes: np.ndarray
+    shapes: np.ndarray
+    bits: list[np.ndarray]
+    classes: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def pack(
+        cls,
+        badness: float,
+        image_id: Any,
+        masks: MaskCrops,
+        classes: np.ndarray,
+        scores: np.ndarray,
+    ) -> WorstImage:
+        """Keep ``masks`` compactly."""
+        return cls(
+            badness=badness,
+            image_id=image_id,
+            boxes=masks.boxes.copy(),
+            shapes=np.array([c.shape for c in masks.crops], np.int64).reshape(-1, 2),
+            bits=[np.packbits(c, axis=None) for c in masks.crops],
+            classes=np.asarray(classes).copy(),
+            scores=np.asarray(scores).copy(),
+        )
+
+    def masks(self, height: int, width: int) -> MaskCrops:
+        """Unpack the crops."""
+        crops = [
+            np.unpackbits(b, count=int(s[0] * s[1])).reshape(s).astype(bool)
+            for b, s in zip(self.bits, self.shapes, strict=True)
+        ]
+        areas = np.array([np.count_nonzero(c) for c in crops], np.int64)
+        return MaskCrops(self.boxes, crops, areas, height, width)
+
+    def key(self) -> tuple:
+        """Worst first; ties by image id."""
+        return (self.badness, image_sort_key(self.image_id))
+
+
+@dataclass
+class EvalState:
+    """One process's sufficient statistics.
+
+    Attributes:
+        num_labels: K + 1.
+        confusion: (K + 1, K + 1) int64, rows ground truth.
+        images: one record per processed image.
+        worst: at most ``max_worst`` worst images with their predicted masks.
+        max_worst: capacity of ``worst``.
+    """
+
+    num_labels: int
+    max_worst: int = 0
+    confusion: np.ndarray = field(default=None)  # type: ignore[assignment]
+    images: list[ImageRecord] = field(default_factory=list)
+    worst: list[WorstImage] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.confusion is None:
+            self.confusion = np.zeros((self.num_labels, self.num_labels), np.int64)
+
+    def wants_worst(self, badness: float | None, image_id: Any) -> bool:
+        """Whether an image with this badness would enter the worst-images set."""
+        if badness is None or self.max_worst <= 0:
+            return False
+        if len(self.worst) < self.max_worst:
+            return True
+        return (badness, image_sort_key(image_id)) < max(w.key() for w in self.worst)
+
+    def add_worst(self, entry: WorstImage) -> None:
+        """Insert, dropping the best entry when over capacity."""
+        self.worst.append(entry)
+        self.worst.sort(key=WorstImage.key)
+        del self.worst[self.max_worst :]
+
+    @classmethod
+    def merge(cls, states: Sequence[EvalState]) -> EvalState:
+        """Combine processes' states; images sorted by id, a repeated image kept once.
+
+        Args:
+            states: states with the same ``num_labels``.
+
+        Returns:
+            The merged state (``confusion`` summed exactly; integer counts).
+        """
+        if not states:
+            raise ValueError("no states to merge")
+        num_labels = states[0].num_labels
+        if any(s.num_labels != num_labels for s in states):
+            raise ValueError("states of evaluators with different numbers of classes")
+        max_worst = max(s.max_worst for s in states)
+        merged = cls(num_labels=num_labels, max_worst=max_worst)
+        seen: set = set()
+        images = []
+        for record in sorted(
+            (r for s in states for r in s.images), key=lambda r: image_sort_key(r.image_id)
+        ):
+            key = image_sort_key(record.image_id)
+            if key in seen:
+                logger.warning(
+                    "Image %r was evaluated by more than one process: its instances are "
+                    "counted once, its pixels more than once in the semantic confusion matrix.",
+                    record.image_id,
+                )
+                continue
+            seen.add(key)
+            images.append(record)
+        merged.images = images
+        merged.confusion = np.sum([s.confusion for s in states], axis=0).astype(np.int64)
+        for entry in sorted((w for s in states for w in s.worst), key=WorstImage.key):
+            if not any(
+                image_sort_key(w.image_id) == image_sort_key(entry.image_id) for w in merged.worst
+            ):
+                merged.worst.append(entry)
+        del merged.worst[max_worst:]
+        return merged

@@ -1,0 +1,17 @@
+"""Mask heads (registered in ROI_MASK_HEAD_REGISTRY on import)."""
+
+from .mask_heads import (
+    FocalLossMaskHead,
+    MaskTargets,
+    PosWeightedBCEMaskHead,
+    build_mask_targets,
+    log_mask_metrics,
+)
+
+__all__ = [
+    "FocalLossMaskHead",
+    "MaskTargets",
+    "PosWeightedBCEMaskHead",
+    "build_mask_targets",
+    "log_mask_metrics",
+]

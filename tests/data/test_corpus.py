@@ -1,0 +1,277 @@
+"""The bad-input corpus (tests/data/make_corpus.py): every case gets its one expected outcome
+through the public API (validation, registration, DatasetCatalog, the mapper) and, for the
+error cases, through tools/validate_dataset.py (its main() for every case, a real process for
+one case of each kind)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import segcontrast  # noqa: F401
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from segcontrast.config import add_segcontrast_config
+from segcontrast.data import (
+    DatasetValidationError,
+    SegContrastDatasetMapper,
+    register_coco_dataset,
+    validate_coco_file,
+    validate_dataset,
+)
+from segcontrast.data.coco import unregister_coco_dataset
+
+# pycocotools 2.0.11 with numpy 2 warns on every decode.
+
+REPO = Path(__file__).resolve().parents[2]
+TOOL = REPO / "tools" / "validate_dataset.py"
+
+
+def _load_make_corpus():
+    spec = importlib.util.spec_from_file_location(
+        "segcontrast_test_make_corpus", Path(__file__).with_name("make_corpus.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+mc = _load_make_corpus()
+CASES = {case.name: case for case in mc.CASES}
+ERRORS = [name for name, case in CASES.items() if case.outcome == "error"]
+USABLE = [name for name, case in CASES.items() if case.outcome != "error"]
+
+# The cases issue 6 asks for, by the name they have here.
+REQUIRED = [
+    "empty_file", "truncated_json", "not_json", "missing_images", "missing_annotations",
+    "missing_categories", "wrong_types", "duplicate_image_ids", "duplicate_annotation_ids",
+    "annotation_missing_image", "unknown_category", "polygon_odd_length",
+    "polygon_too_few_points", "empty_segmentation", "rle_size_mismatch", "rle_malformed_counts",
+    "bbox_negative", "bbox_zero_size", "bbox_outside_image", "image_missing", "image_zero_byte",
+    "truncated_jpeg", "text_named_jpg", "image_size_mismatch", "grayscale_png", "rgba_png",
+    "png_16bit", "exif_rotated_jpeg", "names_with_spaces_non_ascii", "file_name_dotdot",
+    "file_name_absolute",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    cases = mc.make_corpus(tmp_path_factory.mktemp("corpus"))
+    yield cases
+    for name in cases:
+        unregister_coco_dataset(f"corpus_{name}")
+
+
+def _register(case):
+    name = f"corpus_{case.name}"
+    register_coco_dataset(name, case.json_file, case.image_root,
+                          allow_outside_root=case.allow_outside_root)
+    return name
+
+
+def _named_ids(case) -> list[str]:
+    ids = []
+    if case.image_id is not None:
+        ids.append(f"image {case.image_id}")
+    if case.annotation_id is not None:
+        ids.append(f"annotation {case.annotation_id}")
+    return ids
+
+
+def test_corpus_covers_issue_6():
+    assert len(CASES) >= 25
+    assert not set(REQUIRED) - set(CASES)
+    for case in CASES.values():
+        assert case.outcome in ("works", "dropped", "error")
+        assert (case.outcome == "works") == (not case.codes)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_validation_gives_the_expected_outcome(corpus, name):
+    case = corpus[name]
+    report = validate_coco_file(case.json_file, case.image_root,
+                                allow_outside_root=case.allow_outside_root)
+    fatal = {p.code for p in report.fatal}
+    dropped = {p.code for p in report.dropped}
+    if case.outcome == "works":
+        assert report.ok and not report.problems, report.format_summary()
+    elif case.outcome == "dropped":
+        assert report.ok and dropped == set(case.codes), report.format_summary()
+        lost = 0 if name == "polygon_partly_degenerate" else 1
+        assert report.num_kept_annotations == report.num_annotations - lost
+    else:
+        assert fatal == set(case.codes), report.format_summary()
+    for problem in report.problems:
+        assert problem.file == str(case.json_file)
+    if case.outcome != "works" and (case.image_id is not None or case.annotation_id is not None):
+        hits = [p for p in report.problems if p.code in case.codes]
+        assert any((case.image_id is None or p.image_id == case.image_id)
+                   and (case.annotation_id is None or p.annotation_id == case.annotation_id)
+                   for p in hits), [p.format() for p in hits]
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_error_cases_stop_registration_with_a_clear_message(corpus, name):
+    case = corpus[name]
+    dataset = _register(case)
+    with pytest.raises(DatasetValidationError) as info:
+        validate_dataset(dataset)
+    message = str(info.value)
+    assert str(case.json_file) in message
+    for code in case.codes:
+        assert code in message
+    for named in _named_ids(case):
+        assert named in message
+    assert all(p.severity == "fatal" for p in info.value.report.fatal)
+    with pytest.raises(DatasetValidationError):  # the catalog loader validates first
+        DatasetCatalog.get(dataset)
+
+
+def _mapper_cfg(mask_format: str):
+    cfg = get_cfg()
+    add_segcontrast_config(cfg)
+    cfg.MODEL.MASK_ON = True
+    cfg.INPUT.MASK_FORMAT = mask_format
+    cfg.INPUT.MIN_SIZE_TRAIN = (40,)
+    cfg.INPUT.MAX_SIZE_TRAIN = 96
+    cfg.INPUT.RANDOM_FLIP = "horizontal"
+    return cfg
+
+
+@pytest.mark.parametrize("name", USABLE)
+def test_usable_cases_register_load_and_map(corpus, name):
+    case = corpus[name]
+    dataset = _register(case)
+    report = validate_dataset(dataset)
+    assert {p.code for p in report.dropped} == set(case.codes)
+    meta = MetadataCatalog.get(dataset)
+    dicts = DatasetCatalog.get(dataset)
+    assert [d["image_id"] for d in dicts] == [1, 2]
+    kept_ids = {a["id"] for d in dicts for a in d["annotations"]}
+    if case.outcome == "dropped" and case.name != "polygon_partly_degenerate":
+        assert case.annotation_id not in kept_ids
+    assert len(meta.thing_classes) == 2
+    assert sorted(meta.thing_dataset_id_to_contiguous_id.values()) == [0, 1]
+
+    torch.manual_seed(0)
+    mapper = SegContrastDatasetMapper(_mapper_cfg(meta.mask_format), True)
+    for record in dicts:
+        out = mapper(record)
+        image, instances = out["image"], out["instances"]
+        assert image.dtype == torch.uint8 and image.shape[0] == 3
+        assert image.shape[1:] == instances.image_size
+        assert min(instances.image_size) == 40  # resized to the short side of 40
+        non_crowd = [a for a in record["annotations"] if not a["iscrowd"]]
+        assert len(instances) == len(non_crowd)
+        masks = instances.gt_masks
+        if meta.mask_format == "bitmask":
+            assert masks.tensor.shape[0] == len(instances)
+        assert (instances.gt_classes < 2).all()
+        # a real picture: not a constant (e.g. a clipped 16-bit) image
+        assert image.float().std() > 5
+
+
+def test_png_16bit_is_rescaled_not_clipped(corpus):
+    from segcontrast.data.image_io import read_image
+
+    case = corpus["png_16bit"]
+    image = read_image(str(case.image_root / "deep.png"), format="BGR")
+    assert image.shape == (40, 48, 3) and image.min() == 0 and image.max() == 255
+    assert np.unique(image).size > 200
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("segcontrast_validate_tool", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def _tool_args(case) -> list[str]:
+    args = [str(case.json_file), str(case.image_root)]
+    return args + (["--allow-outside-root"] if case.allow_outside_root else [])
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_tool_main_exits_2_naming_file_and_ids(corpus, name, capsys):
+    case = corpus[name]
+    assert _load_tool().main(_tool_args(case)) == 2  # any exception would fail the test
+    out, err = capsys.readouterr()
+    assert str(case.json_file) in out and "fatal problem" in err
+    for code in case.codes:
+        assert code in out
+    for named in _named_ids(case):
+        assert named in out
+
+
+# One error case of each kind runs as a real process (each start imports torch and Detectron2,
+# ~3 s on 2 cores); SEGCONTRAST_TOOL_SUBPROCESS_ALL=1 runs every error case that way.
+TOOL_SUBPROCESS_CASES = (
+    ERRORS if os.environ.get("SEGCONTRAST_TOOL_SUBPROCESS_ALL") == "1" else
+    ["truncated_json", "duplicate_annotation_ids", "rle_malformed_counts", "truncated_jpeg",
+     "file_name_absolute"]
+)
+
+
+def _run_tool(case) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, str(TOOL), *_tool_args(case)], capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def tool_runs(corpus):
+    names = [*TOOL_SUBPROCESS_CASES, "polygon_odd_length"]
+    # Two at a time: the machine has two cores and others work on it.
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(names, pool.map(lambda n: _run_tool(corpus[n]), names), strict=True))
+
+
+@pytest.mark.parametrize("name", TOOL_SUBPROCESS_CASES)
+def test_tool_process_exits_2_naming_file_and_ids_without_traceback(corpus, tool_runs, name):
+    case, run = corpus[name], tool_runs[name]
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
+    assert str(case.json_file) in run.stdout
+    for code in case.codes:
+        assert code in run.stdout
+    for named in _named_ids(case):
+        assert named in run.stdout
+
+
+def test_tool_process_exits_0_for_usable_data(tool_runs):
+    dropped = tool_runs["polygon_odd_length"]
+    assert dropped.returncode == 0
+    assert "polygon_odd_length (dropped): 1" in dropped.stdout
+
+
+def test_tool_main_exits_0_for_usable_data(corpus, capsys):
+    tool = _load_tool()
+    for name in USABLE:
+        assert tool.main(_tool_args(corpus[name])) == 0
+        out = capsys.readouterr().out
+        assert ("OK" in out) == (corpus[name].outcome == "works")
+
+
+def test_tool_all_lists_every_problem(corpus, tmp_path, capsys):
+    tool = _load_tool()
+    case = corpus["duplicate_annotation_ids"]
+    # 30 unknown categories: more problems than the default summary lists.
+    coco = json.loads(case.json_file.read_text())
+    for i in range(30):
+        coco["annotations"].append({**coco["annotations"][0], "id": 1000 + i, "category_id": 99})
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps(coco))
+    assert tool.main([str(path), str(case.image_root)]) == 2
+    short = capsys.readouterr().out
+    assert "... and 11 more" in short
+    assert tool.main([str(path), str(case.image_root), "--all"]) == 2
+    full = capsys.readouterr().out
+    assert "more" not in full and full.count("[fatal]") == 31

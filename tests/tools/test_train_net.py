@@ -1,0 +1,251 @@
+"""tools/train_net.py end to end on a tiny generated dataset: training with each mask head,
+checkpoints, eval-only equal to the end of training, resuming, two CPU processes, and the
+refusals (no weights, bad data, wrong class count, another run's checkpoints)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, dataset_args, run_tool
+
+pytestmark = pytest.mark.slow
+
+HEADS = {
+    "mask_rcnn_bce": "MaskRCNNConvUpsampleHead",
+    "mask_rcnn_focal": "FocalLossMaskHead",
+    "mask_rcnn_posbce": "PosWeightedBCEMaskHead",
+}
+
+
+def _contrast_metrics(output_dir: Path) -> dict:
+    return json.loads((output_dir / "inference" / "tiny_val" / "metrics.json").read_text())
+
+
+def _training_iterations(output_dir: Path) -> list[int]:
+    lines = (output_dir / "metrics.json").read_text().splitlines()
+    return [json.loads(line)["iteration"] for line in lines if '"iteration"' in line]
+
+
+def _assert_ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def _assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data, tiny_config):
+    """One finished 20-iteration run per mask head: {leaf: OUTPUT_DIR}."""
+    runs = {}
+    for leaf in HEADS:
+        out = tmp_path_factory.mktemp(leaf)
+        result = run_tool("train_net.py", "--config", tiny_config(leaf), *dataset_args(tiny_data),
+                          "OUTPUT_DIR", str(out))
+        _assert_ok(result)
+        runs[leaf] = (out, result)
+    return runs
+
+
+@pytest.mark.parametrize("leaf", list(HEADS))
+def test_training_writes_logs_checkpoints_and_evaluation(trained, leaf):
+    out, result = trained[leaf]
+    log = (out / "log.txt").read_text()
+    assert f"'NAME': '{HEADS[leaf]}'" in log or f"NAME: {HEADS[leaf]}" in log
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
+    assert {"model_0000009.pth", "model_final.pth"} <= {p.name for p in out.glob("*.pth")}
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    assert list(out.glob("events.out.tfevents.*"))
+    assert _training_iterations(out)[-1] == 19
+    metrics = _contrast_metrics(out)
+    for group in ("semantic", "instance", "segm", "contrast"):
+        assert group in metrics
+    assert (out / "inference" / "tiny_val" / "per_image.csv").is_file()
+    assert "semantic" in result.stdout + result.stderr + log
+
+
+def test_eval_only_on_final_weights_equals_end_of_training(trained, tiny_data, tiny_config,
+                                                           tmp_path):
+    out, _ = trained["mask_rcnn_focal"]
+    result = run_tool("train_net.py", "--config", tiny_config("mask_rcnn_focal"), "--eval-only",
+                      *dataset_args(tiny_data), "MODEL.WEIGHTS", str(out / "model_final.pth"),
+                      "OUTPUT_DIR", str(tmp_path))
+    _assert_ok(result)
+    at_end, again = _contrast_metrics(out), _contrast_metrics(tmp_path)
+    for group in ("semantic", "instance", "segm", "contrast"):
+        assert again[group] == at_end[group], group
+
+
+def test_resume_continues_from_the_saved_iteration(trained, tiny_data, tiny_config, tmp_path):
+    out, _ = trained["mask_rcnn_bce"]
+    config = tiny_config("mask_rcnn_bce")
+    # A new run over another run's checkpoints is refused without --resume / --overwrite.
+    refused = run_tool("train_net.py", "--config", config, *dataset_args(tiny_data),
+                       "OUTPUT_DIR", str(out))
+    _assert_refused(refused, "already holds checkpoints", "--resume", "--overwrite")
+
+    # Resume a 10-iteration run to 20 iterations.
+    short = tmp_path / "short"
+    _assert_ok(run_tool("train_net.py", "--config", config, *dataset_args(tiny_data),
+                        "SOLVER.MAX_ITER", "10", "OUTPUT_DIR", str(short)))
+    assert _training_iterations(short)[-1] == 9
+    resumed = run_tool("train_net.py", "--config", config, "--resume", *dataset_args(tiny_data),
+                       "OUTPUT_DIR", str(short))
+    _assert_ok(resumed)
+    log = (short / "log.txt").read_text()
+    assert "Starting training from iteration 10" in log
+    assert _training_iterations(short)[-1] == 19
+
+
+def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_data, tiny_config, tmp_path):
+    config = tiny_config("mask_rcnn_bce")
+    out = tmp_path / "killed"
+    args = [sys.executable, str(REPO / "tools" / "train_net.py"), "--config", config,
+            *dataset_args(tiny_data), "SOLVER.MAX_ITER", "60", "SOLVER.CHECKPOINT_PERIOD", "10",
+            "OUTPUT_DIR", str(out)]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / "model_0000019.pth").exists() and process.poll() is None:
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "model_final.pth").exists(), "the run finished before it was killed"
+    saved = (out / "last_checkpoint").read_text()
+    assert saved.startswith("model_00000") and (out / saved).is_file()
+    resumed = run_tool("train_net.py", "--config", config, "--resume", *dataset_args(tiny_data),
+                       "SOLVER.MAX_ITER", "60", "SOLVER.CHECKPOINT_PERIOD", "10",
+                       "OUTPUT_DIR", str(out))
+    _assert_ok(resumed)
+    iteration = int(saved[len("model_"):-len(".pth")])
+    assert f"Starting training from iteration {iteration + 1}" in (out / "log.txt").read_text()
+    assert _training_iterations(out)[-1] == 59
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
+
+
+def test_two_cpu_processes(tiny_data, tiny_config, tmp_path):
+    result = run_tool("train_net.py", "--config", tiny_config("mask_rcnn_posbce"),
+                      "--num-gpus", "2", *dataset_args(tiny_data), "SOLVER.MAX_ITER", "6",
+                      "OUTPUT_DIR", str(tmp_path), timeout=400)
+    _assert_ok(result)
+    assert (tmp_path / "model_final.pth").is_file()
+    assert _training_iterations(tmp_path)[-1] == 5
+    assert "semantic" in _contrast_metrics(tmp_path)
+
+
+def test_eval_only_refuses_missing_or_unfit_weights(tiny_data, tiny_config, tmp_path, trained):
+    config = tiny_config("mask_rcnn_focal")
+    base = ["--config", config, "--eval-only", *dataset_args(tiny_data)]
+    _assert_refused(run_tool("train_net.py", *base, "OUTPUT_DIR", str(tmp_path)),
+                    "MODEL.WEIGHTS is empty")
+    _assert_refused(run_tool("train_net.py", *base, "MODEL.WEIGHTS", str(tmp_path / "nope.pth"),
+                             "OUTPUT_DIR", str(tmp_path)), "no such file")
+    # Weights of a model with another mask head width do not fit.
+    out, _ = trained["mask_rcnn_focal"]
+    _assert_refused(run_tool("train_net.py", *base, "MODEL.WEIGHTS", str(out / "model_final.pth"),
+                             "MODEL.ROI_MASK_HEAD.CONV_DIM", "32", "OUTPUT_DIR", str(tmp_path)),
+                    "does not fit the model")
+
+
+def test_bad_datasets_and_class_counts_are_refused_before_training(tiny_data, tiny_config,
+                                                                   tmp_path):
+    config = tiny_config("mask_rcnn_focal")
+    wrong_classes = run_tool("train_net.py", "--config", config, *dataset_args(tiny_data),
+                             "MODEL.ROI_HEADS.NUM_CLASSES", "5", "OUTPUT_DIR", str(tmp_path))
+    _assert_refused(wrong_classes, "NUM_CLASSES is 5", "3 categories")
+
+    data = json.loads(Path(tiny_data["train"]).read_text())
+    data["images"][1]["file_name"] = "train/missing.png"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    bad = run_tool("train_net.py", "--config", config,
+                   "--dataset", f"tiny_train={broken}:{tiny_data['image_root']}",
+                   "--dataset", f"tiny_val={tiny_data['val']}:{tiny_data['image_root']}",
+                   "OUTPUT_DIR", str(tmp_path / "out"))
+    image_id = data["images"][1]["id"]
+    _assert_refused(bad, str(broken), f"image {image_id}", "missing.png")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.pth"))
+
+    bad_spec = run_tool("train_net.py", "--config", config, "--dataset", "no-equals-sign")
+    _assert_refused(bad_spec, "NAME=JSON:IMAGE_ROOT")
+    bad_value = run_tool("train_net.py", "--config", config, *dataset_args(tiny_data),
+                         "MODEL.ROI_MASK_HEAD.POS_WEIGHT", "autoo")
+    _assert_refused(bad_value, "MODEL.ROI_MASK_HEAD.POS_WEIGHT", "auto")
+
+
+def _copypaste_results(log: str, task: str) -> dict[str, float]:
+    """The metrics Detectron2's print_csv_format logged for a task."""
+    lines = [line.split("copypaste: ", 1)[1] for line in log.splitlines() if "copypaste: " in line]
+    start = lines.index(f"Task: {task}")
+    names, values = lines[start + 1].split(","), lines[start + 2].split(",")
+    return {n: float(v) for n, v in zip(names, values, strict=True)}
+
+
+def test_datasets_from_the_config_and_ap_equal_to_coco_evaluator(tiny_data, tiny_config, tmp_path,
+                                                                 trained):
+    config = tmp_path / "with_coco.yaml"
+    config.write_text(
+        f'_BASE_: "{tiny_config("mask_rcnn_focal")}"\n'
+        "DATASETS:\n"
+        f'  COCO: [["tiny_val_cfg", "{tiny_data["val"]}", "{tiny_data["image_root"]}"]]\n'
+        '  TEST: ("tiny_val_cfg",)\n'
+        "TEST:\n"
+        "  SEGCONTRAST:\n"
+        "    COCO_EVALUATOR: True\n"
+    )
+    out, _ = trained["mask_rcnn_focal"]
+    result = run_tool("train_net.py", "--config", str(config), "--eval-only",
+                      "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(tmp_path))
+    _assert_ok(result)
+    ours = json.loads((tmp_path / "inference" / "tiny_val_cfg" / "metrics.json").read_text())
+    log = (tmp_path / "log.txt").read_text()
+    theirs = _copypaste_results(log, "coco_segm")
+    for key in ("AP", "AP50", "AP75"):
+        assert ours["segm"][key] == pytest.approx(theirs[key], abs=1e-3), key
+
+
+def test_predict_writes_overlays_results_and_label_maps(trained, tiny_data, tiny_config,
+                                                        tmp_path):
+    out, _ = trained["mask_rcnn_focal"]
+    images = Path(tiny_data["image_root"]) / "val"
+    result = run_tool("predict.py", "--config", tiny_config("mask_rcnn_focal"),
+                      "--weights", str(out / "model_final.pth"), "--input", str(images),
+                      "--output", str(tmp_path), "--semantic-png", "--confidence", "0.0")
+    _assert_ok(result)
+    stems = sorted(p.stem for p in images.glob("*.png"))
+    assert sorted(p.stem for p in tmp_path.glob("*_semantic.png")) == [
+        f"{s}_semantic" for s in stems]
+    assert {f"{s}.png" for s in stems} <= {p.name for p in tmp_path.glob("*.png")}
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert all({"image_id", "category_id", "segmentation", "score"} <= set(p)
+               for p in predictions)
+
+
+def test_mask_threshold_sweep_matches_evaluation_at_its_threshold(trained, tiny_data, tiny_config,
+                                                                   tmp_path):
+    out, _ = trained["mask_rcnn_posbce"]
+    result = run_tool("tune_mask_threshold.py", "--config", tiny_config("mask_rcnn_posbce"),
+                      *dataset_args(tiny_data), "--weights", str(out / "model_final.pth"),
+                      "--thresholds", "0.3,0.5,0.7", "--metric", "semantic/mIoU",
+                      "--output", str(tmp_path))
+    _assert_ok(result)
+    sweep = json.loads((tmp_path / "threshold_sweep.json").read_text())
+    assert sweep["thresholds"] == [0.3, 0.5, 0.7]
+    assert sweep["best_threshold"] in sweep["thresholds"]
+    assert (tmp_path / "threshold_sweep.png").stat().st_size > 0
+    assert "best threshold" in result.stdout
+    # At 0.5 the sweep pastes masks exactly as training's final evaluation did.
+    at_end = _contrast_metrics(out)
+    at_half = sweep["results"][1]
+    for group in ("semantic", "instance", "segm"):
+        assert at_half[group] == at_end[group], group

@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Find the mask threshold that suits a trained model: sweep it on a validation set.
+
+    python tools/tune_mask_threshold.py --config configs/shapes/mask_rcnn_focal.yaml \
+        --weights output/shapes/focal/model_final.pth --output output/shapes/focal/sweep
+
+Runs the model once per image, pastes its soft masks at each threshold (default 0.2 to 0.8),
+scores each with the contrast evaluator, prints a table, and writes threshold_sweep.json, .csv
+and .png to --output. Use the best one with `TEST.SEGCONTRAST.MASK_THRESHOLD <t>`.
+"""
+
+import argparse
+import sys
+
+import segcontrast  # noqa: F401  (makes detectron2 usable; registers the mask heads)
+from detectron2.data import build_detection_test_loader
+from segcontrast.data import SegContrastDatasetMapper
+from segcontrast.engine.checkpoint import load_weights_for_eval
+from segcontrast.engine.threshold_sweep import (
+    DEFAULT_THRESHOLDS,
+    sweep_mask_thresholds,
+    write_sweep,
+)
+from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg
+from segcontrast.engine.trainer import SegContrastTrainer
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers: {err}") from err
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", "--config", dest="config_file", required=True)
+    parser.add_argument("--weights", required=True, help="trained weights (.pth)")
+    parser.add_argument("--output", required=True, help="folder for the sweep's files")
+    parser.add_argument("--thresholds", type=_thresholds,
+                        default=list(DEFAULT_THRESHOLDS), help="comma-separated, in (0, 1)")
+    parser.add_argument("--metric", default="segm/AP",
+                        help="GROUP/KEY of the evaluator's results that picks the best threshold "
+                        "(e.g. semantic/mIoU, instance/mIoU)")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=JSON:IMAGE_ROOT",
+                        help="register a COCO-format dataset (repeatable)")
+    parser.add_argument("--allow-outside-root", action="store_true")
+    parser.add_argument("--allow-unsafe-pickle", action="store_true")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args()
+    setup_args = argparse.Namespace(
+        config_file=args.config_file, opts=[*args.opts, "MODEL.WEIGHTS", args.weights],
+        eval_only=True, dataset=args.dataset, allow_outside_root=args.allow_outside_root,
+    )
+    try:
+        cfg = setup_cfg(setup_args)
+        if not cfg.DATASETS.TEST:
+            raise UserInputError("DATASETS.TEST is empty: nothing to sweep on")
+        model = SegContrastTrainer.build_model(cfg)
+        load_weights_for_eval(model, args.weights, allow_unsafe_pickle=args.allow_unsafe_pickle)
+    except (*USER_ERRORS, UserInputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sc = cfg.TEST.SEGCONTRAST
+    dataset = cfg.DATASETS.TEST[0]
+    loader = build_detection_test_loader(cfg, dataset, mapper=SegContrastDatasetMapper(cfg, False))
+    result = sweep_mask_thresholds(
+        model, loader, dataset, args.thresholds,
+        metric=args.metric, iou_threshold=sc.IOU_THRESHOLD, boundary_iou=sc.BOUNDARY_IOU,
+        boundary_dilation_ratio=sc.BOUNDARY_DILATION_RATIO,
+    )
+    paths = write_sweep(result, args.output)
+    print(f"Mask threshold sweep on {dataset} ({args.metric} picks the best):\n")
+    print(result.table())
+    print(f"\nbest threshold: {result.best:.2f}; files: {', '.join(paths.values())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

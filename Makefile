@@ -35,8 +35,18 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Benchmarks: each script writes its figures, with the command and machine, to docs/BENCHMARKS.md.
 bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/bench_losses.py --write-docs
 	$(PY) bench/bench_train_step.py --write-docs
 	$(PY) bench/bench_evaluator.py --write-docs
+	$(PY) bench/bench_evaluator.py --scaling --write-docs
+	$(PY) bench/reliability_report.py --write-docs
+
+# The loss study (hours on a CPU; resumable): docs/STUDY.md and its plots in docs/study/.
+study: setup
+	$(PY) bench/run_study.py
+
+clean-demo:
+	rm -rf output/demo

@@ -49,6 +49,7 @@ def main() -> int:
         semantic_png=args.semantic_png,
         confidence=args.confidence,
         mask_threshold=cfg.TEST.SEGCONTRAST.MASK_THRESHOLD,
+        score_threshold=cfg.TEST.SEGCONTRAST.SCORE_THRESHOLD,
     )
     print(f"predict: {len(paths)} images -> {args.output} ({path})")
     return 0

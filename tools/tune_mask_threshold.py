@@ -66,7 +66,8 @@ def main() -> int:
     loader = build_detection_test_loader(cfg, dataset, mapper=SegContrastDatasetMapper(cfg, False))
     result = sweep_mask_thresholds(
         model, loader, dataset, args.thresholds,
-        metric=args.metric, iou_threshold=sc.IOU_THRESHOLD, boundary_iou=sc.BOUNDARY_IOU,
+        metric=args.metric, iou_threshold=sc.IOU_THRESHOLD,
+        score_threshold=sc.SCORE_THRESHOLD, boundary_iou=sc.BOUNDARY_IOU,
         boundary_dilation_ratio=sc.BOUNDARY_DILATION_RATIO,
     )
     paths = write_sweep(result, args.output)

@@ -56,8 +56,11 @@ def add_segcontrast_config(cfg: CN) -> None:
     # Predicted mask probabilities >= this are foreground (semantic and instance scores).
     cfg.TEST.SEGCONTRAST.MASK_THRESHOLD = 0.5
     # Predictions scoring below this are left out of the semantic painting and the instance
-    # metrics (COCO mask AP always uses all of them, as pycocotools does).
-    cfg.TEST.SEGCONTRAST.SCORE_THRESHOLD = 0.0
+    # metrics (COCO mask AP always uses all of them, as pycocotools does). Mask R-CNN keeps
+    # detections down to MODEL.ROI_HEADS.SCORE_THRESH_TEST (0.05): painting those would cover
+    # the background with low-confidence guesses. 0.5 is Detectron2's own cut-off where it turns
+    # instances into a label map (panoptic fusion).
+    cfg.TEST.SEGCONTRAST.SCORE_THRESHOLD = 0.5
     # A prediction matches a GT instance when their mask IoU is at least this.
     cfg.TEST.SEGCONTRAST.IOU_THRESHOLD = 0.5
     # Boundary IoU band width, as a fraction of the image diagonal (Cheng et al. 2021).
@@ -134,6 +137,11 @@ def validate_segcontrast_config(cfg: CN) -> None:
             raise ConfigValueError(
                 f"TEST.SEGCONTRAST.{key} = {value!r} is not allowed: expected a number in (0, 1)."
             )
+    if not 0 <= sc.SCORE_THRESHOLD < 1:
+        raise ConfigValueError(
+            f"TEST.SEGCONTRAST.SCORE_THRESHOLD = {sc.SCORE_THRESHOLD!r} is not allowed: "
+            "expected a number in [0, 1)."
+        )
     for entry in cfg.DATASETS.COCO:
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             raise ConfigValueError(

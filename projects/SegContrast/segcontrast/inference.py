@@ -176,6 +176,7 @@ def predict_images(
     semantic_png: bool = False,
     confidence: float = 0.5,
     mask_threshold: float = 0.5,
+    score_threshold: float = 0.5,
 ) -> str:
     """Predict on every image; write overlays, ``predictions.json`` and label PNGs.
 
@@ -187,6 +188,8 @@ def predict_images(
         semantic_png: also write ``<stem>_semantic.png`` (0 background, class k as k + 1).
         confidence: overlays draw predictions with at least this score (all go to the JSON).
         mask_threshold: binarisation threshold of soft masks for the label maps.
+        score_threshold: predictions below it are left out of the label maps (as in the
+            evaluator's semantic painting).
 
     Returns:
         The path of ``predictions.json``.
@@ -216,7 +219,8 @@ def predict_images(
         )
         Image.fromarray(drawn.get_image()).save(os.path.join(output_dir, f"{stem}.png"))
         if semantic_png:
-            labels = paint_semantic_prediction(instances, image.shape[:2], mask_threshold)
+            confident = instances[instances.scores >= score_threshold]
+            labels = paint_semantic_prediction(confident, image.shape[:2], mask_threshold)
             Image.fromarray(labels.astype(np.uint8)).save(
                 os.path.join(output_dir, f"{stem}_semantic.png")
             )

@@ -18,21 +18,41 @@ non-negative terms, finite for any finite logit (the textbook focal loss gives N
 ``torch.lerp(neg, pos, y)``, which returns exactly one of them where ``y`` is 0 or 1, so a
 well-classified pixel keeps its tiny loss to float precision (torch's own BCE adds ``(1 - y) * x``
 to ``softplus(-x)``, which loses most digits of a confident background pixel's loss in float32).
-Everything is computed in float32 (float64 for float64 logits), also under ``torch.autocast``; sums
-are pairwise (torch's ``sum``), then accumulated over blocks in float64.
+Everything is computed in float32 (float64 for float64 logits), also under ``torch.autocast``; the
+loss is summed in float64 (eager: torch's pairwise sums per block, added in float64).
 
-Speed: each loss is a ``torch.autograd.Function`` that computes its analytic gradient in the
-forward pass from the intermediates it already has (``sigmoid(x)``, the softplus terms), with
-in-place and ``out=`` elementwise ops only, so that autograd neither stores nor revisits a chain of
-temporaries. On CPU the elements go in blocks of ``CPU_BLOCK`` elements per thread: the dozen-odd
-passes over a block then run in the L2 cache, and the temporaries are a few blocks, not a few
-copies of the logits (on other devices the whole tensor is one block). ``torch.where``,
-``F.logsigmoid`` and ``F.softplus`` are avoided: each is several times slower than ``exp`` on
-CPU. ``bench/bench_losses.py`` compares both losses with torch's own BCE.
+Backends: the forward pass computes the loss and its analytic gradient together, and the
+backward pass only multiplies the saved gradient by the incoming one (a ``torch.autograd.Function``
+per loss). The forward pass has two implementations, with the same results to float rounding:
+
+* ``"compiled"``: a kernel built with ``torch.compile`` (inductor; :mod:`segcontrast.fused_losses`)
+  that reads the logits and targets once, writes the gradient and accumulates the loss in float64,
+  all in one loop (C++/OpenMP on CPU, Triton on GPU). It serves float32 computation (float32,
+  bf16 and fp16 logits) with ``reduction="mean"`` or ``"sum"``.
+* ``"eager"``: plain PyTorch ops, in-place and ``out=`` only, so that autograd neither stores nor
+  revisits a chain of temporaries. On CPU the elements go in blocks of ``CPU_BLOCK`` elements per
+  thread, so that the dozen passes over a block run in the L2 cache (on other devices the whole
+  tensor is one block). ``torch.where``, ``F.logsigmoid`` and ``F.softplus`` are avoided: each is
+  several times slower than ``exp`` on CPU. It is the reference, and serves everything the
+  compiled kernels do not: ``reduction="none"``, float64 logits, tensors of fewer than 2 elements,
+  and pos_weight tensors that vary within a row (anything but one weight per leading index, such
+  as (R, 1, 1) for (R, M, M) logits).
+
+The backend is chosen by the environment variable ``SEGCONTRAST_LOSS_BACKEND`` or, overriding it,
+:func:`set_loss_backend`: ``"auto"`` (the default) compiles on the first use per device and
+dtype, and if that fails for any reason (no C++ compiler, an inductor error) logs one warning with
+the reason and uses the eager implementation from then on; ``"compiled"`` raises instead;
+``"eager"`` never compiles. Nothing is compiled at import. The first compilation in a process costs
+seconds (about 12 s on a 2-core CPU with an empty inductor cache, 2 s once inductor's on-disk FX
+graph cache holds the kernel, as it does for every later process on the machine); a training run
+compiles one kernel per device, whatever its shapes, alpha, gamma or weights. On CPU the kernels
+are about twice as fast as torch's ``binary_cross_entropy_with_logits``, the eager ones 1-2x
+slower; ``bench/bench_losses.py`` measures both.
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
@@ -40,15 +60,63 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import fused_losses
+from .fused_losses import BACKEND_ENV
+
 __all__ = [
+    "BACKEND_ENV",
+    "LOSS_BACKENDS",
     "REDUCTIONS",
     "auto_pos_weight",
     "focal_loss_with_logits",
+    "loss_backend",
     "pos_weighted_bce_with_logits",
+    "set_loss_backend",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
 REDUCTIONS = ("none", "mean", "sum")
+LOSS_BACKENDS = ("auto", "compiled", "eager")
+
+_backend_override: str | None = None
+
+
+def set_loss_backend(name: str | None) -> None:
+    """Select the implementation of both losses' forward pass, overriding ``BACKEND_ENV``.
+
+    Args:
+        name: "auto" (the compiled kernels where they apply, falling back to eager with one
+            warning if they cannot be compiled), "compiled" (the same, but a failure to compile
+            raises), "eager" (never compile), or None to follow the environment variable
+            ``SEGCONTRAST_LOSS_BACKEND`` again (default "auto"). With "auto" and "compiled",
+            the inputs that the compiled kernels do not serve (see the module docstring: float64
+            logits, ``reduction="none"``, ...) still use the eager implementation.
+    """
+    global _backend_override
+    if name is not None:
+        _check_backend(name, "set_loss_backend")
+    _backend_override = name
+
+
+def loss_backend() -> str:
+    """The backend in use: :func:`set_loss_backend`'s choice, else ``$SEGCONTRAST_LOSS_BACKEND``.
+
+    Raises:
+        ValueError: the environment variable holds something else than "auto", "compiled",
+            "eager" (or nothing).
+    """
+    if _backend_override is not None:
+        return _backend_override
+    name = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+    return _check_backend(name, f"the environment variable {BACKEND_ENV}")
+
+
+def _check_backend(name: str, source: str) -> str:
+    if name not in LOSS_BACKENDS:
+        raise ValueError(
+            f"{source}: the loss backend must be one of {list(LOSS_BACKENDS)}, got {name!r}"
+        )
+    return name
 
 
 def auto_pos_weight(
@@ -125,8 +193,7 @@ def pos_weighted_bce_with_logits(
                 f"pos_weight of shape {tuple(pos_weight.shape)} does not broadcast to the logits' "
                 f"shape {tuple(x.shape)}"
             )
-        # One weight per element: the blocks are flat (a broadcast copy, cheap next to the loss).
-        weight = pos_weight.detach().to(device=x.device, dtype=x.dtype).expand(x.shape).contiguous()
+        weight = pos_weight.detach().to(device=x.device, dtype=x.dtype)
     else:
         weight = float(pos_weight)
     with _no_autocast(x.device):
@@ -280,54 +347,94 @@ def _grad_input(grad: Tensor, grad_output: Tensor) -> Tensor:
 # exactly one of the terms where y is 0 or 1, so a pixel's loss keeps full relative precision.
 
 
+def _fused_mode(x: Tensor, reduction: str) -> str | None:
+    """The backend ("auto" or "compiled") when the compiled kernels may serve these inputs."""
+    if reduction == "none" or x.dtype != torch.float32 or x.numel() < 2:
+        return None
+    mode = loss_backend()
+    return None if mode == "eager" else mode
+
+
+def _grad_scale(x: Tensor, reduction: str) -> float:
+    """The gradient's factor: the 1 / n of "mean"."""
+    return 1.0 / max(x.numel(), 1) if reduction == "mean" else 1.0
+
+
+def _fused_result(total: Tensor, x: Tensor, reduction: str) -> Tensor:
+    """The loss from the compiled kernels' float64 sum, in ``x``'s dtype."""
+    return (total / x.numel() if reduction == "mean" else total).to(x.dtype)
+
+
 class _PosWeightedBCE(torch.autograd.Function):
     """``(1 - y) * softplus(x) + y * w * softplus(-x)``, with an analytic gradient.
 
-    Computed as ``lerp(relu(x), w * relu(-x), y) + c * log_term`` with ``c = 1 + (w - 1) * y``;
-    the gradient is ``c * p - w * y``. ``w`` is a float or a tensor of ``x``'s shape.
+    ``w`` is a float or a tensor that broadcasts to ``x``. The compiled kernel serves a float and
+    one weight per row; the eager implementation everything.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, y: Tensor, weight: float | Tensor, reduction: str) -> Tensor:
-        blocks = _Blocks(x, y, reduction, ctx.needs_input_grad[0], num_temps=4)
-        scale = 1.0 / max(blocks.numel, 1) if reduction == "mean" else 1.0
-        tensor_weight = isinstance(weight, Tensor)
-        flat_weight = weight.view(-1) if tensor_weight else None
-        one, scale_t = x.new_ones(()), x.new_full((), scale)
-        for start, end, (margin, log_term, relu_neg, c) in blocks:
-            xb, yb = blocks.x[start:end], blocks.y[start:end]
-            w = flat_weight[start:end] if tensor_weight else weight
-            _softplus_parts(xb, margin, log_term, relu_neg)
-            loss = torch.lerp(margin, relu_neg.mul_(w), yb, out=blocks.loss_out(start, end, margin))
-            if tensor_weight:
-                loss.addcmul_(torch.lerp(one, w, yb, out=c), log_term)
-            elif w != 1.0:
-                # c * scale: the gradient's "mean" factor rides along, the loss takes it off.
-                torch.add(scale_t, yb, alpha=scale * (w - 1.0), out=c)
-                loss.addcmul_(c, log_term, value=1.0 / scale)
-            else:
-                loss.add_(log_term)
-            blocks.add_block_loss(loss)
-            if blocks.grad is not None:
-                grad = torch.sigmoid(xb, out=blocks.grad_out(start, end))
-                if not tensor_weight and w != 1.0:
-                    grad.mul_(c).sub_(yb, alpha=w * scale)
-                    continue
-                if tensor_weight:
-                    grad.mul_(c).addcmul_(yb, w, value=-1.0)
-                else:
-                    grad.sub_(yb)
-                if scale != 1.0:
-                    grad.mul_(scale)
-        if blocks.grad is not None:
-            ctx.save_for_backward(blocks.grad)
-        return blocks.result(reduction)
+        mode = _fused_mode(x, reduction)
+        scale = _grad_scale(x, reduction)
+        fused = mode and fused_losses.pos_weighted_bce(mode, x, y, weight, scale)
+        if fused:
+            loss, grad = _fused_result(fused[0], x, reduction), fused[1]
+        else:
+            if isinstance(weight, Tensor):
+                # One weight per element: the blocks are flat (a broadcast copy, cheap next to
+                # the loss).
+                weight = weight.expand(x.shape).contiguous()
+            loss, grad = _pos_weighted_bce_eager(x, y, weight, reduction, ctx.needs_input_grad[0])
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(grad)
+        return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
         (grad,) = ctx.saved_tensors
         return _grad_input(grad, grad_output), None, None, None
+
+
+def _pos_weighted_bce_eager(
+    x: Tensor, y: Tensor, weight: float | Tensor, reduction: str, with_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The eager pos-weighted BCE: the loss and, if ``with_grad``, the gradient (*).
+
+    Computed as ``lerp(relu(x), w * relu(-x), y) + c * log_term`` with ``c = 1 + (w - 1) * y``;
+    the gradient is ``c * p - w * y``. ``w`` is a float or a tensor of ``x``'s shape.
+    """
+    blocks = _Blocks(x, y, reduction, with_grad, num_temps=4)
+    scale = _grad_scale(x, reduction)
+    tensor_weight = isinstance(weight, Tensor)
+    flat_weight = weight.view(-1) if tensor_weight else None
+    one, scale_t = x.new_ones(()), x.new_full((), scale)
+    for start, end, (margin, log_term, relu_neg, c) in blocks:
+        xb, yb = blocks.x[start:end], blocks.y[start:end]
+        w = flat_weight[start:end] if tensor_weight else weight
+        _softplus_parts(xb, margin, log_term, relu_neg)
+        loss = torch.lerp(margin, relu_neg.mul_(w), yb, out=blocks.loss_out(start, end, margin))
+        if tensor_weight:
+            loss.addcmul_(torch.lerp(one, w, yb, out=c), log_term)
+        elif w != 1.0:
+            # c * scale: the gradient's "mean" factor rides along, the loss takes it off.
+            torch.add(scale_t, yb, alpha=scale * (w - 1.0), out=c)
+            loss.addcmul_(c, log_term, value=1.0 / scale)
+        else:
+            loss.add_(log_term)
+        blocks.add_block_loss(loss)
+        if blocks.grad is not None:
+            grad = torch.sigmoid(xb, out=blocks.grad_out(start, end))
+            if not tensor_weight and w != 1.0:
+                grad.mul_(c).sub_(yb, alpha=w * scale)
+                continue
+            if tensor_weight:
+                grad.mul_(c).addcmul_(yb, w, value=-1.0)
+            else:
+                grad.sub_(yb)
+            if scale != 1.0:
+                grad.mul_(scale)
+    return blocks.result(reduction), blocks.grad
 
 
 class _FocalLoss(torch.autograd.Function):
@@ -348,40 +455,62 @@ class _FocalLoss(torch.autograd.Function):
         gamma: float,
         reduction: str,
     ) -> Tensor:
-        blocks = _Blocks(x, y, reduction, ctx.needs_input_grad[0], num_temps=7)
-        scale = 1.0 / max(blocks.numel, 1) if reduction == "mean" else 1.0
-        zero = x.new_zeros(())
-        for start, end, temps in blocks:
-            p, q, l_neg, log_term, l_pos, mod_neg, mod_pos = temps
-            xb, yb = blocks.x[start:end], blocks.y[start:end]
-            torch.sigmoid(xb, out=p)
-            # sigmoid(-x) rather than 1 - p: exact for confident positives, where 1 - p rounds.
-            torch.neg(xb, out=q).sigmoid_()
-            _softplus_parts(xb, l_neg, log_term, l_pos)
-            l_neg.add_(log_term)
-            l_pos.add_(log_term)
-            _scaled_pow(p, gamma, neg_scale, out=mod_neg)
-            _scaled_pow(q, gamma, pos_scale, out=mod_pos)
-            l_neg.mul_(mod_neg)
-            l_pos.mul_(mod_pos)
-            loss = torch.lerp(l_neg, l_pos, yb, out=blocks.loss_out(start, end, log_term))
-            blocks.add_block_loss(loss)
-            if blocks.grad is not None:
-                # The 1 / n of "mean" and the sign of the positive term ride on the scalars.
-                torch.addcmul(zero, mod_neg, p, value=scale, out=mod_neg)
-                mod_neg.addcmul_(q, l_neg, value=gamma * scale)
-                torch.addcmul(zero, mod_pos, q, value=-scale, out=mod_pos)
-                mod_pos.addcmul_(p, l_pos, value=-gamma * scale)
-                torch.lerp(mod_neg, mod_pos, yb, out=blocks.grad_out(start, end))
-        if blocks.grad is not None:
-            ctx.save_for_backward(blocks.grad)
-        return blocks.result(reduction)
+        mode = _fused_mode(x, reduction)
+        scale = _grad_scale(x, reduction)
+        fused = mode and fused_losses.focal(mode, x, y, pos_scale, neg_scale, gamma, scale)
+        if fused:
+            loss, grad = _fused_result(fused[0], x, reduction), fused[1]
+        else:
+            loss, grad = _focal_eager(
+                x, y, pos_scale, neg_scale, gamma, reduction, ctx.needs_input_grad[0]
+            )
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(grad)
+        return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
         (grad,) = ctx.saved_tensors
         return _grad_input(grad, grad_output), None, None, None, None, None
+
+
+def _focal_eager(
+    x: Tensor,
+    y: Tensor,
+    pos_scale: float,
+    neg_scale: float,
+    gamma: float,
+    reduction: str,
+    with_grad: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """The eager focal loss: the loss and, if ``with_grad``, the gradient (*)."""
+    blocks = _Blocks(x, y, reduction, with_grad, num_temps=7)
+    scale = _grad_scale(x, reduction)
+    zero = x.new_zeros(())
+    for start, end, temps in blocks:
+        p, q, l_neg, log_term, l_pos, mod_neg, mod_pos = temps
+        xb, yb = blocks.x[start:end], blocks.y[start:end]
+        torch.sigmoid(xb, out=p)
+        # sigmoid(-x) rather than 1 - p: exact for confident positives, where 1 - p rounds.
+        torch.neg(xb, out=q).sigmoid_()
+        _softplus_parts(xb, l_neg, log_term, l_pos)
+        l_neg.add_(log_term)
+        l_pos.add_(log_term)
+        _scaled_pow(p, gamma, neg_scale, out=mod_neg)
+        _scaled_pow(q, gamma, pos_scale, out=mod_pos)
+        l_neg.mul_(mod_neg)
+        l_pos.mul_(mod_pos)
+        loss = torch.lerp(l_neg, l_pos, yb, out=blocks.loss_out(start, end, log_term))
+        blocks.add_block_loss(loss)
+        if blocks.grad is not None:
+            # The 1 / n of "mean" and the sign of the positive term ride on the scalars.
+            torch.addcmul(zero, mod_neg, p, value=scale, out=mod_neg)
+            mod_neg.addcmul_(q, l_neg, value=gamma * scale)
+            torch.addcmul(zero, mod_pos, q, value=-scale, out=mod_pos)
+            mod_pos.addcmul_(p, l_pos, value=-gamma * scale)
+            torch.lerp(mod_neg, mod_pos, yb, out=blocks.grad_out(start, end))
+    return blocks.result(reduction), blocks.grad
 
 
 def _scaled_pow(t: Tensor, exponent: float, scale: float, out: Tensor) -> Tensor:

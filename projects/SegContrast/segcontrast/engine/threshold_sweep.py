@@ -106,6 +106,7 @@ def sweep_mask_thresholds(
     *,
     metric: str = "segm/AP",
     iou_threshold: float = 0.5,
+    score_threshold: float = 0.5,
     boundary_iou: bool = True,
     boundary_dilation_ratio: float = 0.02,
 ) -> SweepResult:
@@ -118,6 +119,8 @@ def sweep_mask_thresholds(
         thresholds: mask thresholds in (0, 1).
         metric: ``"group/key"`` of the evaluator's results that picks the best threshold.
         iou_threshold: matching IoU of the instance metrics.
+        score_threshold: predictions below it are left out of the semantic painting and the
+            instance metrics (not of AP).
         boundary_iou: also compute boundary IoU.
         boundary_dilation_ratio: boundary band width as a fraction of the image diagonal.
 
@@ -129,7 +132,7 @@ def sweep_mask_thresholds(
         raise ValueError(f"thresholds must be in (0, 1), got {thresholds}")
     evaluators = [
         SegContrastEvaluator(dataset_name, None, distributed=False, iou_threshold=iou_threshold,
-                             boundary_iou=boundary_iou,
+                             score_threshold=score_threshold, boundary_iou=boundary_iou,
                              boundary_dilation_ratio=boundary_dilation_ratio)
         for _ in thresholds
     ]

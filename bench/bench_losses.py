@@ -1,9 +1,15 @@
 """Forward + backward time of the SegContrast mask losses against torch's and torchvision's.
 
 Each loss runs on the same float32 logits of Mask R-CNN mask shapes (ROIs, 28, 28) with binary
-targets; the variants are timed round-robin (interleaved, the order rotating every repeat) so that
-the machine's state affects them alike, and each figure is the median of the repeats. Ratios are
-to torch's plain ``binary_cross_entropy_with_logits`` measured in the same run.
+targets; the variants are timed round-robin (interleaved, in a new random order every repeat) so
+that the machine's state affects them alike, and each figure is the median of the repeats. Ratios
+are to torch's plain ``binary_cross_entropy_with_logits`` measured in the same run.
+
+"ours" rows use the losses' default backend (``SEGCONTRAST_LOSS_BACKEND``, "auto": the compiled
+kernels), "eager" rows force the eager implementation. The timings are taken after warm-up; the
+first call of each "ours" variant, which compiles its kernel (or reuses it: some variants share
+one), is timed separately and reported under the table, per thread count (inductor compiles a CPU
+kernel again for a new thread count), with inductor's FX graph cache hits and misses.
 
     python bench/bench_losses.py                  # print the tables
     python bench/bench_losses.py --write-docs     # also write them into docs/BENCHMARKS.md
@@ -15,6 +21,7 @@ import argparse
 import datetime
 import os
 import platform
+import random
 import shlex
 import statistics
 import sys
@@ -25,7 +32,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from segcontrast.losses import focal_loss_with_logits, pos_weighted_bce_with_logits
+from segcontrast import fused_losses
+from segcontrast.fused_losses import BACKEND_ENV
+from segcontrast.losses import (
+    auto_pos_weight,
+    focal_loss_with_logits,
+    loss_backend,
+    pos_weighted_bce_with_logits,
+    set_loss_backend,
+)
+from torch._dynamo.utils import counters
 from torchvision.ops import sigmoid_focal_loss
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
@@ -68,7 +84,11 @@ def run_header(device: str) -> list[str]:
 def time_interleaved(
     variants: dict[str, Callable[[], object]], repeats: int, warmup: int, sync: Callable[[], None]
 ) -> dict[str, float]:
-    """Median seconds per call of each variant, called round-robin in a rotating order.
+    """Median seconds per call of each variant, called round-robin in a new random order each time.
+
+    A fixed (or merely rotated) order would have each variant always run after the same other one,
+    and pay for what that one leaves behind (freed memory the allocator hands back to the system,
+    evicted caches): a shuffled order spreads that over all variants. The order is seeded.
 
     Args:
         variants: name -> a zero-argument callable; its return value is ignored.
@@ -83,9 +103,10 @@ def time_interleaved(
     for _ in range(warmup):
         for name in names:
             variants[name]()
+    order = random.Random(0)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    for _ in range(repeats):
+        for name in order.sample(names, len(names)):
             sync()
             start = time.perf_counter()
             variants[name]()
@@ -108,24 +129,53 @@ def write_docs(marker: str, body: str) -> None:
 # --- the losses -------------------------------------------------------------------------------
 
 
+def eager(fn: Callable) -> Callable:
+    """``fn`` run with the eager backend (then back to the environment's choice)."""
+
+    def call(x):
+        set_loss_backend("eager")
+        try:
+            return fn(x)
+        finally:
+            set_loss_backend(None)
+
+    return call
+
+
 def loss_variants(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, Callable]:
     """Each variant by name: ``f(x)``, a scalar loss of ``x`` against ``targets``."""
     fixed = torch.tensor(4.0, device=logits.device)
+
+    def per_roi(x):  # PosWeightedBCEMaskHead's "instance" scope
+        weight = auto_pos_weight(targets, 20.0, dim=(1, 2))
+        return pos_weighted_bce_with_logits(x, targets, weight)
+
+    ours = {
+        "ours pos-weighted BCE, auto": lambda x: pos_weighted_bce_with_logits(x, targets),
+        "ours pos-weighted BCE, fixed 4": lambda x: pos_weighted_bce_with_logits(x, targets, 4.0),
+        "ours pos-weighted BCE, auto per ROI": per_roi,
+        "ours focal (alpha 0.25, gamma 2)": lambda x: focal_loss_with_logits(x, targets),
+        "ours focal (alpha 0.25, gamma 1.5)": lambda x: focal_loss_with_logits(
+            x, targets, gamma=1.5
+        ),
+    }
     return {
         BASELINE: lambda x: F.binary_cross_entropy_with_logits(x, targets),
         "torch BCE, pos_weight=4": lambda x: F.binary_cross_entropy_with_logits(
             x, targets, pos_weight=fixed
         ),
-        "ours pos-weighted BCE, auto": lambda x: pos_weighted_bce_with_logits(x, targets),
-        "ours pos-weighted BCE, fixed 4": lambda x: pos_weighted_bce_with_logits(x, targets, 4.0),
-        "ours focal (alpha 0.25, gamma 2)": lambda x: focal_loss_with_logits(x, targets),
+        **ours,
+        "eager pos-weighted BCE, auto": eager(ours["ours pos-weighted BCE, auto"]),
+        "eager pos-weighted BCE, auto per ROI": eager(per_roi),
+        "eager focal (alpha 0.25, gamma 2)": eager(ours["ours focal (alpha 0.25, gamma 2)"]),
         "torchvision sigmoid_focal_loss": lambda x: sigmoid_focal_loss(
             x, targets, reduction="mean"
         ),
     }
 
 
-def bench_shape(shape, device, repeats, warmup, autocast) -> dict[str, float]:
+def bench_shape(shape, device, repeats, warmup, autocast, first_calls) -> dict[str, float]:
+    """Median seconds per variant; ``first_calls`` gets the first call's seconds of new ones."""
     gen = torch.Generator().manual_seed(0)
     logits = (torch.randn(shape, generator=gen) * 2).to(device)
     # Blobs of foreground, ~30% of the pixels, as in mask targets.
@@ -143,7 +193,41 @@ def bench_shape(shape, device, repeats, warmup, autocast) -> dict[str, float]:
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     variants = {name: (lambda f=fn: step(f)) for name, fn in loss_variants(logits, targets).items()}
+    for name, call in variants.items():
+        if name.startswith("ours") and name not in first_calls:
+            sync()
+            start = time.perf_counter()
+            call()
+            sync()
+            first_calls[name] = time.perf_counter() - start
     return time_interleaved(variants, repeats, warmup, sync)
+
+
+def backend_lines() -> list[str]:
+    """What the "ours" rows ran: the backend, and whether "auto" had to fall back to eager."""
+    backend = loss_backend()
+    unavailable = fused_losses.unavailable()
+    if backend == "eager":
+        what = "the eager implementation"
+    elif unavailable:
+        what = f"the eager implementation: compiling failed ({unavailable})"
+    else:
+        what = "the compiled kernels (torch.compile, inductor)"
+    return [f'"ours" rows: backend {backend!r} ({BACKEND_ENV}), that is {what}.', ""]
+
+
+def first_call_line(where: str, first_calls: dict[str, float], cache_before: dict) -> str:
+    """One line: each "ours" variant's first call in seconds (incl. compile), and the FX cache."""
+    cache = {
+        key: counters["inductor"].get(key, 0) - cache_before.get(key, 0)
+        for key in ("fxgraph_cache_hit", "fxgraph_cache_miss")
+    }
+    calls = ", ".join(f"{name.removeprefix('ours ')} {t:.2f}" for name, t in first_calls.items())
+    return (
+        f"First call incl. compile, {where}, in seconds (in this order, in one process): {calls}; "
+        f"inductor FX graph cache: {cache['fxgraph_cache_hit']} hits, "
+        f"{cache['fxgraph_cache_miss']} misses.  "
+    )
 
 
 def table(results: dict[tuple, dict[str, float]]) -> list[str]:
@@ -185,17 +269,23 @@ def main() -> int:
         f"the time over that of {BASELINE} in the same run (lower is faster).",
         "",
     ]
-    results = {}
+    results, compile_lines = {}, []
     for threads in thread_counts:
         if threads:
             torch.set_num_threads(threads)
         where = f"{threads} thread{'s' * (threads > 1)}" if threads else args.device
+        first_calls: dict[str, float] = {}
+        cache_before = dict(counters["inductor"])
         for autocast in [False, True] if args.autocast else [False]:
             for shape in shapes:
                 label = ("autocast " if autocast else "") + str(shape)
-                timings = bench_shape(shape, args.device, args.repeats, args.warmup, autocast)
+                timings = bench_shape(
+                    shape, args.device, args.repeats, args.warmup, autocast, first_calls
+                )
                 results[(label, where)] = timings
-    body += run_header(args.device) + [""] + table(results)
+        compile_lines.append(first_call_line(where, first_calls, cache_before))
+    body += run_header(args.device) + [""] + table(results) + [""] + backend_lines()
+    body += compile_lines
     text = "\n".join(body)
     print(text)
     if args.write_docs:

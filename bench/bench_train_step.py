@@ -5,7 +5,7 @@ with 6 instances each (ellipses and rings), the same for every head. All heads s
 weights and each iteration reseeds torch, so that every head sees the same proposals and ROIs: the
 only difference is the mask loss. An iteration is forward + backward (no optimizer step, which
 would let the weights, and with them the proposals, drift apart). Heads are timed round-robin in
-a rotating order and each figure is the median. Peak memory is measured per head in a separate
+a new random order each repeat and each figure is the median. Peak memory is measured per head in a separate
 process.
 
     python bench/bench_train_step.py                  # print the table

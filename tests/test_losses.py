@@ -2,21 +2,34 @@
 
 References are independent: ``torchvision.ops.sigmoid_focal_loss``,
 ``F.binary_cross_entropy_with_logits(pos_weight=...)``, the issue's formulas written with
-``F.logsigmoid`` in float64, and autograd through those.
+``F.logsigmoid`` in float64, and autograd through those. The tests that take the ``backend``
+fixture run with both implementations of the losses: "eager" and "compiled" (torch.compile; its
+kernels are compiled once per process, on first use, and serve float32 "mean"/"sum" losses, so
+float64 and ``reduction="none"`` cases are eager under both).
 """
 
+import logging
 import math
+import re
+import subprocess
+import sys
 
 import pytest
+import segcontrast.fused_losses as fused_losses
 import torch
 import torch.nn.functional as F
 from segcontrast.losses import (
+    BACKEND_ENV,
     CPU_BLOCK,
+    LOSS_BACKENDS,
     REDUCTIONS,
     auto_pos_weight,
     focal_loss_with_logits,
+    loss_backend,
     pos_weighted_bce_with_logits,
+    set_loss_backend,
 )
+from torch._dynamo.utils import counters
 from torchvision.ops import sigmoid_focal_loss
 
 # (90, 28, 28) spans two CPU blocks with a remainder; (7,) is smaller than a SIMD register.
@@ -70,24 +83,87 @@ def _grad(fn, x, *args, **kwargs):
     return x.grad
 
 
+def _loss_and_grad(fn, x, *args, **kwargs):
+    x = x.detach().clone().requires_grad_()
+    loss = fn(x, *args, **kwargs)
+    loss.backward()
+    return loss.detach(), x.grad
+
+
+# --- backends -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _default_backend():
+    """Every test starts and ends with the backend of the environment (no override)."""
+    set_loss_backend(None)
+    yield
+    set_loss_backend(None)
+
+
+@pytest.fixture(scope="module")
+def compile_failure():
+    """Why the compiled kernels cannot be built on this machine, or None (they can)."""
+    x, y = _inputs((4, 7))
+    set_loss_backend("compiled")
+    try:
+        focal_loss_with_logits(x, y)
+    except RuntimeError as err:
+        return str(err)
+    finally:
+        set_loss_backend(None)
+    return None
+
+
+@pytest.fixture
+def compiled(compile_failure):
+    """The "compiled" backend; skips where torch.compile cannot build the kernels."""
+    if compile_failure is not None:
+        pytest.skip(f"torch.compile cannot build the loss kernels here: {compile_failure}")
+    set_loss_backend("compiled")
+    return "compiled"
+
+
+@pytest.fixture(params=["eager", "compiled"])
+def backend(request):
+    """Each backend in turn (the compiled one skipped where it cannot be built)."""
+    if request.param == "compiled":
+        return request.getfixturevalue("compiled")
+    set_loss_backend("eager")
+    return "eager"
+
+
+def backend_cases(reductions=REDUCTIONS, dtypes=(torch.float32, torch.float64)):
+    """Parametrize ("backend", "dtype", "reduction"): every case for "eager"; for "compiled" only
+    those its kernels serve (float32, "mean"/"sum"): the others are the eager cases again."""
+    cases = []
+    for backend in ["eager", "compiled"]:
+        for dtype in dtypes:
+            for reduction in reductions:
+                if backend == "eager" or (dtype == torch.float32 and reduction != "none"):
+                    name = str(dtype).removeprefix("torch.")
+                    cases.append(
+                        pytest.param(backend, dtype, reduction, id=f"{backend}-{name}-{reduction}")
+                    )
+    return pytest.mark.parametrize(("backend", "dtype", "reduction"), cases, indirect=["backend"])
+
+
 # --- equality with the references -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
+@backend_cases()
 @pytest.mark.parametrize("shape", SHAPES)
-def test_focal_equals_torchvision(shape, reduction, dtype):
+def test_focal_equals_torchvision(shape, reduction, dtype, backend):
     x, y = _inputs(shape, dtype)
-    for alpha, gamma in [(0.25, 2.0), (0.6, 1.5), (-1.0, 3.0)]:
+    for alpha, gamma in [(0.25, 2.0), (0.6, 1.5), (-1.0, 3.0), (0.25, 0.0), (0.4, 1.0)]:
         ours = focal_loss_with_logits(x, y, alpha, gamma, reduction)
         assert ours.dtype == dtype
         _assert_rel(ours, sigmoid_focal_loss(x, y, alpha, gamma, reduction))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
+@backend_cases()
 @pytest.mark.parametrize("shape", SHAPES)
-def test_pos_weighted_bce_equals_torch(shape, reduction, dtype):
+def test_pos_weighted_bce_equals_torch(shape, reduction, dtype, backend):
     x, y = _inputs(shape, dtype)
     for weight in [1.0, 2.5, 0.5]:
         ours = pos_weighted_bce_with_logits(x, y, pos_weight=weight, reduction=reduction)
@@ -99,7 +175,7 @@ def test_pos_weighted_bce_equals_torch(shape, reduction, dtype):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_pos_weighted_bce_per_roi_weight_tensor(reduction):
+def test_pos_weighted_bce_per_roi_weight_tensor(reduction, backend):
     x, y = _inputs((6, 28, 28))
     weight = auto_pos_weight(y, max_pos_weight=20.0, dim=(1, 2))
     assert weight.shape == (6, 1, 1)
@@ -108,9 +184,9 @@ def test_pos_weighted_bce_per_roi_weight_tensor(reduction):
     _assert_rel(ours, _bce_ref(x, y, weight.float(), reduction))
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_soft_targets(reduction):
-    x, y = _inputs((5, 9, 9), torch.float64, soft=True)
+@backend_cases()
+def test_soft_targets(reduction, dtype, backend):
+    x, y = _inputs((5, 9, 9), dtype, soft=True)
     _assert_rel(
         pos_weighted_bce_with_logits(x, y, 3.0, reduction=reduction), _bce_ref(x, y, 3.0, reduction)
     )
@@ -143,10 +219,9 @@ def test_float32_losses_are_exact_to_1e6_per_element(shape):
 # --- gradients ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@backend_cases(reductions=["mean", "sum"])
 @pytest.mark.parametrize("shape", SHAPES[1:])
-def test_gradients_equal_reference_autograd(shape, reduction, dtype):
+def test_gradients_equal_reference_autograd(shape, reduction, dtype, backend):
     x, y = _inputs(shape, dtype)
     _assert_rel(
         _grad(focal_loss_with_logits, x, y, reduction=reduction),
@@ -160,7 +235,7 @@ def test_gradients_equal_reference_autograd(shape, reduction, dtype):
         )
 
 
-def test_focal_gradient_exact_to_1e6_per_element():
+def test_focal_gradient_exact_to_1e6_per_element(backend):
     x, y = _inputs((90, 28, 28))
     exact = _grad(sigmoid_focal_loss, x.double(), y.double(), reduction="sum")
     ours = _grad(focal_loss_with_logits, x, y, reduction="sum").double()
@@ -185,7 +260,7 @@ def test_gradcheck_float64():
             )
 
 
-def test_gradient_output_chain_rule_and_retain_graph():
+def test_gradient_output_chain_rule_and_retain_graph(backend):
     x, y = _inputs((4, 28, 28))
     x.requires_grad_()
     for loss_fn in [focal_loss_with_logits, pos_weighted_bce_with_logits]:
@@ -203,7 +278,7 @@ def test_gradient_output_chain_rule_and_retain_graph():
         )
 
 
-def test_no_grad_and_non_contiguous_inputs():
+def test_no_grad_and_non_contiguous_inputs(backend):
     x, y = _inputs((28, 4, 28))
     xt, yt = x.transpose(0, 1), y.transpose(0, 1)
     assert not xt.is_contiguous()
@@ -223,29 +298,31 @@ def _textbook_focal(x, y, alpha=0.25, gamma=2.0):
 
 
 @pytest.mark.parametrize("magnitude", [50.0, 100.0])
-def test_extreme_logits_finite(magnitude):
+def test_extreme_logits_finite(magnitude, backend):
     x = torch.tensor([magnitude, -magnitude, magnitude, -magnitude, 0.0])
     y = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
     x64, y64 = x.double(), y.double()
     # The references are the formulas with logsigmoid: torch's float64 BCE itself gives 0 for
     # the loss of x = -50, y = 0 (it adds -50 to softplus(50)), instead of 1.9e-22.
-    for fn, ref in [
-        (
-            lambda a, b: focal_loss_with_logits(a, b, reduction="none"),
-            lambda a, b: _focal_formula(a, b, 0.25, 2.0, "none"),
-        ),
-        (
-            lambda a, b: pos_weighted_bce_with_logits(a, b, 20.0, reduction="none"),
-            lambda a, b: _bce_formula(a, b, 20.0, "none"),
-        ),
-    ]:
-        xg = x.clone().requires_grad_()
-        loss = fn(xg, y)
-        loss.sum().backward()
-        assert torch.isfinite(loss).all() and torch.isfinite(xg.grad).all()
-        # Wrong and confident: the loss is ~|x| (times the class weight); right: ~0.
-        torch.testing.assert_close(loss.double(), ref(x64, y64), rtol=1e-6, atol=1e-30)
-        _assert_rel(xg.grad.double(), _grad(lambda t, r=ref: r(t, y64).sum(), x64))
+    # "none" is the eager implementation; "sum" the compiled one under the compiled backend.
+    for reduction in ["none", "sum"]:
+        for fn, ref in [
+            (
+                lambda a, b, r=reduction: focal_loss_with_logits(a, b, reduction=r),
+                lambda a, b, r=reduction: _focal_formula(a, b, 0.25, 2.0, r),
+            ),
+            (
+                lambda a, b, r=reduction: pos_weighted_bce_with_logits(a, b, 20.0, reduction=r),
+                lambda a, b, r=reduction: _bce_formula(a, b, 20.0, r),
+            ),
+        ]:
+            xg = x.clone().requires_grad_()
+            loss = fn(xg, y)
+            loss.sum().backward()
+            assert torch.isfinite(loss).all() and torch.isfinite(xg.grad).all()
+            # Wrong and confident: the loss is ~|x| (times the class weight); right: ~0.
+            torch.testing.assert_close(loss.double(), ref(x64, y64), rtol=1e-6, atol=1e-30)
+            _assert_rel(xg.grad.double(), _grad(lambda t, r=ref: r(t, y64).sum(), x64))
     # The textbook focal loss, log(sigmoid(x)), breaks down at these logits.
     xg = x.clone().requires_grad_()
     textbook = _textbook_focal(xg, y)
@@ -254,7 +331,7 @@ def test_extreme_logits_finite(magnitude):
     assert not torch.isfinite(xg.grad).all()
 
 
-def test_bf16_autocast_computes_in_float32():
+def test_bf16_autocast_computes_in_float32(backend):
     x, y = _inputs((6, 28, 28))
     x_bf16 = x.bfloat16()
     as_float = x_bf16.float()  # the values the loss sees
@@ -275,7 +352,7 @@ def test_bf16_autocast_computes_in_float32():
         torch.testing.assert_close(leaf.grad.float(), expected_grad, rtol=1e-2, atol=1e-8)
 
 
-def test_no_foreground_weight_is_capped_and_loss_finite():
+def test_no_foreground_weight_is_capped_and_loss_finite(backend):
     x, _ = _inputs((3, 28, 28))
     empty = torch.zeros_like(x)
     assert auto_pos_weight(empty, 20.0).item() == 20.0
@@ -319,13 +396,13 @@ def test_worked_examples_focal_weights():
         assert focal_loss_with_logits(x, y).item() == pytest.approx(0.25 * weight * bce, rel=1e-9)
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gamma0_alpha_negative_is_bce(reduction):
+@backend_cases()
+def test_gamma0_alpha_negative_is_bce(reduction, dtype, backend):
     for soft in [False, True]:
-        x, y = _inputs((4, 28, 28), torch.float64, soft=soft)
+        x, y = _inputs((4, 28, 28), dtype, soft=soft)
         ours = focal_loss_with_logits(x, y, alpha=-1.0, gamma=0.0, reduction=reduction)
-        bce = F.binary_cross_entropy_with_logits(x, y, reduction=reduction)
-        _assert_rel(ours, bce, rtol=1e-12)
+        bce = F.binary_cross_entropy_with_logits(x.double(), y.double(), reduction=reduction)
+        _assert_rel(ours, bce, rtol=1e-12 if dtype == torch.float64 else 1e-6)
 
 
 def test_bad_arguments_raise():
@@ -351,6 +428,7 @@ def test_block_size_does_not_change_results(monkeypatch):
     """Small blocks, the CPU's, and one block for the whole tensor (as on a GPU) agree."""
     import segcontrast.losses as losses
 
+    set_loss_backend("eager")  # the blocks are the eager implementation's
     x, y = _inputs((90, 28, 28))
 
     def run(block):
@@ -368,3 +446,205 @@ def test_block_size_does_not_change_results(monkeypatch):
     for block in (1000, 10**9):
         for ours, expected in zip(run(block), reference, strict=True):
             _assert_rel(ours, expected)
+
+
+# --- the compiled backend -----------------------------------------------------------------------
+
+
+def _focal_and_bce_cases(y):
+    """(name, loss function of x) for every kernel: focal gamma 2, any gamma, BCE w, per-ROI w."""
+    per_roi = auto_pos_weight(y, 20.0, dim=tuple(range(1, y.dim())))
+    cases = [
+        (f"focal a={a} g={g}", lambda x, r, a=a, g=g: focal_loss_with_logits(x, y, a, g, r))
+        for a, g in [(0.25, 2.0), (0.25, 0.0), (0.25, 1.0), (0.6, 1.5), (-1.0, 3.0)]
+    ]
+    cases += [
+        (f"bce w={w}", lambda x, r, w=w: pos_weighted_bce_with_logits(x, y, w, 20.0, r))
+        for w in [1.0, 2.5, "auto", per_roi]
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_compiled_equals_eager(reduction, soft, compiled):
+    x, y = _inputs((90, 28, 28), soft=soft)
+    for name, fn in _focal_and_bce_cases(y):
+        set_loss_backend("compiled")
+        loss, grad = _loss_and_grad(fn, x, reduction)
+        set_loss_backend("eager")
+        eager_loss, eager_grad = _loss_and_grad(fn, x, reduction)
+        assert loss.dtype == torch.float32 and grad.dtype == torch.float32, name
+        _assert_rel(loss, eager_loss)
+        _assert_rel(grad, eager_grad)
+
+
+def test_compiled_bce_gradient_exact_to_1e6_per_element(compiled):
+    """The compiled BCE gradient is ``(1 - y) * p - w * y * (1 - p)`` with ``1 - p`` computed as
+    ``sigmoid(-x)``: exact for confident pixels (the eager one, ``c * p - w * y``, cancels)."""
+    x, y = _inputs((90, 28, 28))
+    per_roi = auto_pos_weight(y, 20.0, dim=(1, 2))
+    for weight in [2.5, per_roi]:
+        exact = _grad(_bce_ref, x.double(), y.double(), weight, "sum")
+        ours = _grad(pos_weighted_bce_with_logits, x, y, weight, reduction="sum").double()
+        torch.testing.assert_close(ours, exact, rtol=1e-6, atol=1e-38)
+
+
+def test_which_inputs_the_compiled_kernels_serve(monkeypatch, compiled):
+    served = []
+    run = fused_losses.run
+
+    def spy(mode, kernel, *args):
+        out = run(mode, kernel, *args)
+        served.append(kernel.__name__ if out is not None else None)
+        return out
+
+    monkeypatch.setattr(fused_losses, "run", spy)
+    x, y = _inputs((6, 28, 28))
+    per_roi = auto_pos_weight(y, 20.0, dim=(1, 2))
+    per_pixel = torch.rand(28, generator=torch.Generator().manual_seed(1)) + 1
+    cases = [
+        (lambda: focal_loss_with_logits(x, y), ["focal_gamma2_kernel"]),
+        (lambda: focal_loss_with_logits(x, y, 0.5, 1.5, "sum"), ["focal_kernel"]),
+        (lambda: focal_loss_with_logits(x.bfloat16(), y), ["focal_gamma2_kernel"]),
+        (lambda: pos_weighted_bce_with_logits(x, y), ["bce_kernel"]),
+        (lambda: pos_weighted_bce_with_logits(x, y, per_roi), ["bce_kernel"]),
+        (lambda: pos_weighted_bce_with_logits(x, y, per_roi[:1]), ["bce_kernel"]),  # one number
+        # The eager implementation's cases: no compiled kernel is even tried.
+        (lambda: focal_loss_with_logits(x, y, reduction="none"), []),
+        (lambda: pos_weighted_bce_with_logits(x, y, reduction="none"), []),
+        (lambda: focal_loss_with_logits(x.double(), y), []),
+        (lambda: pos_weighted_bce_with_logits(x, y, per_pixel), []),  # varies within a row
+        (lambda: focal_loss_with_logits(x[:1, :1, :1], y[:1, :1, :1]), []),
+    ]
+    for i, (call, expected) in enumerate(cases):
+        served.clear()
+        call()
+        assert served == expected, f"case {i}"
+
+
+def test_row_layout():
+    assert fused_losses.row_layout((6, 1, 1), (6, 28, 28)) == (6, 784)
+    assert fused_losses.row_layout((2, 3, 1, 1), (2, 3, 28, 28)) == (6, 784)
+    assert fused_losses.row_layout((6, 1, 1), (6, 1, 28)) == (6, 28)
+    assert fused_losses.row_layout((1, 1, 1), (6, 28, 28)) is None  # a single number: R = 1
+    assert fused_losses.row_layout((28,), (6, 28)) is None  # per element: K = 1
+    assert fused_losses.row_layout((1, 28, 1), (6, 28, 28)) is None  # broadcast over rows
+
+
+def test_compiled_kernels_compile_once_for_all_values_and_shapes(compiled):
+    """New alpha, gamma, weights, 1/N, shapes, grad modes and autocast reuse the kernels."""
+
+    def calls(seed, shape, alpha, gamma, weight):
+        x, y = _inputs(shape, seed=seed)
+        per_roi = auto_pos_weight(y, 20.0, dim=tuple(range(1, len(shape))))
+        for reduction in ["mean", "sum"]:
+            xg = x.clone().requires_grad_()
+            total = focal_loss_with_logits(xg, y, alpha, 2.0, reduction)
+            total = total + focal_loss_with_logits(xg, y, alpha, gamma, reduction)
+            total = total + pos_weighted_bce_with_logits(xg, y, weight, reduction=reduction)
+            total = total + pos_weighted_bce_with_logits(xg, y, per_roi, reduction=reduction)
+            total.backward()
+        with torch.no_grad():
+            focal_loss_with_logits(x, y, alpha, gamma)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            pos_weighted_bce_with_logits(x.bfloat16().requires_grad_(), y).backward()
+
+    calls(0, (5, 28, 28), 0.25, 1.5, 3.0)  # compiles what earlier tests have not
+    graphs = counters["stats"]["unique_graphs"]
+    for seed, shape, alpha, gamma, weight in [
+        (1, (17, 28, 28), 0.6, 0.0, 1.0),
+        (2, (3, 14, 14), -1.0, 1.0, 20.0),
+        (3, (40, 7), 0.1, 3.3, 0.5),
+        (4, (2, 2), 0.9, 0.5, 1e-3),
+    ]:
+        calls(seed, shape, alpha, gamma, weight)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+def _broken_compile(fails_at):
+    message = "simulated: no working C++ compiler"
+
+    def compile_(kernel):
+        if fails_at == "build":
+            raise RuntimeError(message)
+
+        def call(*args):  # torch.compile fails on the first call, not when wrapping
+            raise RuntimeError(message)
+
+        return call
+
+    return compile_, message
+
+
+@pytest.mark.parametrize("fails_at", ["build", "call"])
+def test_auto_falls_back_to_eager_with_one_warning(monkeypatch, caplog, fails_at):
+    compile_, message = _broken_compile(fails_at)
+    monkeypatch.setattr(fused_losses, "_state", fused_losses._State())
+    monkeypatch.setattr(fused_losses, "_compile", compile_)
+    x, y = _inputs((6, 28, 28))
+    set_loss_backend("eager")
+    expected = [_loss_and_grad(fn, x, "mean") for _, fn in _focal_and_bce_cases(y)]
+    set_loss_backend("auto")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            for (name, fn), (loss, grad) in zip(_focal_and_bce_cases(y), expected, strict=True):
+                ours = _loss_and_grad(fn, x, "mean")
+                assert torch.equal(ours[0], loss) and torch.equal(ours[1], grad), name
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    text = warnings[0].getMessage()
+    assert message in text and "cpu float32" in text and BACKEND_ENV in text
+    assert list(fused_losses._state.unavailable) == [("cpu", torch.float32)]
+
+
+def test_compiled_backend_raises_when_compilation_fails(monkeypatch):
+    compile_, message = _broken_compile("call")
+    monkeypatch.setattr(fused_losses, "_state", fused_losses._State())
+    monkeypatch.setattr(fused_losses, "_compile", compile_)
+    set_loss_backend("compiled")
+    x, y = _inputs((6, 28, 28))
+    for fn in [focal_loss_with_logits, pos_weighted_bce_with_logits]:
+        with pytest.raises(RuntimeError, match=f"{BACKEND_ENV}=compiled.*{re.escape(message)}"):
+            fn(x, y)
+
+
+def test_eager_backend_never_compiles(monkeypatch):
+    monkeypatch.setattr(fused_losses, "_state", fused_losses._State())
+    monkeypatch.setattr(fused_losses, "_compile", lambda kernel: pytest.fail("compiled"))
+    set_loss_backend("eager")
+    x, y = _inputs((6, 28, 28))
+    for _, fn in _focal_and_bce_cases(y):
+        _loss_and_grad(fn, x, "mean")
+    assert not fused_losses._state.compiled
+
+
+def test_backend_from_environment_and_override(monkeypatch):
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert loss_backend() == "auto"
+    for name in LOSS_BACKENDS:
+        monkeypatch.setenv(BACKEND_ENV, f" {name.upper()} ")
+        assert loss_backend() == name
+    monkeypatch.setenv(BACKEND_ENV, "jit")
+    x, y = _inputs((6, 28, 28))
+    expected = rf"{BACKEND_ENV}: the loss backend must be one of \['auto', 'compiled', 'eager'\]"
+    with pytest.raises(ValueError, match=expected + ", got 'jit'"):
+        focal_loss_with_logits(x, y)
+    set_loss_backend("eager")  # the override wins
+    assert loss_backend() == "eager"
+    focal_loss_with_logits(x, y)
+    set_loss_backend(None)
+    with pytest.raises(ValueError, match="environment variable"):
+        loss_backend()
+    with pytest.raises(ValueError, match=r"set_loss_backend: .*got 'fast'"):
+        set_loss_backend("fast")
+
+
+def test_importing_compiles_nothing():
+    code = (
+        "import segcontrast, segcontrast.losses\n"
+        "from segcontrast import fused_losses\n"
+        "from torch._dynamo.utils import counters\n"
+        "assert not fused_losses._state.compiled and not counters['stats'], counters\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -17,10 +17,13 @@ call had as many ROIs as pixels per ROI (Dynamo gives equal sizes one symbol).
 
 The formulas are those of :mod:`segcontrast.losses` with ``e = exp(-|x|)`` computed once:
 ``sigmoid(x)`` and ``sigmoid(-x)`` are ``1 / (1 + e)`` and ``e / (1 + e)`` (which is which depends
-on the sign of ``x``), and ``softplus(+-x) = relu(+-x) + log1p(e)``. For ``gamma == 2`` the focal
+on the sign of ``x``), and ``softplus(+-x) = relu(+-x) + log1p(e)``, with ``log1p`` written with
+``log`` (see :func:`_sigmoid_softplus`). For ``gamma == 2`` (the default, its own kernel) the focal
 factors are ``p * p`` and ``q * q``; for any other gamma ``p^gamma = exp(-gamma * softplus(-x))``
 (``pow`` is three times slower than ``exp`` in inductor's CPU code), exact at ``gamma = 0`` and
-relatively accurate to about ``gamma * |x| * 6e-8`` per pixel.
+relatively accurate to about ``gamma * |x| * 6e-8`` per pixel. The pos-weighted BCE gradient is
+``(1 - y) * p - w * y * q``, which, unlike the eager ``c * p - w * y``, keeps full relative
+precision where ``p`` is near 1.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from math import prod
 import torch
 from torch import Tensor
 
-__all__ = ["BACKEND_ENV", "focal", "pos_weighted_bce", "row_layout", "run"]
+__all__ = ["BACKEND_ENV", "focal", "pos_weighted_bce", "row_layout", "run", "unavailable"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,49 +47,59 @@ BACKEND_ENV = "SEGCONTRAST_LOSS_BACKEND"
 
 
 def _sigmoid_softplus(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``sigmoid(+-x)`` and ``softplus(+-x)`` from one ``exp`` and one ``log1p``.
+    """``sigmoid(+-x)`` and ``softplus(+-x)`` from one ``exp``, one ``log`` and one division.
 
     Args:
         x: (*) logits.
 
     Returns:
-        Four (*) tensors. Each probability is ``1 / (1 + e)`` or ``e / (1 + e)``, never ``1 - p``,
-        so a confident pixel keeps its small probability to full relative precision.
+        Four (*) tensors. Each probability is ``1 / (1 + e)`` or ``e / (1 + e)`` with
+        ``e = exp(-|x|)``, never ``1 - p``, so a confident pixel keeps its small probability to
+        full relative precision.
     """
     e = torch.exp(-x.abs())
-    r = 1.0 / (1.0 + e)
+    u = 1.0 + e
+    r = 1.0 / u
     er = e * r
     nonneg = x >= 0
     p = torch.where(nonneg, r, er)
     q = torch.where(nonneg, er, r)
-    log_term = torch.log1p(e)
+    # log1p(e) = log(u) + log1p((e - (u - 1)) / u): u - 1 is exact, so e - (u - 1) is exactly the
+    # rounding error of 1 + e, and the correction, below 2^-24, is its first-order term. Within
+    # 2 ulp (it is e itself where u rounds to 1), in a third of the time of inductor's log1p.
+    log_term = torch.log(u) + (e - (u - 1.0)) * r
     return p, q, torch.clamp(x, min=0) + log_term, torch.clamp(-x, min=0) + log_term
+
+
+def _reduce(loss: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    """``loss.sum() * scale`` () in ``dtype``, the sum accumulated in float64."""
+    return (loss.sum(dtype=torch.float64) * scale).to(dtype)
 
 
 def focal_gamma2_kernel(
     x: Tensor, y: Tensor, pos_scale: Tensor, neg_scale: Tensor, scale: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Focal loss with ``gamma = 2``: the float64 loss sum and the gradient times ``scale``.
+    """Focal loss with ``gamma = 2``: the loss (sum times ``scale``) and its gradient.
 
     Args:
         x: (N,) float32 logits.
         y: (N,) targets.
         pos_scale: () weight of the positive term (alpha).
         neg_scale: () weight of the negative term (1 - alpha).
-        scale: () factor of the gradient (``1 / N`` for "mean", else 1).
+        scale: () float64 factor of the sum: ``1 / N`` for "mean", else 1.
 
     Returns:
-        ``(total, grad)``: () float64 sum of the per-element losses and (N,) gradient.
+        ``(loss, grad)``: () and (N,), ``x``'s dtype.
     """
     p, q, sp_pos, sp_neg = _sigmoid_softplus(x)
     mod_neg = neg_scale * p * p
     mod_pos = pos_scale * q * q
     l_neg = mod_neg * sp_pos
     l_pos = mod_pos * sp_neg
-    total = torch.lerp(l_neg, l_pos, y).sum(dtype=torch.float64)
     g_neg = 2.0 * q * l_neg + mod_neg * p
     g_pos = 2.0 * p * l_pos + mod_pos * q
-    return total, torch.lerp(g_neg, -g_pos, y) * scale
+    loss = _reduce(torch.lerp(l_neg, l_pos, y), scale, x.dtype)
+    return loss, torch.lerp(g_neg, -g_pos, y) * scale
 
 
 def focal_kernel(
@@ -99,28 +112,28 @@ def focal_kernel(
     mod_pos = pos_scale * torch.exp(-gamma * sp_pos)
     l_neg = mod_neg * sp_pos
     l_pos = mod_pos * sp_neg
-    total = torch.lerp(l_neg, l_pos, y).sum(dtype=torch.float64)
     g_neg = gamma * q * l_neg + mod_neg * p
     g_pos = gamma * p * l_pos + mod_pos * q
-    return total, torch.lerp(g_neg, -g_pos, y) * scale
+    loss = _reduce(torch.lerp(l_neg, l_pos, y), scale, x.dtype)
+    return loss, torch.lerp(g_neg, -g_pos, y) * scale
 
 
 def bce_kernel(x: Tensor, y: Tensor, weight: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """Pos-weighted BCE: the float64 loss sum and the gradient times ``scale``.
+    """Pos-weighted BCE: the loss (sum times ``scale``) and its gradient.
 
     Args:
         x: (N,) or (R, K) float32 logits.
         y: targets, ``x``'s shape.
         weight: () positive weight, or (R, 1): one per row of (R, K) logits.
-        scale: () factor of the gradient.
+        scale: () float64 factor of the sum: ``1 / N`` for "mean", else 1.
 
     Returns:
-        ``(total, grad)``: () float64 sum of the per-element losses and the gradient (``x``'s
-        shape), ``(1 - y) * p - w * y * (1 - p)``: no cancellation where ``p`` is near 1.
+        ``(loss, grad)``: () and ``x``'s shape, ``x``'s dtype. The gradient is
+        ``(1 - y) * p - w * y * (1 - p)``: no cancellation where ``p`` is near 1.
     """
     p, q, sp_pos, sp_neg = _sigmoid_softplus(x)
-    total = torch.lerp(sp_pos, weight * sp_neg, y).sum(dtype=torch.float64)
-    return total, torch.lerp(p, -weight * q, y) * scale
+    loss = _reduce(torch.lerp(sp_pos, weight * sp_neg, y), scale, x.dtype)
+    return loss, torch.lerp(p, -weight * q, y) * scale
 
 
 # --- compilation and fallback -----------------------------------------------------------------
@@ -135,6 +148,11 @@ class _State:
 
 
 _state = _State()
+
+
+def unavailable() -> dict[tuple[str, torch.dtype], str]:
+    """Why the compiled kernels failed, by (device type, dtype), in this process ("auto" mode)."""
+    return dict(_state.unavailable)
 
 
 def _compile(kernel: Callable) -> Callable:
@@ -153,7 +171,7 @@ def run(mode: str, kernel: Callable, *args: Tensor) -> tuple[Tensor, Tensor] | N
         *args: its arguments; the first is the logits (its device and dtype select the entry).
 
     Returns:
-        The kernel's ``(total, grad)``, or None: use the eager implementation.
+        The kernel's ``(loss, grad)``, or None: use the eager implementation.
 
     Raises:
         RuntimeError: in "compiled" mode, when the kernel cannot be compiled or run.
@@ -168,7 +186,7 @@ def run(mode: str, kernel: Callable, *args: Tensor) -> tuple[Tensor, Tensor] | N
         return compiled(*args)
     except torch.OutOfMemoryError:
         raise
-    except Exception as err:  # noqa: BLE001  (any failure means: no compiled kernels here)
+    except Exception as err:  # any failure means: no compiled kernels here
         lines = str(err).strip().splitlines()
         reason = f"{type(err).__name__}: {lines[0] if lines else ''}".strip()
         where = f"{key[0]} {str(key[1]).removeprefix('torch.')}"
@@ -200,21 +218,26 @@ def _input(t: Tensor, *shape: int) -> Tensor:
     return t.view(*shape).detach()
 
 
+def _scale(x: Tensor, scale: float) -> Tensor:
+    """The kernels' () float64 ``scale`` on ``x``'s device (the gradient rounds it to float32)."""
+    return x.new_full((), scale, dtype=torch.float64)
+
+
 def focal(
     mode: str, x: Tensor, y: Tensor, pos_scale: float, neg_scale: float, gamma: float, scale: float
 ) -> tuple[Tensor, Tensor] | None:
     """Compiled focal loss of contiguous float32 ``x``, ``y`` (*); None: use eager.
 
     Returns:
-        ``(total, grad)``: () float64 sum of the per-element losses and the (*) gradient of the
-        sum times ``scale``.
+        ``(loss, grad)``: the () loss, ``scale`` times the sum of the per-element losses, and its
+        (*) gradient.
     """
-    s = [x.new_full((), v) for v in (pos_scale, neg_scale, scale)]
+    a_pos, a_neg, s = x.new_full((), pos_scale), x.new_full((), neg_scale), _scale(x, scale)
     if gamma == 2:
-        out = run(mode, focal_gamma2_kernel, _input(x, -1), _input(y, -1), *s)
+        out = run(mode, focal_gamma2_kernel, _input(x, -1), _input(y, -1), a_pos, a_neg, s)
     else:
-        gamma_t = x.new_full((), gamma)
-        out = run(mode, focal_kernel, _input(x, -1), _input(y, -1), s[0], s[1], gamma_t, s[2])
+        g = x.new_full((), gamma)
+        out = run(mode, focal_kernel, _input(x, -1), _input(y, -1), a_pos, a_neg, g, s)
     return None if out is None else (out[0], out[1].view(x.shape))
 
 
@@ -243,7 +266,7 @@ def pos_weighted_bce(
         x: (*) logits.
         y: (*) targets.
         weight: a number, or a tensor with one weight per row (see :func:`row_layout`).
-        scale: factor of the gradient.
+        scale: factor of the sum of the per-element losses (``1 / N`` for "mean").
 
     Returns:
         As :func:`focal`; also None for a tensor weight that is not one per row.
@@ -257,5 +280,5 @@ def pos_weighted_bce(
         args = (_input(x, rows, cols), _input(y, rows, cols), rows_weight)
     else:
         args = (_input(x, -1), _input(y, -1), x.new_full((), weight))
-    out = run(mode, bce_kernel, *args, x.new_full((), scale))
+    out = run(mode, bce_kernel, *args, _scale(x, scale))
     return None if out is None else (out[0], out[1].view(x.shape))

@@ -34,7 +34,11 @@ __all__ = ["SHAPE_CLASSES", "ShapesConfig", "generate_shapes", "render_shapes_im
 
 SHAPE_CLASSES = ("circle", "square", "triangle")
 # Bumped whenever the generator's output changes, so that stale data is regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+# Each class's hue band (OpenCV hue, 0..179): the class shows in the colour as well as the
+# outline, so that a small model learns the classes within minutes on a CPU. Objects of one class
+# then look alike, and touching ones are told apart only by their outlines.
+_CLASS_HUES = ((0, 15), (50, 75), (105, 130))
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,9 @@ def _draw_mask(shape: _Shape, size: int) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size, size, 3) float texture: a smooth colour field, stripes and pixel noise."""
-    base = rng.uniform(70, 170, size=3)
-    coarse = rng.normal(0, 25, size=(5, 5, 3)).astype(np.float32)
+    """(size, size, 3) float texture: a smooth greyish field, stripes and pixel noise."""
+    base = rng.uniform(70, 170) + rng.normal(0, 8, size=3)
+    coarse = rng.normal(0, 20, size=(5, 5, 1)).repeat(3, axis=2).astype(np.float32)
     smooth = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     theta = rng.uniform(0, np.pi)
@@ -102,6 +106,14 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     stripes = 12 * np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period)
     noise = rng.normal(0, 8, size=(size, size, 3))
     return base + smooth + stripes[..., None] + noise
+
+
+def _class_colour(rng: np.random.Generator, category: int) -> np.ndarray:
+    """An RGB colour (3,) float in the class's hue band, saturated enough to stand out."""
+    low, high = _CLASS_HUES[category]
+    hsv = np.array([[[rng.uniform(low, high), rng.uniform(150, 255), rng.uniform(110, 255)]]],
+                   dtype=np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float64)
 
 
 def _place(rng: np.random.Generator, shapes: list[_Shape], cfg: ShapesConfig) -> _Shape:
@@ -168,10 +180,7 @@ def render_shapes_image(
     image = _background(rng, size)
     colours: list[np.ndarray] = []
     for k, shape in enumerate(shapes):
-        colour = rng.uniform(0, 255, size=3)
-        # Keep objects visibly different from the local background.
-        colour = np.where(np.abs(colour - image[labels == k].mean(axis=0)) < 40,
-                          (colour + 128) % 256, colour)
+        colour = _class_colour(rng, shape.category)
         if shape.twin_of is not None:
             colour = np.clip(colours[shape.twin_of] + rng.normal(0, 10, size=3), 0, 255)
         colours.append(colour)

@@ -4,9 +4,9 @@ The model is ``configs/Base-Tiny-R18-GN.yaml`` (3 classes); the batch is 4 synth
 with 6 instances each (ellipses and rings), the same for every head. All heads start from the same
 weights and each iteration reseeds torch, so that every head sees the same proposals and ROIs: the
 only difference is the mask loss. An iteration is forward + backward (no optimizer step, which
-would let the weights, and with them the proposals, drift apart). Heads are timed round-robin in
-a new random order each repeat and each figure is the median. Peak memory is measured per head in a separate
-process.
+would let the weights, and with them the proposals, drift apart). Heads are timed round-robin,
+in a new random order each repeat, and each figure is the median. Peak memory is measured per head
+in a separate process.
 
     python bench/bench_train_step.py                  # print the table
     python bench/bench_train_step.py --write-docs     # also write it into docs/BENCHMARKS.md

@@ -78,7 +78,10 @@ def format_table(untrained: dict, trained: dict) -> str:
         values = []
         for metrics in (untrained, trained):
             value = metrics.get(group, {}).get(key)
-            values.append("n/a" if value is None else f"{value:.1f}")
+            if value is None:
+                values.append("n/a")
+            else:
+                values.append(f"{value:.0f}" if group == "contrast" else f"{value:.1f}")
         lines.append(f"| {label} | {values[0]} | {values[1]} |")
     return "\n".join(lines)
 
@@ -115,13 +118,17 @@ def main() -> int:
         "--output", str(out / "predictions"), "--semantic-png",
     ])
 
-    table = format_table(load_metrics(out / "untrained"), load_metrics(out / "eval"))
+    trained = load_metrics(out / "eval")
+    table = format_table(load_metrics(out / "untrained"), trained)
+    explanation = trained.get("details", {}).get("explanation", "")
     minutes = (time.time() - started) / 60
     summary = (
         f"`make demo` (`python tools/demo.py`), {CONFIG}, on {os.cpu_count()} CPU cores "
         f"({platform.processor() or platform.machine()}), {minutes:.1f} min in all "
         "(data generation, untrained baseline, training, evaluation, overlays). "
         "Scores on `shapes_val`, in percent except counts:\n\n" + table
+        + (f"\n\nThe evaluator's reading of the trained model: {explanation}"
+           if explanation else "")
     )
     (out / "summary.md").write_text(summary + "\n")
     print("\n" + summary)

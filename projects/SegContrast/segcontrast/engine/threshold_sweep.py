@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -148,6 +149,16 @@ def sweep_mask_thresholds(
     return SweepResult(thresholds, results, metric)
 
 
+def _json_ready(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
 def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     """Write ``threshold_sweep.json``, ``.csv`` and ``.png`` (atomically) to ``output_dir``.
 
@@ -157,8 +168,9 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     os.makedirs(output_dir, exist_ok=True)
     paths = {kind: os.path.join(output_dir, f"threshold_sweep.{kind}")
              for kind in ("json", "csv", "png")}
-    payload = {"metric": result.metric, "best_threshold": result.best,
-               "thresholds": result.thresholds, "results": result.results}
+    # NaN (a metric without data) is written as null, as the evaluator's metrics.json does.
+    payload = _json_ready({"metric": result.metric, "best_threshold": result.best,
+                           "thresholds": result.thresholds, "results": result.results})
     atomic_write_bytes(paths["json"], lambda f: f.write(json.dumps(payload, indent=2).encode()))
 
     text = io.StringIO()

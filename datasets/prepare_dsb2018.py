@@ -5,7 +5,7 @@ The source defaults to ../shared/data/dsb2018 next to the checkout ($SEGCONTRAST
 overrides it); the output folder follows $SEGCONTRAST_DATASETS like the other built-in data.
 
     python datasets/prepare_dsb2018.py                     # ../shared/data/dsb2018 -> default
-    python datasets/prepare_dsb2018.py --source /data/dsb2018 --output /tmp/dsb --force
+    python datasets/prepare_dsb2018.py --source ../shared/data/dsb2018 --output out/dsb --force
 
 Writes images/<id>.png (RGB), train.json and val.json; a fixed split for a given --seed.
 Running it again does nothing while the source and the parameters are unchanged. See

@@ -184,10 +184,10 @@ def test_a_folder_is_not_an_image(tmp_path):
 @pytest.mark.parametrize(
     "file_name, inside",
     [("a.png", True), ("sub/../a.png", True), ("sub dir/ñ.png", True), ("../a.png", False),
-     ("sub/../../a.png", False), ("/etc/passwd", False), ("..", False), ("./../root/x", True)],
+     ("sub/../../a.png", False), ("/etc/passwd", False), ("..", False), ("./../images/x", True)],
 )
 def test_paths_that_leave_the_root_are_refused(tmp_path, file_name, inside):
-    root = tmp_path / "root"
+    root = tmp_path / "images"
     if inside:
         assert resolve_image_path(str(root), file_name, allow_outside_root=False).startswith(
             str(root))

@@ -1,6 +1,6 @@
 """Converting the DSB2018 nuclei subset (one PNG per nucleus) to COCO JSON with RLE masks.
 
-Source layout (``/work/shared/data/dsb2018``, see its SOURCE.md)::
+Source layout (``../shared/data/dsb2018`` next to the checkout, see its SOURCE.md)::
 
     stage1_train/<image_id>/images/<image_id>.png   RGBA microscopy image
     stage1_train/<image_id>/masks/<mask_id>.png     one 0/255 mask per nucleus

@@ -2,7 +2,7 @@
 """Generate the built-in synthetic `shapes` dataset (COCO format) into datasets/generated/shapes.
 
     python datasets/prepare_shapes.py                       # the default dataset (240 + 60 images)
-    python datasets/prepare_shapes.py --output out/shapes_small --num-train 8 --num-val 4 --image-size 64
+    python datasets/prepare_shapes.py --output out/small --num-train 8 --num-val 4 --image-size 64
 
 Deterministic for a given --seed; see segcontrast/data/shapes.py for what is drawn.
 """

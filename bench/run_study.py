@@ -79,6 +79,8 @@ METRICS = (
 PER_IMAGE = (("semantic_mIoU", "semantic mIoU per image"),
              ("instance_mIoU", "instance mIoU per image"))
 BOOTSTRAP_SAMPLES = 2000
+# A threshold other than 0.5 worth a sentence in the conclusions, in mask AP points.
+THRESHOLD_GAIN_WORTH_NOTING = 1.0
 
 
 def run_dir(output: Path, dataset: str, variant: Variant, seed: int) -> Path:
@@ -104,7 +106,7 @@ def _sweep_command(folder: Path, dataset: str, variant: Variant) -> list:
     return [
         sys.executable, "tools/tune_mask_threshold.py", "--config",
         f"configs/{dataset}/{variant.leaf}.yaml", "--weights", str(folder / "model_final.pth"),
-        "--thresholds", "0.3,0.4,0.5,0.6,0.7", "--metric", "segm/AP",
+        "--metric", "segm/AP",
         "--output", str(folder / "sweep"), *variant.overrides,
     ]
 
@@ -186,6 +188,39 @@ def _bootstrap_ci(values: np.ndarray, rng: np.random.Generator) -> tuple[float, 
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def _paired_seed_image_ci(variant: np.ndarray, base: np.ndarray,
+                          rng: np.random.Generator) -> tuple[float, float]:
+    """95% CI of the mean per-image difference, resampling seeds *and* images.
+
+    Resampling images alone treats one training run as the truth and ignores how much a run
+    changes with its seed; here every resample also draws each side's seeds with replacement.
+
+    Args:
+        variant: (images, seeds) per-image scores of a variant.
+        base: (images, seeds') per-image scores of the baseline, same images in the same order.
+        rng: the random generator.
+    """
+    keep = np.isfinite(variant).all(axis=1) & np.isfinite(base).all(axis=1)
+    variant, base = variant[keep], base[keep]
+    if variant.shape[0] == 0:
+        return float("nan"), float("nan")
+    n = variant.shape[0]
+    means = np.empty(BOOTSTRAP_SAMPLES)
+    for b in range(BOOTSTRAP_SAMPLES):
+        images = rng.integers(0, n, size=n)
+        seeds_v = rng.integers(0, variant.shape[1], size=variant.shape[1])
+        seeds_b = rng.integers(0, base.shape[1], size=base.shape[1])
+        means[b] = (variant[np.ix_(images, seeds_v)].mean()
+                    - base[np.ix_(images, seeds_b)].mean())
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _mean_pos_weight(runs: list[dict]) -> float:
+    values = [row["mask_rcnn/pos_weight"] for run in runs for row in run["curves"]
+              if row.get("mask_rcnn/pos_weight") is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def _per_image_matrix(runs: list[dict], column: str) -> np.ndarray:
     """(images, seeds) of a per-image column, images in a fixed order."""
     ids = sorted(runs[0]["per_image"], key=lambda k: (len(k), k))
@@ -254,7 +289,13 @@ def _plot_curves(dataset: str, runs: dict[str, list[dict]], variants: list[Varia
     return name
 
 
-def _dataset_section(dataset: str, runs: dict[str, list[dict]], rng) -> list[str]:
+def _dataset_section(dataset: str, runs: dict[str, list[dict]], rng,
+                     findings: dict[str, set]) -> list[str]:
+    """The report section of one dataset.
+
+    Fills `findings`: "better"/"worse" -> labels of variants whose per-image mIoU differs from
+    BCE's beyond noise, "threshold" -> labels whose best mask threshold gains mask AP.
+    """
     variants = [v for v in VARIANTS if runs.get(v.name)]
     table = {
         v.name: {
@@ -276,9 +317,23 @@ def _dataset_section(dataset: str, runs: dict[str, list[dict]], rng) -> list[str
         lines.append(f"| {v.label} | " + " | ".join(cells) + " |")
     lines += ["", f"![{dataset} metrics](study/{_plot_bars(dataset, table, variants)})", ""]
 
-    lines += ["Bootstrap 95% confidence intervals over val images (per-image scores averaged "
-              f"over seeds, {BOOTSTRAP_SAMPLES} resamples), and the paired difference to BCE on "
-              "the same images:", "",
+    weights = {v.label: _mean_pos_weight(runs[v.name]) for v in variants}
+    weights = {k: w for k, w in weights.items() if np.isfinite(w)}
+    if weights:
+        lines += ["The pos-weight the pos-weighted heads actually used (mean of "
+                  "`mask_rcnn/pos_weight` over the logged iterations): "
+                  + "; ".join(f"{k}: {w:.2f}" for k, w in weights.items())
+                  + ". The auto weight is num_neg/num_pos of the mask targets, which Mask "
+                  "R-CNN crops to each proposal box; an object that fills more than half of its "
+                  "box gives a ratio below 1, clamped to 1. A weight of 1 is the stock BCE loss, "
+                  "so such a run differs from BCE only by run-to-run noise, which makes it a "
+                  "useful yardstick for that noise.",
+                  ""]
+    lines += ["Per-image scores with bootstrap 95% confidence intervals over val images "
+              f"(averaged over seeds, {BOOTSTRAP_SAMPLES} resamples), and the paired difference "
+              "to BCE on the same images, whose interval resamples the seeds of both sides as "
+              "well as the images (so that it includes how much a run changes with its seed):",
+              "",
               "| variant | " + " | ".join(f"{label} [95% CI]" for _, label in PER_IMAGE)
               + " | " + " | ".join(f"Δ {label} vs BCE [95% CI]" for _, label in PER_IMAGE)
               + " |", "|---|" + "---:|" * (2 * len(PER_IMAGE))]
@@ -292,18 +347,32 @@ def _dataset_section(dataset: str, runs: dict[str, list[dict]], rng) -> list[str
             if v.name == "bce" or "bce" not in runs:
                 deltas.append("—")
                 continue
-            diff = values - _per_image_matrix(runs["bce"], column).mean(axis=1)
-            dlow, dhigh = _bootstrap_ci(diff, rng)
+            base = _per_image_matrix(runs["bce"], column)
+            diff = values - base.mean(axis=1)
+            dlow, dhigh = _paired_seed_image_ci(_per_image_matrix(runs[v.name], column), base,
+                                                rng)
             deltas.append(f"{np.nanmean(diff):+.1f} [{dlow:+.1f}, {dhigh:+.1f}]")
             if np.isfinite(dlow) and (dlow > 0 or dhigh < 0):
                 word = "better" if dlow > 0 else "worse"
+                note = ""
+                if abs(weights.get(v.label, float("nan")) - 1.0) < 1e-3:
+                    note = (" — but this head's weight was 1, its loss BCE's own: the gap is "
+                            "run-to-run noise, and a warning that gaps of this size prove nothing")
+                else:
+                    findings[word].add(v.label)
                 verdicts.append(f"{v.label}: {label} {word} than BCE "
-                                f"({np.nanmean(diff):+.1f}, 95% CI [{dlow:+.1f}, {dhigh:+.1f}])")
+                                f"({np.nanmean(diff):+.1f}, 95% CI [{dlow:+.1f}, {dhigh:+.1f}])"
+                                + note)
         lines.append(f"| {v.label} | " + " | ".join(cells + deltas) + " |")
     lines += ["", f"![{dataset} training curves](study/{_plot_curves(dataset, runs, variants)})",
               ""]
 
-    lines += ["Mask threshold sweep on val (mask AP picks the best threshold; mean over seeds):",
+    threshold_notes = []
+    grid = next((r["sweep"]["thresholds"] for v in variants for r in runs[v.name]
+                 if r["sweep"]), [])
+    lines += ["Mask threshold sweep on val with `tools/tune_mask_threshold.py` (thresholds "
+              + ", ".join(f"{t:g}" for t in grid)
+              + "; mask AP picks the best threshold; mean over seeds):",
               "", "| variant | best threshold(s) | mask AP at 0.5 | at best | gain |",
               "|---|---|---:|---:|---:|"]
     for v in variants:
@@ -312,15 +381,30 @@ def _dataset_section(dataset: str, runs: dict[str, list[dict]], rng) -> list[str
             continue
         at_half = [s["results"][s["thresholds"].index(0.5)]["segm"]["AP"] for s in sweeps]
         at_best = [max(r["segm"]["AP"] for r in s["results"]) for s in sweeps]
-        best = ", ".join(f"{s['best_threshold']:.1f}" for s in sweeps)
+        best = ", ".join(f"{s['best_threshold']:.2f}" for s in sweeps)
+        if any(s["best_threshold"] in (min(s["thresholds"]), max(s["thresholds"]))
+               for s in sweeps):
+            best += " (edge of the grid)"
+        gain = np.mean(at_best) - np.mean(at_half)
         lines.append(f"| {v.label} | {best} | {np.mean(at_half):.1f} | {np.mean(at_best):.1f} | "
-                     f"{np.mean(at_best) - np.mean(at_half):+.1f} |")
+                     f"{gain:+.1f} |")
+        if gain >= THRESHOLD_GAIN_WORTH_NOTING:
+            findings["threshold"].add(v.label)
+            threshold_notes.append(
+                f"{v.label}: 0.5 is the wrong mask threshold for this loss; the sweep's best, "
+                f"{best}, recovers {gain:+.1f} mask AP (from {np.mean(at_half):.1f} to "
+                f"{np.mean(at_best):.1f}). Tune it with `tools/tune_mask_threshold.py` before "
+                "comparing such a model.")
+    if not threshold_notes:
+        threshold_notes.append(f"No variant gains {THRESHOLD_GAIN_WORTH_NOTING:.0f} mask AP point "
+                               "or more from a threshold other than 0.5 on this budget.")
     lines += ["", "**What the numbers say** (a difference is called one only where the paired "
-              "95% CI excludes 0):", ""]
+              "95% CI, seeds and images resampled, excludes 0):", ""]
     lines += [f"- {v}" for v in verdicts] or [
         "- No variant differs from BCE on per-image semantic or instance mIoU beyond the "
         "confidence intervals: on this data and budget, the choice of mask loss makes no "
         "measurable difference there."]
+    lines += [f"- {note}" for note in threshold_notes]
     return lines + [""]
 
 
@@ -350,6 +434,7 @@ def write_report(args: argparse.Namespace) -> None:
         "the conclusions below are about this budget.",
         "",
     ]
+    summary, sections = ["## In short", ""], []
     for dataset in args.datasets:
         runs = {}
         for variant in VARIANTS:
@@ -358,11 +443,27 @@ def write_report(args: argparse.Namespace) -> None:
             loaded = [r for r in loaded if r is not None]
             if loaded:
                 runs[variant.name] = loaded
-        if runs:
-            lines += _dataset_section(dataset, runs, rng)
-        else:
-            lines += [f"## {dataset}", "", "(no finished runs)", ""]
-    DOC.write_text("\n".join(lines))
+        if not runs:
+            sections += [f"## {dataset}", "", "(no finished runs)", ""]
+            continue
+        findings = {"better": set(), "worse": set(), "threshold": set()}
+        sections += _dataset_section(dataset, runs, rng, findings)
+        labels = [v.label for v in VARIANTS if v.name in runs and v.name != "bce"]
+        same = [label for label in labels
+                if label not in findings["better"] | findings["worse"]]
+        parts = [f"{word.capitalize()} than BCE on per-image semantic or instance mIoU: "
+                 + "; ".join(label for label in labels if label in findings[word])
+                 for word in ("better", "worse") if findings[word]]
+        if same:
+            parts.append("No difference from BCE beyond run-to-run noise: " + "; ".join(same))
+        if findings["threshold"]:
+            parts.append(f"A mask threshold other than 0.5 gains "
+                         f"{THRESHOLD_GAIN_WORTH_NOTING:g} mask AP or more: "
+                         + "; ".join(label for label in labels
+                                     if label in findings["threshold"]))
+        summary.append(f"- **{dataset}** — " + ". ".join(parts) + ".")
+    summary += ["", "Details, the threshold sweeps and the plots per dataset below.", ""]
+    DOC.write_text("\n".join(lines + summary + sections))
     print(f"study: wrote {DOC}")
 
 

@@ -278,6 +278,18 @@ def test_gradient_output_chain_rule_and_retain_graph(backend):
         )
 
 
+def test_leaf_gets_the_computed_gradient_without_a_copy(backend):
+    x, y = _inputs((4, 28, 28))
+    x.requires_grad_()
+    for loss_fn in [focal_loss_with_logits, pos_weighted_bce_with_logits]:
+        x.grad = None
+        loss = loss_fn(x, y)
+        kept = loss.grad_fn.gradient.data_ptr()  # what the forward pass computed
+        loss.backward()
+        assert x.grad.data_ptr() == kept
+        assert loss.grad_fn.gradient is None  # handed over, not held twice
+
+
 def test_no_grad_and_non_contiguous_inputs(backend):
     x, y = _inputs((28, 4, 28))
     xt, yt = x.transpose(0, 1), y.transpose(0, 1)

@@ -55,6 +55,7 @@ batches (512 to 2048 ROIs; up to 1.1x for a focal gamma other than 2), the eager
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
@@ -277,7 +278,8 @@ def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
 
 def _no_autocast(device: torch.device) -> AbstractContextManager:
     """Autocast off, so that the float32 inputs stay float32 (bf16/fp16 logs lose the loss)."""
-    if torch.amp.is_autocast_available(device.type):
+    # Checked first: entering and leaving an autocast context costs microseconds per call.
+    if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type):
         return torch.autocast(device.type, enabled=False)
     return nullcontext()
 
@@ -353,6 +355,30 @@ def _softplus_parts(x: Tensor, relu: Tensor, log_term: Tensor, relu_neg: Tensor)
     torch.sub(relu, x, out=relu_neg)  # exact: x - x = 0 or 0 - x
 
 
+def _keep_gradient(ctx, grad: Tensor, x: Tensor, y: Tensor, loss_args: tuple) -> None:
+    """Keep the gradient a forward pass computed for the (first) backward pass.
+
+    It is kept on ``ctx`` rather than saved for backward so that the backward pass can hand it
+    over and drop its own reference: autograd then takes it as a leaf's ``.grad`` as it is,
+    where a tensor that ``ctx`` still held would be copied. ``x`` and ``y`` (references, not
+    copies) and the loss's other arguments are kept so that a second backward pass through the
+    same graph (``retain_graph=True``) can compute the gradient again.
+    """
+    ctx.gradient = grad
+    ctx.loss_args = loss_args
+    ctx.save_for_backward(x, y)
+
+
+def _take_gradient(ctx, loss_and_grad: Callable[..., tuple[Tensor, Tensor]]) -> Tensor:
+    """The kept gradient, handed over once; computed again by ``loss_and_grad`` after that."""
+    grad, ctx.gradient = ctx.gradient, None
+    if grad is None:
+        x, y = ctx.saved_tensors
+        with torch.no_grad():
+            _, grad = loss_and_grad(x, y, *ctx.loss_args, True)
+    return grad
+
+
 def _grad_input(grad: Tensor, grad_output: Tensor) -> Tensor:
     """Chain rule. ``grad`` already holds d(loss)/dx, including the 1 / n of "mean"."""
     # The loss is usually the end of the graph (grad_output 1): hand the saved gradient over
@@ -387,26 +413,33 @@ class _PosWeightedBCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, weight: float | Tensor, reduction: str) -> Tensor:
+    def loss_and_grad(
+        x: Tensor, y: Tensor, weight: float | Tensor, reduction: str, with_grad: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """The loss and, if ``with_grad`` (or for free), the gradient (*)."""
         mode = _fused_mode(x, reduction)
         scale = _grad_scale(x, reduction)
         fused = mode and fused_losses.pos_weighted_bce(mode, x, y, weight, scale)
         if fused:
-            loss, grad = fused
-        else:
-            if isinstance(weight, Tensor):
-                # One weight per element: the blocks are flat (a broadcast copy, cheap next to
-                # the loss).
-                weight = weight.expand(x.shape).contiguous()
-            loss, grad = _pos_weighted_bce_eager(x, y, weight, reduction, ctx.needs_input_grad[0])
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(grad)
+            return fused
+        if isinstance(weight, Tensor):
+            # One weight per element: the blocks are flat (a broadcast copy, cheap next to the
+            # loss).
+            weight = weight.expand(x.shape).contiguous()
+        return _pos_weighted_bce_eager(x, y, weight, reduction, with_grad)
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, weight: float | Tensor, reduction: str) -> Tensor:
+        with_grad = ctx.needs_input_grad[0]
+        loss, grad = _PosWeightedBCE.loss_and_grad(x, y, weight, reduction, with_grad)
+        if with_grad:
+            _keep_gradient(ctx, grad, x, y, (weight, reduction))
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
-        (grad,) = ctx.saved_tensors
+        grad = _take_gradient(ctx, _PosWeightedBCE.loss_and_grad)
         return _grad_input(grad, grad_output), None, None, None
 
 
@@ -469,23 +502,35 @@ class _FocalLoss(torch.autograd.Function):
         gamma: float,
         reduction: str,
     ) -> Tensor:
+        args = (pos_scale, neg_scale, gamma, reduction)
+        with_grad = ctx.needs_input_grad[0]
+        loss, grad = _FocalLoss.loss_and_grad(x, y, *args, with_grad)
+        if with_grad:
+            _keep_gradient(ctx, grad, x, y, args)
+        return loss
+
+    @staticmethod
+    def loss_and_grad(
+        x: Tensor,
+        y: Tensor,
+        pos_scale: float,
+        neg_scale: float,
+        gamma: float,
+        reduction: str,
+        with_grad: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The loss and, if ``with_grad`` (or for free), the gradient (*)."""
         mode = _fused_mode(x, reduction)
         scale = _grad_scale(x, reduction)
         fused = mode and fused_losses.focal(mode, x, y, pos_scale, neg_scale, gamma, scale)
         if fused:
-            loss, grad = fused
-        else:
-            loss, grad = _focal_eager(
-                x, y, pos_scale, neg_scale, gamma, reduction, ctx.needs_input_grad[0]
-            )
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(grad)
-        return loss
+            return fused
+        return _focal_eager(x, y, pos_scale, neg_scale, gamma, reduction, with_grad)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
-        (grad,) = ctx.saved_tensors
+        grad = _take_gradient(ctx, _FocalLoss.loss_and_grad)
         return _grad_input(grad, grad_output), None, None, None, None, None
 
 

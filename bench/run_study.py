@@ -64,7 +64,7 @@ VARIANTS = (
                                 "MODEL.ROI_MASK_HEAD.LOSS_WEIGHT", "1.0")),
 )
 DATASETS = ("shapes", "dsb2018")
-DEFAULT_ITERS = {"shapes": 300, "dsb2018": 200}
+DEFAULT_ITERS = {"shapes": 300, "dsb2018": 400}
 # (group, key, label): the metrics of the tables and bar charts.
 METRICS = (
     ("segm", "AP", "mask AP"),

@@ -355,18 +355,25 @@ def _softplus_parts(x: Tensor, relu: Tensor, log_term: Tensor, relu_neg: Tensor)
     torch.sub(relu, x, out=relu_neg)  # exact: x - x = 0 or 0 - x
 
 
-def _keep_gradient(ctx, grad: Tensor, x: Tensor, y: Tensor, loss_args: tuple) -> None:
-    """Keep the gradient a forward pass computed for the (first) backward pass.
+def _forward_keeping_gradient(
+    ctx, loss_and_grad: Callable[..., tuple[Tensor, Tensor | None]], x: Tensor, y: Tensor,
+    loss_args: tuple,
+) -> Tensor:
+    """A loss Function's forward pass: the loss, its gradient kept for the (first) backward.
 
-    It is kept on ``ctx`` rather than saved for backward so that the backward pass can hand it
-    over and drop its own reference: autograd then takes it as a leaf's ``.grad`` as it is,
-    where a tensor that ``ctx`` still held would be copied. ``x`` and ``y`` (references, not
+    The gradient is kept on ``ctx`` rather than saved for backward so that the backward pass can
+    hand it over and drop its own reference: autograd then takes it as a leaf's ``.grad`` as it
+    is, where a tensor that ``ctx`` still held would be copied. ``x`` and ``y`` (references, not
     copies) and the loss's other arguments are kept so that a second backward pass through the
     same graph (``retain_graph=True``) can compute the gradient again.
     """
-    ctx.gradient = grad
-    ctx.loss_args = loss_args
-    ctx.save_for_backward(x, y)
+    with_grad = ctx.needs_input_grad[0]
+    loss, grad = loss_and_grad(x, y, *loss_args, with_grad)
+    if with_grad:
+        ctx.gradient = grad
+        ctx.loss_args = loss_args
+        ctx.save_for_backward(x, y)
+    return loss
 
 
 def _take_gradient(ctx, loss_and_grad: Callable[..., tuple[Tensor, Tensor]]) -> Tensor:
@@ -430,11 +437,8 @@ class _PosWeightedBCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, y: Tensor, weight: float | Tensor, reduction: str) -> Tensor:
-        with_grad = ctx.needs_input_grad[0]
-        loss, grad = _PosWeightedBCE.loss_and_grad(x, y, weight, reduction, with_grad)
-        if with_grad:
-            _keep_gradient(ctx, grad, x, y, (weight, reduction))
-        return loss
+        args = (weight, reduction)
+        return _forward_keeping_gradient(ctx, _PosWeightedBCE.loss_and_grad, x, y, args)
 
     @staticmethod
     @once_differentiable
@@ -503,11 +507,7 @@ class _FocalLoss(torch.autograd.Function):
         reduction: str,
     ) -> Tensor:
         args = (pos_scale, neg_scale, gamma, reduction)
-        with_grad = ctx.needs_input_grad[0]
-        loss, grad = _FocalLoss.loss_and_grad(x, y, *args, with_grad)
-        if with_grad:
-            _keep_gradient(ctx, grad, x, y, args)
-        return loss
+        return _forward_keeping_gradient(ctx, _FocalLoss.loss_and_grad, x, y, args)
 
     @staticmethod
     def loss_and_grad(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the contrast evaluator against pycocotools, faster-coco-eval and torchmetrics.
 
-Workload (generated deterministically here, via segcontrast.evaluation.synthetic): 200 images of
+Workload (generated deterministically here, via tests/evaluation/synthetic.py): 200 images of
 480x640, 10 classes, ~15 ground-truth polygons and ~17 predicted masks per image, predictions as
 Mask R-CNN gives them ((N, H, W) bool tensors, scores, classes, boxes).
 
@@ -37,6 +37,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "BENCHMARKS.md"
+# The synthetic workload generator lives with the tests (tests/evaluation/synthetic.py).
+sys.path.insert(0, str(REPO))
 NUM_CLASSES = 10
 SEED = 0
 
@@ -120,7 +122,8 @@ def compare(num_images: int) -> dict:
         paint_semantic_from_crops,
         paint_semantic_gt,
     )
-    from segcontrast.evaluation.synthetic import (
+
+    from tests.evaluation.synthetic import (
         register_synthetic_dataset,
         synthetic_dataset,
         synthetic_predictions,
@@ -300,7 +303,8 @@ def _scaling_child(num_images: int) -> dict:
 
     import segcontrast  # noqa: F401
     from segcontrast.evaluation import SegContrastEvaluator
-    from segcontrast.evaluation.synthetic import (
+
+    from tests.evaluation.synthetic import (
         register_synthetic_dataset,
         synthetic_dataset,
         synthetic_predictions,

@@ -10,9 +10,10 @@ import argparse
 import sys
 
 import segcontrast  # noqa: F401  (makes detectron2 usable; registers the mask heads)
+from segcontrast.config import load_config
 from segcontrast.data import register_builtin_datasets
-from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, load_config
-from segcontrast.inference import Predictor, expand_image_inputs, predict_images
+from segcontrast.engine.predictor import Predictor, expand_image_inputs, predict_images
+from segcontrast.engine.train_cli import USER_ERRORS, UserInputError
 
 
 def main() -> int:
@@ -41,7 +42,7 @@ def main() -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     metadata = args.metadata or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
-    path = predict_images(
+    summary = predict_images(
         predictor,
         paths,
         args.output,
@@ -51,7 +52,12 @@ def main() -> int:
         mask_threshold=cfg.TEST.SEGCONTRAST.MASK_THRESHOLD,
         score_threshold=cfg.TEST.SEGCONTRAST.SCORE_THRESHOLD,
     )
-    print(f"predict: {len(paths)} images -> {args.output} ({path})")
+    if not summary.predicted:
+        print(f"error: --input {args.input}: none of the {len(paths)} files is a readable image",
+              file=sys.stderr)
+        return 2
+    skipped = f", {len(summary.skipped)} unreadable files skipped" if summary.skipped else ""
+    print(f"predict: {summary.predicted} images -> {args.output} ({summary.json_path}){skipped}")
     return 0
 
 

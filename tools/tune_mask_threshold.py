@@ -16,13 +16,13 @@ import segcontrast  # noqa: F401  (makes detectron2 usable; registers the mask h
 from detectron2.data import build_detection_test_loader
 from segcontrast.data import SegContrastDatasetMapper
 from segcontrast.engine.checkpoint import load_weights_for_eval
-from segcontrast.engine.threshold_sweep import (
+from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg
+from segcontrast.engine.trainer import SegContrastTrainer
+from segcontrast.evaluation.threshold_sweep import (
     DEFAULT_THRESHOLDS,
     sweep_mask_thresholds,
     write_sweep,
 )
-from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg
-from segcontrast.engine.trainer import SegContrastTrainer
 
 
 def _thresholds(text: str) -> list[float]:

@@ -1,4 +1,4 @@
-"""RLE parsing in Python (segcontrast.data.rle) against pycocotools, the reference."""
+"""The project's one RLE decoder (segcontrast.data.rle) against pycocotools, the reference."""
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -6,9 +6,11 @@ import pytest
 import segcontrast  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from segcontrast.data.rle import RLEError, check_rle, rle_counts_from_string
+from segcontrast.data.rle import RLEError, check_rle, rle_counts_to_runs
 
-# pycocotools 2.0.11 with numpy 2 warns on every decode.
+
+def rle_counts_from_string(counts):
+    return rle_counts_to_runs([counts])[0].tolist()
 
 
 def _runs_of(mask: np.ndarray) -> list[int]:
@@ -114,3 +116,13 @@ def test_random_masks_round_trip(height, width, seed):
     checked = check_rle({"size": [height, width], "counts": counts}, height, width)
     assert checked.area == int(mask.sum())
     assert rle_counts_from_string(counts) == _runs_of(mask)
+
+
+def test_many_masks_at_once_equal_one_by_one_and_errors_name_the_mask():
+    masks = [_random_mask(seed, 7, 5, 0.4) for seed in range(5)] + [np.zeros((7, 5), np.uint8)]
+    counts = [mask_util.encode(np.asfortranarray(m))["counts"] for m in masks]
+    runs, offsets = rle_counts_to_runs(counts)
+    for i, mask in enumerate(masks):
+        assert runs[offsets[i] : offsets[i + 1]].tolist() == _runs_of(mask)
+    with pytest.raises(RLEError, match="mask 2: .* end in the middle"):
+        rle_counts_to_runs([counts[0], counts[1], b"0g"])

@@ -10,7 +10,6 @@ from segcontrast.engine.checkpoint import (
     SafeDetectionCheckpointer,
     UnsafeWeightsError,
     WeightsError,
-    atomic_write_bytes,
     load_weights_for_eval,
 )
 
@@ -47,13 +46,6 @@ def test_interrupted_save_never_becomes_last_checkpoint(tmp_path, monkeypatch):
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"
     assert not (tmp_path / "model_0000019.pth").exists()
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]
-
-
-def test_atomic_write_replaces_whole_file(tmp_path):
-    target = tmp_path / "f.bin"
-    target.write_bytes(b"old")
-    atomic_write_bytes(str(target), lambda f: f.write(b"new content"))
-    assert target.read_bytes() == b"new content"
 
 
 class _RunsCodeWhenUnpickled:

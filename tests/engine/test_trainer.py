@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import segcontrast  # noqa: F401
 import torch
+from segcontrast.config import load_config
 from segcontrast.data import register_coco_dataset, validate_dataset
 from segcontrast.data.coco import unregister_coco_dataset
 from segcontrast.data.shapes import ShapesConfig, generate_shapes
-from segcontrast.engine.train_cli import load_config
 from segcontrast.engine.trainer import ProgressLoader, SegContrastTrainer, TrainingDivergedError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import segcontrast  # noqa: F401
 from detectron2.utils import comm
 from segcontrast.engine.launch import launch
 from segcontrast.evaluation import SegContrastEvaluator
-from segcontrast.evaluation.synthetic import (
+from synthetic import (  # this folder is on sys.path when run as a script
     register_synthetic_dataset,
     synthetic_dataset,
     synthetic_predictions,

@@ -20,13 +20,14 @@ from segcontrast.evaluation import (
     build_segcontrast_evaluator,
     paint_semantic_prediction,
 )
-from segcontrast.evaluation.synthetic import (
+
+from tests.evaluation.helpers import box_mask, evaluate, image_dict, instances, register
+
+from .synthetic import (
     register_synthetic_dataset,
     synthetic_dataset,
     synthetic_predictions,
 )
-
-from tests.evaluation.helpers import box_mask, evaluate, image_dict, instances, register
 
 GROUPS = ("semantic", "instance", "segm", "contrast")
 

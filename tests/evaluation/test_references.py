@@ -11,11 +11,6 @@ from segcontrast.evaluation import SegContrastEvaluator
 from segcontrast.evaluation.image_eval import GroundTruth, Predictions
 from segcontrast.evaluation.instance import iou_matrix
 from segcontrast.evaluation.masks import pairwise_intersections
-from segcontrast.evaluation.synthetic import (
-    register_synthetic_dataset,
-    synthetic_dataset,
-    synthetic_predictions,
-)
 
 from tests.evaluation.helpers import (
     coco_reference,
@@ -24,6 +19,12 @@ from tests.evaluation.helpers import (
     random_scene,
     register,
     same,
+)
+
+from .synthetic import (
+    register_synthetic_dataset,
+    synthetic_dataset,
+    synthetic_predictions,
 )
 
 K = 3

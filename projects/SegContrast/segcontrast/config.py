@@ -1,17 +1,28 @@
-"""SegContrast's config keys: ``add_segcontrast_config(cfg)`` and their validation."""
+"""SegContrast's config: ``add_segcontrast_config(cfg)``, validation, and ``load_config``.
+
+:func:`load_config` is what every tool uses to read a yaml file plus command-line overrides.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+from .utils import use_cuda
 
 __all__ = [
+    "ConfigError",
     "ConfigValueError",
     "POS_WEIGHT_SCOPES",
     "STRING_OR_NUMBER_KEYS",
     "add_segcontrast_config",
+    "load_config",
     "merge_config_file",
     "normalize_opts",
     "parse_pos_weight",
@@ -25,7 +36,14 @@ POS_WEIGHT_SCOPES = ("batch", "instance")
 STRING_OR_NUMBER_KEYS = ("MODEL.ROI_MASK_HEAD.POS_WEIGHT",)
 
 
-class ConfigValueError(ValueError):
+logger = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: a missing file, a yaml error, an unknown key or a bad value."""
+
+
+class ConfigValueError(ConfigError):
     """A config key holds a value outside its allowed set."""
 
 
@@ -215,3 +233,52 @@ def normalize_opts(opts: Sequence[str]) -> list[str]:
         if out[i] in STRING_OR_NUMBER_KEYS:
             out[i + 1] = repr(str(out[i + 1]))
     return out
+
+
+def _yaml_error_message(config_file: str, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    # The error may sit in a _BASE_ file: the mark names the file it was found in.
+    where = getattr(mark, "name", None) or config_file
+    if mark is None:
+        return f"{where}: not valid yaml: {problem}"
+    return f"{where}, line {mark.line + 1}, column {mark.column + 1}: not valid yaml: {problem}"
+
+
+def load_config(config_file: str, opts: Sequence[str]) -> CN:
+    """Read a yaml config and command-line overrides into a validated, unfrozen config.
+
+    Args:
+        config_file: the yaml file (``_BASE_`` inheritance as in Detectron2).
+        opts: ``KEY VALUE`` overrides.
+
+    Returns:
+        The config, with ``MODEL.DEVICE`` set to cpu where there is no GPU (logged).
+
+    Raises:
+        ConfigError: a missing file, a yaml syntax error (file, line and column), an unknown
+            key or a bad value.
+    """
+    if not config_file:
+        raise ConfigError(
+            "--config is required, e.g. --config configs/shapes/mask_rcnn_focal.yaml"
+        )
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"--config {config_file}: no such file")
+    cfg = get_cfg()
+    add_segcontrast_config(cfg)
+    try:
+        merge_config_file(cfg, config_file)
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_error_message(config_file, err)) from err
+    except (KeyError, ValueError, AssertionError, OSError) as err:
+        raise ConfigError(f"{config_file}: {err}") from err
+    try:
+        cfg.merge_from_list(normalize_opts(opts))
+    except (KeyError, ValueError, AssertionError) as err:
+        raise ConfigError(f"command-line overrides: {err}") from err
+    validate_segcontrast_config(cfg)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not use_cuda():
+        cfg.MODEL.DEVICE = "cpu"
+        logger.info("No CUDA device found: running on the CPU (MODEL.DEVICE cpu).")
+    return cfg

@@ -25,7 +25,6 @@ _EXPORTS = {
     "validate_dataset": ".coco",
     "SegContrastDatasetMapper": ".mapper",
     "convert_dsb2018": ".dsb2018",
-    # ---- built-in datasets (the lead's builtin.py / shapes.py): add their names here ----
     "ensure_builtin_dataset": ".builtin",
     "register_builtin_datasets": ".builtin",
     "generate_shapes": ".shapes",
@@ -43,7 +42,6 @@ __all__ = [
     "segcontrast_dataset_names",
     "validate_coco_file",
     "validate_dataset",
-    # ---- built-in datasets: their names here too ----
     "ensure_builtin_dataset",
     "generate_shapes",
     "register_builtin_datasets",

@@ -27,8 +27,6 @@ import json
 import logging
 import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ import pycocotools.mask as mask_util
 from PIL import Image
 from tqdm import tqdm
 
+from ..utils import atomic_write
 from .validation import DatasetValidationError
 
 __all__ = [
@@ -105,20 +104,6 @@ def _fingerprint(items: list[tuple[str, Path, list[Path]]], params: dict[str, An
             digest.update(f"{path.parent.parent.name}/{path.name}:{st.st_size}:{st.st_mtime_ns}\n"
                           .encode())
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; outputs are shared data
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _up_to_date(paths: dict[str, str], fingerprint: str) -> bool:
@@ -211,7 +196,7 @@ def convert_dsb2018(source_dir: str | os.PathLike, output_dir: str | os.PathLike
         with Image.open(image_path) as im:
             rgb = im.convert("RGB")
         width, height = rgb.size
-        _atomic_write(image_root / f"{source_id}.png", lambda f, im=rgb: im.save(f, "PNG"), "wb")
+        atomic_write(image_root / f"{source_id}.png", lambda f, im=rgb: im.save(f, "PNG"))
         anns, n_overlap, n_empty = _instance_annotations(source_id, masks, height, width)
         overlap, empty = overlap + n_overlap, empty + n_empty
         split = splits["val" if source_id in val_ids else "train"]
@@ -230,7 +215,7 @@ def convert_dsb2018(source_dir: str | os.PathLike, output_dir: str | os.PathLike
             "annotations": split["annotations"],
             "categories": [dict(DSB2018_CATEGORY)],
         }
-        _atomic_write(Path(paths[name]), lambda f, d=data: json.dump(d, f))
+        atomic_write(paths[name], lambda f, d=data: json.dump(d, f), mode="w")
     logger.info(
         f"DSB2018: {len(splits['train']['images'])} train / {len(splits['val']['images'])} val "
         f"images, {next_ann_id - 1} nuclei; {overlap} pixel(s) claimed by two masks kept in the "

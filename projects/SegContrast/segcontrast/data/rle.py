@@ -1,18 +1,22 @@
-"""Checking COCO run-length encoded (RLE) masks before pycocotools ever sees them.
+"""COCO run-length encoded (RLE) masks: the one decoder of compressed counts, and its checks.
 
 pycocotools' C code trusts its input: a compressed ``counts`` string that ends in the middle of
 a number is read past its end, and counts that add up to more than ``height * width`` are
-written past the mask buffer. So every RLE is parsed here, in Python, first.
+written past the mask buffer. So every RLE is decoded and checked here first
+(:func:`rle_counts_to_runs`, vectorised with numpy), and the evaluator decodes ground truth with
+the same function.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["CheckedRLE", "RLEError", "check_rle", "rle_counts_from_string"]
+__all__ = ["CheckedRLE", "RLEError", "check_rle", "rle_counts_to_runs"]
 
 # A count never needs more than 7 characters (35 bits); more means garbage.
 _MAX_CHARS_PER_COUNT = 7
@@ -40,50 +44,91 @@ class CheckedRLE:
     area: int
 
 
-def rle_counts_from_string(counts: str) -> list[int]:
-    """Decode COCO's compressed ``counts`` string (pycocotools' ``rleFrString``) in Python.
+def _malformed(message: str, mask: int, multiple: bool) -> RLEError:
+    return RLEError("rle_malformed", f"mask {mask}: {message}" if multiple else message)
+
+
+def rle_counts_to_runs(counts: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray]:
+    """Decode COCO's compressed ``counts`` (pycocotools' ``rleFrString``), many masks at once.
+
+    The one decoder of compressed RLE in the project: the validator checks files with it and the
+    evaluator decodes ground truth with it. Everything pycocotools' C code would trust is checked.
 
     Args:
-        counts: the compressed counts.
+        counts: compressed counts strings (str or ASCII bytes), one per mask.
 
     Returns:
-        The run lengths, alternating background and foreground, starting with background.
+        runs: all run lengths concatenated (int64), alternating background and foreground and
+            starting with background within each mask.
+        offsets: (len(counts) + 1,) start of each mask's runs in ``runs``.
 
     Raises:
-        RLEError: a character outside COCO's alphabet, a number cut off at the end, or a
-            negative or too large run length.
+        RLEError: code "rle_malformed": a character outside COCO's alphabet ('0'..'o'), a number
+            cut off at the end, a number longer than 7 characters, or a run length that is
+            negative or above 2**32 - 1.
     """
-    runs: list[int] = []
-    pos = 0
-    n = len(counts)
-    while pos < n:
-        value, k, more = 0, 0, True
-        while more:
-            if pos >= n:
-                raise RLEError("rle_malformed", "compressed counts end in the middle of a number")
-            char = ord(counts[pos]) - 48
-            if not 0 <= char < 64:
-                raise RLEError(
-                    "rle_malformed",
-                    f"compressed counts contain {counts[pos]!r} at position {pos}, outside "
-                    "COCO's alphabet ('0'..'o')",
-                )
-            value |= (char & 0x1F) << (5 * k)
-            more = bool(char & 0x20)
-            pos += 1
-            k += 1
-            if k > _MAX_CHARS_PER_COUNT:
-                raise RLEError("rle_malformed", f"compressed counts hold a number longer than "
-                               f"{_MAX_CHARS_PER_COUNT} characters at position {pos}")
-            if not more and char & 0x10:
-                value |= -1 << (5 * k)
-        if len(runs) > 2:
-            # Runs after the first two are stored as differences to the run two places back.
-            value += runs[-2]
-        if not 0 <= value <= _MAX_COUNT:
-            raise RLEError("rle_malformed", f"run length {value} (run {len(runs)}) is out of range")
-        runs.append(value)
-    return runs
+    multiple = len(counts) > 1
+    encoded = []
+    for index, c in enumerate(counts):
+        if isinstance(c, str):
+            try:
+                c = c.encode("ascii")
+            except UnicodeEncodeError as err:
+                raise _malformed(f"compressed counts contain {c[err.start]!r} at position "
+                                 f"{err.start}, outside COCO's alphabet ('0'..'o')",
+                                 index, multiple) from None
+        encoded.append(c)
+    lengths = np.array([len(c) for c in encoded], dtype=np.int64)
+    char_offsets = np.concatenate(([0], np.cumsum(lengths)))
+    if char_offsets[-1] == 0:
+        return np.zeros(0, np.int64), np.zeros(len(encoded) + 1, np.int64)
+    chars = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.int64) - 48
+    bad = np.flatnonzero((chars < 0) | (chars >= 64))
+    if bad.size:
+        mask = int(np.searchsorted(char_offsets, bad[0], side="right") - 1)
+        position = int(bad[0] - char_offsets[mask])
+        raise _malformed(f"compressed counts contain {chr(chars[bad[0]] + 48)!r} at position "
+                         f"{position}, outside COCO's alphabet ('0'..'o')", mask, multiple)
+    continues = (chars & 0x20) != 0
+    last_chars = char_offsets[1:][lengths > 0] - 1
+    if continues[last_chars].any():
+        mask = int(np.flatnonzero(lengths > 0)[np.argmax(continues[last_chars])])
+        raise _malformed("compressed counts end in the middle of a number", mask, multiple)
+    ends = np.flatnonzero(~continues)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    nchars = ends - starts + 1
+    if nchars.max() > _MAX_CHARS_PER_COUNT:
+        at = int(ends[np.argmax(nchars)])
+        mask = int(np.searchsorted(char_offsets, at, side="right") - 1)
+        raise _malformed(f"compressed counts hold a number longer than {_MAX_CHARS_PER_COUNT} "
+                         f"characters at position {at - char_offsets[mask]}", mask, multiple)
+    position = np.arange(len(chars)) - np.repeat(starts, nchars)
+    values = np.add.reduceat((chars & 0x1F) << (5 * position), starts)
+    negative = (chars[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * nchars[negative])
+    numbers_per_mask = np.diff(np.searchsorted(ends, char_offsets, side="left"))
+    offsets = np.concatenate(([0], np.cumsum(numbers_per_mask)))
+    mask_of = np.repeat(np.arange(len(encoded)), numbers_per_mask)
+    index = np.arange(len(values)) - offsets[mask_of]
+    # From the fourth count on, each is stored as the difference to the count two places
+    # earlier: a cumulative sum along each parity (index 0 excluded), restarted per mask.
+    runs = values.copy()
+    for parity in (0, 1):
+        sel = np.flatnonzero((index % 2 == parity) & (index > 0))
+        if sel.size == 0:
+            continue
+        total = np.cumsum(values[sel])
+        owner = mask_of[sel]
+        first = np.concatenate(([True], owner[1:] != owner[:-1]))
+        restart = np.maximum.accumulate(np.where(first, np.arange(len(sel)), 0))
+        before = np.where(restart > 0, total[np.maximum(restart - 1, 0)], 0)
+        runs[sel] = total - before
+    out_of_range = np.flatnonzero((runs < 0) | (runs > _MAX_COUNT))
+    if out_of_range.size:
+        at = int(out_of_range[0])
+        raise _malformed(f"run length {int(runs[at])} (run {int(index[at])}) is out of range",
+                         int(mask_of[at]), multiple)
+    return runs, offsets
 
 
 def _size(segm: dict, height: int, width: int) -> tuple[int, int]:
@@ -121,7 +166,7 @@ def check_rle(segm: dict[str, Any], height: int, width: int) -> CheckedRLE:
     height, width = _size(segm, height, width)
     counts = segm.get("counts")
     if isinstance(counts, str):
-        runs = rle_counts_from_string(counts)
+        runs = rle_counts_to_runs([counts])[0].tolist()
     elif isinstance(counts, list):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
             raise RLEError("rle_malformed", "uncompressed RLE counts must be integers")

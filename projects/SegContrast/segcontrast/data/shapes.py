@@ -30,6 +30,8 @@ import pycocotools.mask as mask_util
 from PIL import Image
 from tqdm import tqdm
 
+from ..utils import atomic_write
+
 __all__ = ["SHAPE_CLASSES", "ShapesConfig", "generate_shapes", "render_shapes_image"]
 
 SHAPE_CLASSES = ("circle", "square", "triangle")
@@ -205,19 +207,6 @@ def _annotation(ann_id: int, image_id: int, category: int, mask: np.ndarray) -> 
     }
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _generate_split(root: Path, split: str, count: int, cfg: ShapesConfig, split_seed: int,
                     progress: bool) -> Path:
     image_dir = root / "images" / split
@@ -242,7 +231,7 @@ def _generate_split(root: Path, split: str, count: int, cfg: ShapesConfig, split
                        for i, name in enumerate(SHAPE_CLASSES)],
     }
     json_path = root / f"{split}.json"
-    _write_json_atomically(json_path, data)
+    atomic_write(json_path, lambda f: json.dump(data, f), mode="w")
     return json_path
 
 

@@ -23,12 +23,13 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
+from ..utils import atomic_write
+
 __all__ = [
     "MODEL_ZOO_PREFIXES",
     "SafeDetectionCheckpointer",
     "UnsafeWeightsError",
     "WeightsError",
-    "atomic_write_bytes",
     "load_weights_for_eval",
 ]
 
@@ -43,41 +44,6 @@ class WeightsError(RuntimeError):
 
 class UnsafeWeightsError(WeightsError):
     """A pickled weights file was refused because loading it could run code."""
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str, write: Any) -> None:
-    """Write a file atomically: ``write(fileobj)`` into a temp file, then rename it over ``path``.
-
-    Args:
-        path: the final file name.
-        write: a callable taking a binary file object.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 class SafeDetectionCheckpointer(DetectionCheckpointer):
@@ -118,13 +84,13 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
-        atomic_write_bytes(save_file, lambda f: torch.save(data, f))
+        atomic_write(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         """Point ``last_checkpoint`` at a checkpoint, atomically."""
         path = os.path.join(self.save_dir, "last_checkpoint")
-        atomic_write_bytes(path, lambda f: f.write(last_filename_basename.encode()))
+        atomic_write(path, lambda f: f.write(last_filename_basename.encode()))
 
     def _load_file(self, filename: str) -> dict[str, Any]:
         if filename.endswith(".pkl"):

@@ -19,15 +19,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.utils import comm
 
+from ..utils import use_cuda
+
 __all__ = ["DEFAULT_TIMEOUT", "launch", "use_cuda"]
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 logger = logging.getLogger(__name__)
-
-
-def use_cuda() -> bool:
-    """Whether this machine has a usable CUDA device."""
-    return torch.cuda.is_available() and torch.cuda.device_count() > 0
 
 
 def _find_free_port() -> int:

@@ -18,18 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import default_setup
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 
-from ..config import (
-    ConfigValueError,
-    add_segcontrast_config,
-    merge_config_file,
-    normalize_opts,
-    validate_segcontrast_config,
-)
+from ..config import ConfigError, load_config
 from ..data import (
     DatasetValidationError,
     ensure_builtin_dataset,
@@ -39,22 +33,22 @@ from ..data import (
     segcontrast_dataset_names,
     validate_dataset,
 )
+from ..utils import use_cuda
 from .checkpoint import WeightsError, load_weights_for_eval
-from .launch import launch, use_cuda
+from .launch import launch
 from .trainer import SegContrastTrainer, TrainingDivergedError
 
 __all__ = [
     "USER_ERRORS",
     "UserInputError",
     "build_argument_parser",
-    "load_config",
     "main",
     "setup_cfg",
 ]
 
 logger = logging.getLogger("segcontrast")
 
-USER_ERRORS = (ConfigValueError, DatasetValidationError, WeightsError)
+USER_ERRORS = (ConfigError, DatasetValidationError, WeightsError)
 
 
 class UserInputError(ValueError):
@@ -62,33 +56,29 @@ class UserInputError(ValueError):
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    """Detectron2's training arguments, plus SegContrast's dataset and safety flags."""
-    parser = argparse.ArgumentParser(
-        description="Train or evaluate Mask R-CNN with SegContrast's mask heads and evaluator.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    """Detectron2's ``default_argument_parser()`` plus SegContrast's dataset and safety flags.
+
+    ``--config`` is accepted as a short form of Detectron2's ``--config-file``, and
+    ``--dist-url`` defaults to "auto" (a free local port on one machine).
+    """
+    parser = default_argument_parser(
         epilog=(
             "Examples:\n"
             "  tools/train_net.py --config configs/shapes/mask_rcnn_focal.yaml\n"
             "  tools/train_net.py --config C --eval-only MODEL.WEIGHTS out/model_final.pth\n"
             "  tools/train_net.py --config C --dataset mine_train=ann/train.json:images/ \\\n"
             "      DATASETS.TRAIN \"('mine_train',)\" MODEL.ROI_HEADS.NUM_CLASSES 4\n"
-        ),
+        )
     )
-    parser.add_argument("--config-file", "--config", dest="config_file", default="",
-                        metavar="FILE", help="path to the yaml config")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR's last checkpoint")
-    parser.add_argument("--eval-only", action="store_true",
-                        help="evaluate MODEL.WEIGHTS on DATASETS.TEST, no training")
+    parser.description = (
+        "Train or evaluate Mask R-CNN with SegContrast's mask heads and evaluator."
+    )
+    parser.add_argument("--config", dest="config_file", metavar="FILE",
+                        default=argparse.SUPPRESS, help="the same as --config-file")
+    parser.set_defaults(dist_url="auto")
     parser.add_argument("--eval-untrained", action="store_true",
                         help="with --eval-only: deliberately evaluate the randomly initialised "
                         "model (a baseline); MODEL.WEIGHTS must then be empty")
-    parser.add_argument("--num-gpus", type=int, default=1,
-                        help="processes per machine: GPUs, or CPU processes without CUDA")
-    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
-    parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine")
-    parser.add_argument("--dist-url", default="auto",
-                        help="tcp://HOST:PORT of the rank-0 machine; 'auto' on one machine")
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=JSON:IMAGE_ROOT",
                         help="register a COCO-format dataset under NAME (repeatable)")
     parser.add_argument("--allow-outside-root", action="store_true",
@@ -99,15 +89,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an OUTPUT_DIR that holds another run's "
                         "checkpoints (they are overwritten)")
-    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                        help="KEY VALUE pairs that override the config")
     return parser
-
-
-def _select_device(cfg: CfgNode) -> None:
-    if cfg.MODEL.DEVICE.startswith("cuda") and not use_cuda():
-        cfg.MODEL.DEVICE = "cpu"
-        logger.info("No CUDA device found: running on the CPU (MODEL.DEVICE cpu).")
 
 
 def _used_dataset_names(cfg: CfgNode, args: argparse.Namespace) -> list[str]:
@@ -186,37 +168,6 @@ def _pick_mask_format(cfg: CfgNode, args: argparse.Namespace) -> None:
     if "bitmask" in formats and cfg.INPUT.MASK_FORMAT != "bitmask":
         logger.info("Training data has RLE masks: using INPUT.MASK_FORMAT bitmask.")
         cfg.INPUT.MASK_FORMAT = "bitmask"
-
-
-def load_config(config_file: str, opts: Sequence[str]) -> CfgNode:
-    """Read a yaml config and command-line overrides into a validated, unfrozen config.
-
-    Args:
-        config_file: the yaml file.
-        opts: ``KEY VALUE`` overrides.
-
-    Returns:
-        The config, with ``MODEL.DEVICE`` set to cpu where there is no GPU.
-
-    Raises:
-        UserInputError, ConfigValueError: a missing file, an unknown key or a bad value.
-    """
-    if not config_file:
-        raise UserInputError(
-            "--config is required, e.g. --config configs/shapes/mask_rcnn_focal.yaml"
-        )
-    if not os.path.isfile(config_file):
-        raise UserInputError(f"--config {config_file}: no such file")
-    cfg = get_cfg()
-    add_segcontrast_config(cfg)
-    try:
-        merge_config_file(cfg, config_file)
-        cfg.merge_from_list(normalize_opts(opts))
-    except (KeyError, ValueError, AssertionError) as err:
-        raise UserInputError(f"{config_file}: {err}") from err
-    validate_segcontrast_config(cfg)
-    _select_device(cfg)
-    return cfg
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from ..compat import has_compiled_ops
 from ..data import SegContrastDatasetMapper, segcontrast_dataset_names, validate_dataset
 from ..evaluation import build_segcontrast_evaluator
-from ..inference import MaskThresholdModel
+from ..modeling.postprocessing import MaskThresholdModel
 from .checkpoint import SafeDetectionCheckpointer
 
 __all__ = ["SegContrastTrainer", "TrainingDivergedError", "wrap_ddp"]

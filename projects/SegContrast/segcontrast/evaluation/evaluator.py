@@ -157,10 +157,10 @@ class SegContrastEvaluator(DatasetEvaluator):
             )
             self._state.confusion += conf
             self._state.images.append(rec)
-            if self._state.wants_worst(rec.badness, image_id):
+            if self._state.wants_worst(rec.worst_image_score, image_id):
                 self._state.add_worst(
                     WorstImage.pack(
-                        rec.badness,
+                        rec.worst_image_score,
                         image_id,
                         pred.masks.subset(keep),
                         pred.classes[keep],

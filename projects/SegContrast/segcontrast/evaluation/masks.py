@@ -17,13 +17,14 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
+from ..data.rle import rle_counts_to_runs
+
 __all__ = [
     "MaskCrops",
     "annotation_to_rle",
     "crops_from_dense",
     "crops_from_rles",
     "pairwise_intersections",
-    "rle_counts_to_runs",
 ]
 
 
@@ -155,52 +156,6 @@ def annotation_to_rle(segmentation: Any, height: int, width: int) -> dict:
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     return {"size": list(segmentation["size"]), "counts": counts}
-
-
-def rle_counts_to_runs(counts: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Decode several compressed COCO ``counts`` strings at once (pycocotools' ``rleFrString``).
-
-    Args:
-        counts: compressed counts, one per mask.
-
-    Returns:
-        runs: all run lengths concatenated (int64), alternating background and foreground and
-            starting with background within each mask.
-        offsets: (len(counts) + 1,) start of each mask's runs in ``runs``.
-    """
-    lengths = np.array([len(c) for c in counts], dtype=np.int64)
-    if lengths.sum() == 0:
-        return np.zeros(0, np.int64), np.zeros(len(counts) + 1, np.int64)
-    for c in counts:
-        if c and (c[-1] - 48) & 0x20:
-            raise ValueError("compressed RLE counts end in the middle of a number")
-    chars = np.frombuffer(b"".join(counts), dtype=np.uint8).astype(np.int64) - 48
-    ends = np.flatnonzero((chars & 0x20) == 0)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    nchars = ends - starts + 1
-    position = np.arange(len(chars)) - np.repeat(starts, nchars)
-    values = np.add.reduceat((chars & 0x1F) << (5 * position), starts)
-    negative = (chars[ends] & 0x10) != 0
-    values[negative] -= np.left_shift(1, 5 * nchars[negative])
-    char_offsets = np.concatenate(([0], np.cumsum(lengths)))
-    numbers_per_mask = np.diff(np.searchsorted(ends, char_offsets, side="left"))
-    offsets = np.concatenate(([0], np.cumsum(numbers_per_mask)))
-    mask_of = np.repeat(np.arange(len(counts)), numbers_per_mask)
-    index = np.arange(len(values)) - offsets[mask_of]
-    # From the fourth count on, each is stored as the difference to the count two places
-    # earlier: a cumulative sum along each parity (index 0 excluded), restarted per mask.
-    runs = values.copy()
-    for parity in (0, 1):
-        sel = np.flatnonzero((index % 2 == parity) & (index > 0))
-        if sel.size == 0:
-            continue
-        total = np.cumsum(values[sel])
-        owner = mask_of[sel]
-        first = np.concatenate(([True], owner[1:] != owner[:-1]))
-        restart = np.maximum.accumulate(np.where(first, np.arange(len(sel)), 0))
-        before = np.where(restart > 0, total[np.maximum(restart - 1, 0)], 0)
-        runs[sel] = total - before
-    return runs, offsets
 
 
 def crops_from_rles(rles: Sequence[dict], height: int, width: int) -> MaskCrops:

@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ..utils import atomic_write  # noqa: E402
 from .boundary import mask_boundary  # noqa: E402
 from .masks import MaskCrops  # noqa: E402
-from .report import atomic_write  # noqa: E402
 
 __all__ = ["draw_instances", "plot_class_iou", "plot_confusion", "plot_overlay"]
 

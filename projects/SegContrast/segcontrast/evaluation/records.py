@@ -68,8 +68,12 @@ class ImageRecord:
     ap: ApImage
 
     @property
-    def badness(self) -> float | None:
-        """Sort value of the worst-images selection (lower is worse); None: not a candidate."""
+    def worst_image_score(self) -> float | None:
+        """The score by which the worst images are picked, lower is worse.
+
+        Instance mIoU for an image with ground truth; 0 for one with only false positives;
+        None (never among the worst) for one with neither.
+        """
         if self.counts["n_gt"] > 0:
             return self.instance_miou
         return 0.0 if self.counts["false_positives"] > 0 else None
@@ -80,7 +84,7 @@ class WorstImage:
     """Predicted masks of one of the worst images, as packed-bit crops.
 
     Attributes:
-        badness: :attr:`ImageRecord.badness`.
+        score: :attr:`ImageRecord.worst_image_score`.
         image_id: image id.
         boxes: (N, 4) int64 crop boxes.
         shapes: (N, 2) crop shapes.
@@ -89,7 +93,7 @@ class WorstImage:
         scores: (N,) scores.
     """
 
-    badness: float
+    score: float
     image_id: Any
     boxes: np.ndarray
     shapes: np.ndarray
@@ -100,7 +104,7 @@ class WorstImage:
     @classmethod
     def pack(
         cls,
-        badness: float,
+        score: float,
         image_id: Any,
         masks: MaskCrops,
         classes: np.ndarray,
@@ -108,7 +112,7 @@ class WorstImage:
     ) -> WorstImage:
         """Keep ``masks`` compactly."""
         return cls(
-            badness=badness,
+            score=score,
             image_id=image_id,
             boxes=masks.boxes.copy(),
             shapes=np.array([c.shape for c in masks.crops], np.int64).reshape(-1, 2),
@@ -128,7 +132,7 @@ class WorstImage:
 
     def key(self) -> tuple:
         """Worst first; ties by image id."""
-        return (self.badness, image_sort_key(self.image_id))
+        return (self.score, image_sort_key(self.image_id))
 
 
 @dataclass
@@ -153,13 +157,13 @@ class EvalState:
         if self.confusion is None:
             self.confusion = np.zeros((self.num_labels, self.num_labels), np.int64)
 
-    def wants_worst(self, badness: float | None, image_id: Any) -> bool:
-        """Whether an image with this badness would enter the worst-images set."""
-        if badness is None or self.max_worst <= 0:
+    def wants_worst(self, score: float | None, image_id: Any) -> bool:
+        """Whether an image with this worst-image score would enter the worst-images set."""
+        if score is None or self.max_worst <= 0:
             return False
         if len(self.worst) < self.max_worst:
             return True
-        return (badness, image_sort_key(image_id)) < max(w.key() for w in self.worst)
+        return (score, image_sort_key(image_id)) < max(w.key() for w in self.worst)
 
     def add_worst(self, entry: WorstImage) -> None:
         """Insert, dropping the best entry when over capacity."""

@@ -10,19 +10,17 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tabulate import tabulate
 
+from ..utils import atomic_write
 from .records import ImageRecord
 from .summary import Summary
 
 __all__ = [
     "PER_IMAGE_COLUMNS",
-    "atomic_write",
     "format_report",
     "write_metrics_json",
     "write_per_image_csv",
@@ -55,35 +53,6 @@ _CONTRAST_MEANINGS = (
 )
 
 
-def atomic_write(path: str, write: Callable[[io.BufferedWriter], Any]) -> None:
-    """Write a file via a temporary file in its folder and ``os.replace``.
-
-    Args:
-        path: the target file.
-        write: called with the open binary temporary file.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _json_ready(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -104,7 +73,7 @@ def write_metrics_json(path: str, summary: Summary, extra: dict[str, Any]) -> No
     content["details"] = summary.details
     content.update(extra)
     text = json.dumps(_json_ready(content), indent=2)
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -135,7 +104,7 @@ def write_per_image_csv(path: str, images: Sequence[ImageRecord]) -> None:
             ]
         )
     text = buffer.getvalue()
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def format_report(summary: Summary, dataset_name: str) -> str:

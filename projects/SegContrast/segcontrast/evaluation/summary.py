@@ -17,10 +17,19 @@ from typing import Any
 import numpy as np
 
 from .coco_ap import coco_segm_ap
-from .records import EvalState
-from .semantic import semantic_scores
+from .explanation import explain
+from .records import EvalState, ImageRecord
+from .semantic import SemanticScores, semantic_scores
 
-__all__ = ["CONTRAST_COUNTS", "Summary", "summarize"]
+__all__ = [
+    "CONTRAST_COUNTS",
+    "Summary",
+    "contrast_group",
+    "instance_group",
+    "segm_group",
+    "semantic_group",
+    "summarize",
+]
 
 CONTRAST_COUNTS = (
     "merged",
@@ -63,6 +72,141 @@ def _cat(arrays: Sequence[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
 
 
+def semantic_group(confusion: np.ndarray, images: Sequence[ImageRecord],
+                   names: Sequence[str]) -> tuple[OrderedDict, SemanticScores]:
+    """The "semantic" results: IoU from the dataset's confusion matrix.
+
+    Args:
+        confusion: (K + 1, K + 1) summed confusion matrix, rows ground truth.
+        images: the per-image records (for the per-image mean).
+        names: K thing class names.
+
+    Returns:
+        The group (percent) and the scores it came from.
+    """
+    sem = semantic_scores(confusion)
+    group: OrderedDict[str, float] = OrderedDict()
+    group["mIoU"] = _pct(sem.miou)
+    group["mIoU_per_image"] = _pct(_mean(np.array([r.semantic_miou for r in images])))
+    group["fwIoU"] = _pct(sem.fwiou)
+    group["pixel_acc"] = _pct(sem.pixel_accuracy)
+    group["mean_acc"] = _pct(sem.mean_accuracy)
+    group["mDice"] = _pct(sem.mdice)
+    group["mIoU_with_background"] = _pct(sem.miou_with_background)
+    group["IoU-background"] = _pct(sem.iou[0])
+    for k, name in enumerate(names):
+        group[f"IoU-{name}"] = _pct(sem.iou[k + 1])
+    return group, sem
+
+
+@dataclass
+class _InstanceArrays:
+    """Per-instance and per-prediction arrays of all images, concatenated."""
+
+    gt_classes: np.ndarray
+    gt_iou: np.ndarray
+    gt_boundary_iou: np.ndarray
+    pred_classes: np.ndarray
+    pred_ignored: np.ndarray
+
+    @classmethod
+    def gather(cls, images: Sequence[ImageRecord]) -> _InstanceArrays:
+        return cls(
+            gt_classes=_cat([r.gt_classes for r in images], np.int64),
+            gt_iou=_cat([r.gt_iou for r in images], np.float64),
+            gt_boundary_iou=_cat([r.gt_boundary_iou for r in images], np.float64),
+            pred_classes=_cat([r.pred_classes for r in images], np.int64),
+            pred_ignored=_cat([r.pred_ignored for r in images], bool),
+        )
+
+
+def _f1(precision: float, recall: float) -> float:
+    if math.isnan(precision) or math.isnan(recall):
+        return math.nan
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def instance_group(arrays: _InstanceArrays, counts: dict[str, int], names: Sequence[str], *,
+                   boundary_iou: bool) -> tuple[OrderedDict, list[int], list[int]]:
+    """The "instance" results: per-instance IoU (a miss counts 0), precision, recall, F1.
+
+    Returns:
+        The group (percent), the classes with neither GT nor predictions, and the classes with
+        predictions only.
+    """
+    class_iou = np.full(len(names), math.nan)
+    absent, only_predicted = [], []
+    for k in range(len(names)):
+        of_class = arrays.gt_classes == k
+        if of_class.any():
+            class_iou[k] = float(np.mean(arrays.gt_iou[of_class]))
+        elif np.any((arrays.pred_classes == k) & ~arrays.pred_ignored):
+            class_iou[k] = 0.0
+            only_predicted.append(k)
+        else:
+            absent.append(k)
+    tp, fp, n_gt = counts.get("matched", 0), counts.get("false_positives", 0), counts.get("n_gt", 0)
+    precision = tp / (tp + fp) if tp + fp > 0 else math.nan
+    recall = tp / n_gt if n_gt > 0 else math.nan
+    matched = arrays.gt_iou > 0
+    group: OrderedDict[str, float] = OrderedDict()
+    group["mIoU"] = _pct(_mean(arrays.gt_iou))
+    group["matched_mIoU"] = _pct(_mean(arrays.gt_iou[matched]))
+    group["class_mIoU"] = _pct(_mean(class_iou))
+    group["precision"] = _pct(precision)
+    group["recall"] = _pct(recall)
+    group["F1"] = _pct(_f1(precision, recall))
+    if boundary_iou:
+        group["boundary_IoU"] = _pct(_mean(arrays.gt_boundary_iou[matched]))
+    for k, name in enumerate(names):
+        group[f"IoU-{name}"] = _pct(class_iou[k])
+    return group, absent, only_predicted
+
+
+def segm_group(images: Sequence[ImageRecord], names: Sequence[str]) -> OrderedDict:
+    """The "segm" results: COCO mask AP, as pycocotools' COCOeval computes it."""
+    ap = coco_segm_ap([r.ap for r in images], len(names))
+    group: OrderedDict[str, float] = OrderedDict(ap.stats())
+    for k, ap_k in enumerate(ap.per_class()):
+        group[f"AP-{names[k]}"] = float(ap_k)
+    return group
+
+
+def contrast_group(counts: dict[str, int], num_images: int, sem: SemanticScores,
+                   instance_absent: list[int], instance_only_predicted: list[int]) -> OrderedDict:
+    """The "contrast" results: the counts that explain where the two views disagree."""
+    group: OrderedDict[str, float] = OrderedDict()
+    for key in CONTRAST_COUNTS:
+        group[key] = float(counts.get(key, 0))
+    group["gt_instances"] = float(counts.get("n_gt", 0))
+    group["predictions"] = float(counts.get("n_pred", 0))
+    group["images"] = float(num_images)
+    group["semantic_absent_classes"] = float(len(sem.absent))
+    group["semantic_only_predicted_classes"] = float(len(sem.only_predicted))
+    group["instance_absent_classes"] = float(len(instance_absent))
+    group["instance_only_predicted_classes"] = float(len(instance_only_predicted))
+    return group
+
+
+def _absent_class_rules(names: Sequence[str], sem: SemanticScores, instance_absent: list[int],
+                        instance_only_predicted: list[int]) -> dict[str, Any]:
+    def entry(rule: str, classes: list[int]) -> dict[str, Any]:
+        return {"rule": rule, "classes": [names[k] for k in classes]}
+
+    return {
+        "semantic_absent": entry(
+            "no ground-truth and no predicted pixels: IoU NaN, left out of means", sem.absent),
+        "semantic_only_predicted": entry(
+            "predicted pixels but no ground-truth pixels: IoU 0, counted in means",
+            sem.only_predicted),
+        "instance_absent": entry(
+            "no ground-truth instance and no prediction: IoU NaN, left out", instance_absent),
+        "instance_only_predicted": entry(
+            "predictions but no ground-truth instance: IoU 0, counted in class_mIoU",
+            instance_only_predicted),
+    }
+
+
 def summarize(
     state: EvalState, class_names: Sequence[str], *, boundary_iou: bool = True
 ) -> Summary:
@@ -74,117 +218,38 @@ def summarize(
         boundary_iou: whether boundary IoU was computed.
 
     Returns:
-        The summary.
+        The summary; its ``details["explanation"]`` is written by :func:`.explanation.explain`.
     """
     names = list(class_names)
-    k_count = len(names)
     images = state.images
-
-    sem = semantic_scores(state.confusion)
-    semantic: OrderedDict[str, float] = OrderedDict()
-    semantic["mIoU"] = _pct(sem.miou)
-    semantic["mIoU_per_image"] = _pct(_mean(np.array([r.semantic_miou for r in images])))
-    semantic["fwIoU"] = _pct(sem.fwiou)
-    semantic["pixel_acc"] = _pct(sem.pixel_accuracy)
-    semantic["mean_acc"] = _pct(sem.mean_accuracy)
-    semantic["mDice"] = _pct(sem.mdice)
-    semantic["mIoU_with_background"] = _pct(sem.miou_with_background)
-    semantic["IoU-background"] = _pct(sem.iou[0])
-    for k, name in enumerate(names):
-        semantic[f"IoU-{name}"] = _pct(sem.iou[k + 1])
-
-    gt_cls = _cat([r.gt_classes for r in images], np.int64)
-    gt_iou = _cat([r.gt_iou for r in images], np.float64)
-    gt_biou = _cat([r.gt_boundary_iou for r in images], np.float64)
-    pred_cls = _cat([r.pred_classes for r in images], np.int64)
-    pred_ignored = _cat([r.pred_ignored for r in images], bool)
-    matched = gt_iou > 0
     counts = (
         {key: int(sum(r.counts[key] for r in images)) for key in images[0].counts} if images else {}
     )
-    inst_class_iou = np.full(k_count, math.nan)
-    inst_absent, inst_only_pred = [], []
-    for k in range(k_count):
-        of_class = gt_cls == k
-        if of_class.any():
-            inst_class_iou[k] = float(np.mean(gt_iou[of_class]))
-        elif np.any((pred_cls == k) & ~pred_ignored):
-            inst_class_iou[k] = 0.0
-            inst_only_pred.append(k)
-        else:
-            inst_absent.append(k)
-    tp = counts.get("matched", 0)
-    fp = counts.get("false_positives", 0)
-    n_gt = counts.get("n_gt", 0)
-    precision = tp / (tp + fp) if tp + fp > 0 else math.nan
-    recall = tp / n_gt if n_gt > 0 else math.nan
-    if math.isnan(precision) or math.isnan(recall):
-        f1 = math.nan
-    else:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    instance: OrderedDict[str, float] = OrderedDict()
-    instance["mIoU"] = _pct(_mean(gt_iou))
-    instance["matched_mIoU"] = _pct(_mean(gt_iou[matched]))
-    instance["class_mIoU"] = _pct(_mean(inst_class_iou))
-    instance["precision"] = _pct(precision)
-    instance["recall"] = _pct(recall)
-    instance["F1"] = _pct(f1)
-    if boundary_iou:
-        instance["boundary_IoU"] = _pct(_mean(gt_biou[matched]))
-    for k, name in enumerate(names):
-        instance[f"IoU-{name}"] = _pct(inst_class_iou[k])
-
-    ap = coco_segm_ap([r.ap for r in images], k_count)
-    segm: OrderedDict[str, float] = OrderedDict(ap.stats())
-    ap_per_class = ap.per_class()
-    for k, name in enumerate(names):
-        segm[f"AP-{name}"] = float(ap_per_class[k])
-
-    contrast: OrderedDict[str, float] = OrderedDict()
-    for key in CONTRAST_COUNTS:
-        contrast[key] = float(counts.get(key, 0))
-    contrast["gt_instances"] = float(n_gt)
-    contrast["predictions"] = float(counts.get("n_pred", 0))
-    contrast["images"] = float(len(images))
-    contrast["semantic_absent_classes"] = float(len(sem.absent))
-    contrast["semantic_only_predicted_classes"] = float(len(sem.only_predicted))
-    contrast["instance_absent_classes"] = float(len(inst_absent))
-    contrast["instance_only_predicted_classes"] = float(len(inst_only_pred))
-
+    semantic, sem = semantic_group(state.confusion, images, names)
+    arrays = _InstanceArrays.gather(images)
+    instance, inst_absent, inst_only_pred = instance_group(
+        arrays, counts, names, boundary_iou=boundary_iou
+    )
+    segm = segm_group(images, names)
+    contrast = contrast_group(counts, len(images), sem, inst_absent, inst_only_pred)
     results = OrderedDict(
         [("semantic", semantic), ("instance", instance), ("segm", segm), ("contrast", contrast)]
     )
+    matched = arrays.gt_iou > 0
     per_class = [
         {
             "class": name,
             "semantic_IoU": semantic[f"IoU-{name}"],
             "instance_IoU": instance[f"IoU-{name}"],
             "AP": segm[f"AP-{name}"],
-            "gt_instances": int(np.count_nonzero(gt_cls == k)),
-            "matched": int(np.count_nonzero(matched & (gt_cls == k))),
-            "predictions": int(np.count_nonzero(pred_cls == k)),
+            "gt_instances": int(np.count_nonzero(arrays.gt_classes == k)),
+            "matched": int(np.count_nonzero(matched & (arrays.gt_classes == k))),
+            "predictions": int(np.count_nonzero(arrays.pred_classes == k)),
         }
         for k, name in enumerate(names)
     ]
     details = {
-        "absent_class_rules": {
-            "semantic_absent": {
-                "rule": "no ground-truth and no predicted pixels: IoU NaN, left out of means",
-                "classes": [names[k] for k in sem.absent],
-            },
-            "semantic_only_predicted": {
-                "rule": "predicted pixels but no ground-truth pixels: IoU 0, counted in means",
-                "classes": [names[k] for k in sem.only_predicted],
-            },
-            "instance_absent": {
-                "rule": "no ground-truth instance and no prediction: IoU NaN, left out",
-                "classes": [names[k] for k in inst_absent],
-            },
-            "instance_only_predicted": {
-                "rule": "predictions but no ground-truth instance: IoU 0, counted in class_mIoU",
-                "classes": [names[k] for k in inst_only_pred],
-            },
-        },
+        "absent_class_rules": _absent_class_rules(names, sem, inst_absent, inst_only_pred),
         "per_class": per_class,
         "confusion_matrix": {
             "labels": ["background", *names],
@@ -196,33 +261,3 @@ def summarize(
         "explanation": explain(results),
     }
     return Summary(results=results, details=details, class_names=names)
-
-
-def explain(results: dict) -> str:
-    """One or two sentences on where the semantic and the instance scores disagree."""
-    sem = results["semantic"]["mIoU"]
-    inst = results["instance"]["mIoU"]
-    c = results["contrast"]
-    if math.isnan(sem) or math.isnan(inst):
-        return "Semantic and instance mIoU cannot be compared: one of them is undefined."
-    parts = []
-    labels = (
-        ("merged", "predictions merged two or more objects"),
-        ("split", "objects were split into several predictions"),
-        ("duplicates", "predictions were duplicates of found objects"),
-        ("class_confusions", "predictions found an object but gave the wrong class"),
-        ("missed", "objects were missed"),
-        ("false_positives", "predictions matched no object"),
-    )
-    for key, text in labels:
-        if c.get(key, 0) > 0:
-            parts.append(f"{int(c[key])} {text}")
-    gap = sem - inst
-    head = (
-        f"Semantic mIoU {sem:.1f} vs instance mIoU {inst:.1f} ({gap:+.1f} points): "
-        "semantic IoU pools the pixels of each class, instance IoU scores every object "
-        "on its own."
-    )
-    if not parts:
-        return head + " No merges, splits, duplicates, confusions, misses or false positives."
-    return head + " Only the instance side sees that " + "; ".join(parts) + "."

@@ -25,9 +25,9 @@ from detectron2.evaluation.evaluator import inference_context
 from detectron2.structures import Instances
 from tqdm import tqdm
 
-from ..evaluation import SegContrastEvaluator
-from ..inference import paste_at_threshold
-from .checkpoint import atomic_write_bytes
+from ..modeling.postprocessing import paste_at_threshold
+from ..utils import atomic_write
+from .evaluator import SegContrastEvaluator
 
 __all__ = ["DEFAULT_THRESHOLDS", "SweepResult", "sweep_mask_thresholds", "write_sweep"]
 
@@ -171,7 +171,7 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     # NaN (a metric without data) is written as null, as the evaluator's metrics.json does.
     payload = _json_ready({"metric": result.metric, "best_threshold": result.best,
                            "thresholds": result.thresholds, "results": result.results})
-    atomic_write_bytes(paths["json"], lambda f: f.write(json.dumps(payload, indent=2).encode()))
+    atomic_write(paths["json"], lambda f: json.dump(payload, f, indent=2), mode="w")
 
     text = io.StringIO()
     writer = csv.writer(text)
@@ -179,7 +179,7 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     for i, threshold in enumerate(result.thresholds):
         writer.writerow([threshold] + [f"{result.value(i, f'{g}/{k}'):.4f}"
                                        for g, k, _ in SWEEP_METRICS])
-    atomic_write_bytes(paths["csv"], lambda f: f.write(text.getvalue().encode()))
+    atomic_write(paths["csv"], lambda f: f.write(text.getvalue()), mode="w")
 
     import matplotlib
 
@@ -201,5 +201,5 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    atomic_write_bytes(paths["png"], lambda f: f.write(buffer.getvalue()))
+    atomic_write(paths["png"], lambda f: f.write(buffer.getvalue()))
     return paths

@@ -1,0 +1,244 @@
+"""Prediction on image files with trained weights: ``tools/predict.py``'s engine.
+
+:class:`Predictor` is Detectron2's ``DefaultPredictor`` (same resizing, same input dict, same
+``__call__``) with three differences: weights are loaded by
+:func:`~segcontrast.engine.checkpoint.load_weights_for_eval` (every parameter must load, pickles
+only from the model zoo), masks are pasted at ``TEST.SEGCONTRAST.MASK_THRESHOLD``, and images are
+read by the project's one image reader (:func:`segcontrast.data.image_io.read_image`, 16-bit safe),
+so a file reaches the model exactly as it does in training and evaluation.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.engine import DefaultPredictor
+from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+from detectron2.modeling import build_model
+from detectron2.utils.visualizer import ColorMode, Visualizer
+from PIL import Image
+from tqdm import tqdm
+
+from ..data.image_io import read_image
+from ..evaluation.semantic import paint_semantic_prediction
+from ..modeling.postprocessing import MaskThresholdModel
+from ..utils import atomic_write
+from .checkpoint import load_weights_for_eval
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PredictionSummary",
+    "Predictor",
+    "expand_image_inputs",
+    "predict_images",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def expand_image_inputs(spec: str) -> list[Path]:
+    """Image files named by a file, a folder (its images, sorted) or a glob pattern.
+
+    Args:
+        spec: the ``--input`` argument.
+
+    Returns:
+        The image paths, sorted.
+
+    Raises:
+        FileNotFoundError: nothing matches.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        found = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+    elif path.is_file():
+        found = [path]
+    else:
+        found = [Path(p) for p in glob.glob(spec, recursive=True)]
+        found = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not found:
+        raise FileNotFoundError(
+            f"--input {spec}: no image files found (extensions {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return sorted(found)
+
+
+class Predictor(DefaultPredictor):
+    """A model with trained weights that predicts on one image at a time.
+
+    Call it with a BGR ``(H, W, 3)`` uint8 array (as ``DefaultPredictor``), or use
+    :meth:`predict_file`.
+
+    Args:
+        cfg: the config the weights were trained with.
+        weights: path or URL of the weights (default ``cfg.MODEL.WEIGHTS``); checked like
+            eval-only (all parameters must load).
+        allow_unsafe_pickle: allow ``.pkl`` weights from outside the model zoo.
+    """
+
+    def __init__(
+        self, cfg: CfgNode, weights: str | None = None, *, allow_unsafe_pickle: bool = False
+    ) -> None:
+        # DefaultPredictor.__init__ is not called: it would load the weights a second time,
+        # with Detectron2's unchecked loader.
+        self.cfg = cfg.clone()
+        model = build_model(self.cfg)
+        load_weights_for_eval(
+            model, weights or cfg.MODEL.WEIGHTS, allow_unsafe_pickle=allow_unsafe_pickle
+        )
+        self.model = MaskThresholdModel(model, cfg.TEST.SEGCONTRAST.MASK_THRESHOLD).eval()
+        if cfg.DATASETS.TEST:
+            self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        self.aug = T.ResizeShortestEdge(
+            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
+        )
+        self.input_format = cfg.INPUT.FORMAT
+        assert self.input_format in ["RGB", "BGR"], self.input_format
+
+    @torch.no_grad()
+    def predict_file(self, path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+        """Read an image file and predict.
+
+        Args:
+            path: the image.
+
+        Returns:
+            ``(image, outputs)``: the (H, W, 3) uint8 BGR image as the model saw it (before
+            resizing) and the model's outputs on the CPU (``"instances"`` with pred_masks
+            (N, H, W) bool, and/or ``"sem_seg"`` (K + 1, H, W)).
+        """
+        image = read_image(str(path), format="BGR")
+        outputs = self(image)
+        return image, {k: v.to("cpu") for k, v in outputs.items()}
+
+
+@dataclass
+class PredictionSummary:
+    """What :func:`predict_images` did.
+
+    Attributes:
+        json_path: ``predictions.json``.
+        predicted: images predicted.
+        skipped: ``(path, reason)`` of each file that could not be read as an image.
+        num_results: records written to ``predictions.json``.
+    """
+
+    json_path: str
+    predicted: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    num_results: int = 0
+
+
+def _unique_stems(paths: Iterable[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        count = seen.get(path.stem, 0)
+        seen[path.stem] = count + 1
+        stems.append(path.stem if count == 0 else f"{path.stem}_{count}")
+    return stems
+
+
+def _save_png(path: str, array: np.ndarray) -> None:
+    image = Image.fromarray(array)
+    atomic_write(path, lambda f: image.save(f, "PNG"))
+
+
+def _semantic_labels(outputs: dict, shape: tuple[int, int], mask_threshold: float,
+                     score_threshold: float) -> np.ndarray:
+    """(H, W) uint8 labels: the model's ``sem_seg`` when it has one, else painted instances."""
+    if "sem_seg" in outputs:
+        return outputs["sem_seg"].argmax(dim=0).to(torch.uint8).numpy()
+    instances = outputs["instances"]
+    confident = instances[instances.scores >= score_threshold]
+    return paint_semantic_prediction(confident, shape, mask_threshold)
+
+
+def predict_images(
+    predictor: Predictor,
+    paths: list[Path],
+    output_dir: str,
+    *,
+    metadata_name: str | None = None,
+    semantic_png: bool = False,
+    confidence: float = 0.5,
+    mask_threshold: float = 0.5,
+    score_threshold: float = 0.5,
+) -> PredictionSummary:
+    """Predict on every image; write overlays, ``predictions.json`` and label PNGs.
+
+    A file that cannot be read as an image is skipped with a warning naming it; the results
+    of the others are written (``predictions.json`` atomically, at the end).
+
+    Args:
+        predictor: the model.
+        paths: image files.
+        output_dir: created if needed.
+        metadata_name: a registered dataset whose class names and category ids to use.
+        semantic_png: also write ``<stem>_semantic.png`` (0 background, class k as k + 1).
+        confidence: overlays draw predictions with at least this score (all go to the JSON).
+        mask_threshold: binarisation threshold of soft masks for the label maps.
+        score_threshold: predictions below it are left out of the label maps (as in the
+            evaluator's semantic painting).
+
+    Returns:
+        What was written and what was skipped.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    metadata = MetadataCatalog.get(metadata_name) if metadata_name else None
+    num_classes = predictor.cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if metadata is None or not metadata.get("thing_classes", None):
+        metadata = MetadataCatalog.get("__segcontrast_predict__")
+        if not metadata.get("thing_classes", None):
+            metadata.set(thing_classes=[f"class_{i}" for i in range(num_classes)])
+    to_dataset_id = {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()}
+    summary = PredictionSummary(json_path=os.path.join(output_dir, "predictions.json"))
+    results = []
+    for image_id, (path, stem) in enumerate(
+        tqdm(list(zip(paths, _unique_stems(paths), strict=True)), desc="predict", unit="img")
+    ):
+        try:
+            image, outputs = predictor.predict_file(path)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL raises all three
+            logger.warning("Skipped %s: not a readable image (%s)", path, err)
+            summary.skipped.append((str(path), str(err)))
+            continue
+        summary.predicted += 1
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        instances = outputs.get("instances")
+        if instances is not None:
+            for record in instances_to_coco_json(instances, image_id):
+                record["file_name"] = str(path)
+                record["category_id"] = to_dataset_id.get(record["category_id"],
+                                                          record["category_id"])
+                results.append(record)
+            drawn = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
+            drawn = drawn.draw_instance_predictions(instances[instances.scores >= confidence])
+        else:
+            drawn = Visualizer(rgb, metadata).draw_sem_seg(outputs["sem_seg"].argmax(dim=0))
+        _save_png(os.path.join(output_dir, f"{stem}.png"), drawn.get_image())
+        if semantic_png:
+            labels = _semantic_labels(outputs, image.shape[:2], mask_threshold, score_threshold)
+            _save_png(os.path.join(output_dir, f"{stem}_semantic.png"), labels)
+    summary.num_results = len(results)
+    if summary.predicted:
+        atomic_write(summary.json_path, lambda f: json.dump(results, f), mode="w")
+    if summary.skipped:
+        logger.warning("Skipped %d of %d files that are not readable images.",
+                       len(summary.skipped), len(paths))
+    logger.info("Wrote %d predictions for %d images to %s", len(results), summary.predicted,
+                output_dir)
+    return summary

@@ -115,13 +115,11 @@ def compare(num_images: int) -> dict:
     from detectron2.evaluation.coco_evaluation import instances_to_coco_json
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
+    from segcontrast.data.masks import GroundTruth
+    from segcontrast.data.semantic_gt import paint_semantic_gt
     from segcontrast.evaluation import SegContrastEvaluator
-    from segcontrast.evaluation.image_eval import GroundTruth, Predictions
-    from segcontrast.evaluation.semantic import (
-        confusion_matrix,
-        paint_semantic_from_crops,
-        paint_semantic_gt,
-    )
+    from segcontrast.evaluation.image_eval import Predictions
+    from segcontrast.evaluation.semantic import confusion_matrix, paint_semantic_from_crops
 
     from tests.evaluation.synthetic import (
         register_synthetic_dataset,

@@ -5,7 +5,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
-from segcontrast.evaluation.masks import (
+from segcontrast.data.masks import (
     annotation_to_rle,
     crops_from_dense,
     crops_from_rles,

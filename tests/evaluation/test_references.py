@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
+from segcontrast.data.masks import GroundTruth, pairwise_intersections
 from segcontrast.evaluation import SegContrastEvaluator
-from segcontrast.evaluation.image_eval import GroundTruth, Predictions
+from segcontrast.evaluation.image_eval import Predictions
 from segcontrast.evaluation.instance import iou_matrix
-from segcontrast.evaluation.masks import pairwise_intersections
 
 from tests.evaluation.helpers import (
     coco_reference,

@@ -21,8 +21,9 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tqdm import tqdm
 
+from ..data.masks import GroundTruth
 from .boundary import boundary_dilation
-from .image_eval import GroundTruth, Predictions, evaluate_image
+from .image_eval import Predictions, evaluate_image
 from .records import EvalState, WorstImage, image_sort_key
 from .report import format_report, write_metrics_json, write_per_image_csv
 from .semantic import check_num_classes
@@ -120,53 +121,68 @@ class SegContrastEvaluator(DatasetEvaluator):
         """
         num_classes = len(self._class_names)
         for inp, out in zip(inputs, outputs, strict=True):
-            image_id = inp["image_id"]
-            record = self._gt.get(image_id)
-            if record is None:
-                raise KeyError(
-                    f"image_id {image_id!r} is not in dataset {self._dataset_name!r}: the "
-                    "evaluator takes its ground truth from DatasetCatalog by image_id"
-                )
-            key = image_sort_key(image_id)
-            if key in self._seen:
-                logger.warning(
-                    "Image %r processed twice since reset(); the repeat is skipped.", image_id
-                )
-                continue
-            self._seen.add(key)
-            gt = GroundTruth.from_dataset_dict(record, num_classes)
-            height, width = gt.masks.height, gt.masks.width
-            pred = Predictions.from_output(out, height, width, self._mask_threshold, num_classes)
-            dilation = (
-                boundary_dilation(height, width, self._dilation_ratio)
-                if self._boundary_iou
-                else None
+            record = self._ground_truth_record(inp["image_id"])
+            pred = Predictions.from_output(
+                out, int(record["height"]), int(record["width"]), self._mask_threshold,
+                num_classes,
             )
-            image = {
-                "image_id": image_id,
-                "file_name": inp.get("file_name", record.get("file_name", "")),
-            }
-            rec, conf, keep = evaluate_image(
-                image,
-                gt,
-                pred,
-                num_classes=num_classes,
-                iou_threshold=self._iou_threshold,
-                score_threshold=self._score_threshold,
-                boundary_dilation=dilation,
+            self.process_predictions(inp["image_id"], pred, inp.get("file_name"))
+
+    def _ground_truth_record(self, image_id: Any) -> dict:
+        record = self._gt.get(image_id)
+        if record is None:
+            raise KeyError(
+                f"image_id {image_id!r} is not in dataset {self._dataset_name!r}: the "
+                "evaluator takes its ground truth from DatasetCatalog by image_id"
             )
-            self._state.confusion += conf
-            self._state.images.append(rec)
-            if self._state.wants_worst(rec.worst_image_score, image_id):
-                self._state.add_worst(
-                    WorstImage.pack(
-                        rec.worst_image_score,
-                        image_id,
-                        pred.masks.subset(keep),
-                        pred.classes[keep],
-                        pred.scores[keep],
-                    )
+        return record
+
+    def process_predictions(
+        self, image_id: Any, pred: Predictions, file_name: str | None = None
+    ) -> None:
+        """Score one image whose predictions are already read (what ``process`` does per image).
+
+        Args:
+            image_id: the dataset's image id.
+            pred: its predictions at the image's size (from a model output, or from a results
+                file).
+            file_name: the image file, for the overlays (default: the dataset's).
+        """
+        record = self._ground_truth_record(image_id)
+        key = image_sort_key(image_id)
+        if key in self._seen:
+            logger.warning("Image %r processed twice since reset(); the repeat is skipped.",
+                           image_id)
+            return
+        self._seen.add(key)
+        gt = GroundTruth.from_dataset_dict(record, len(self._class_names))
+        height, width = gt.masks.height, gt.masks.width
+        dilation = (
+            boundary_dilation(height, width, self._dilation_ratio) if self._boundary_iou else None
+        )
+        image = {"image_id": image_id, "file_name": file_name or record.get("file_name", "")}
+        result = evaluate_image(
+            image,
+            gt,
+            pred,
+            num_classes=len(self._class_names),
+            iou_threshold=self._iou_threshold,
+            score_threshold=self._score_threshold,
+            boundary_dilation=dilation,
+        )
+        rec, keep = result.record, result.keep
+        self._state.add_confusions(result.confusion, result.confusion_from_instances)
+        self._state.images.append(rec)
+        if self._state.wants_worst(rec.worst_image_score, image_id):
+            self._state.add_worst(
+                WorstImage.pack(
+                    rec.worst_image_score,
+                    image_id,
+                    pred.masks.subset(keep),
+                    pred.classes[keep],
+                    pred.scores[keep],
                 )
+            )
 
     def evaluate(self) -> OrderedDict | None:
         """Gather, compute, report and write.
@@ -237,9 +253,17 @@ class SegContrastEvaluator(DatasetEvaluator):
         out = self._output_dir
         assert out is not None
         names = self._class_names
-        sem = [summary.results["semantic"][f"IoU-{n}"] for n in names]
-        inst = [summary.results["instance"][f"IoU-{n}"] for n in names]
-        plots.plot_class_iou(os.path.join(out, "per_class_iou.png"), names, sem, inst)
+        res = summary.results
+        two = "semantic_from_instances" in res
+        series = [("semantic IoU (semantic head)" if two else "semantic IoU",
+                   [res["semantic"][f"IoU-{n}"] for n in names])]
+        if two:
+            series.append(("semantic IoU (painted instances)",
+                           [res["semantic_from_instances"][f"IoU-{n}"] for n in names]))
+        if "instance" in res:
+            series.append(("instance IoU (missed = 0)",
+                           [res["instance"][f"IoU-{n}"] for n in names]))
+        plots.plot_class_iou(os.path.join(out, "per_class_iou.png"), names, series)
         plots.plot_confusion(
             os.path.join(out, "confusion_matrix.png"), ["background", *names], state.confusion
         )

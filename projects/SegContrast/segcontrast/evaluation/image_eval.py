@@ -1,7 +1,7 @@
 """Everything computed for one image.
 
-From its annotations and the model's output to an :class:`~.records.ImageRecord` plus its
-confusion matrix.
+From its annotations and the model's output to an :class:`ImageResult`: the
+:class:`~.records.ImageRecord` and the image's confusion matrices.
 """
 
 from __future__ import annotations
@@ -10,108 +10,17 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 
+from ..data.masks import GroundTruth, MaskCrops, crops_from_dense, pairwise_intersections
+from ..data.semantic_gt import paint_semantic_gt
 from .boundary import boundary_iou_pairs
 from .coco_ap import ApImage
 from .instance import iou_matrix, match_image
-from .masks import (
-    MaskCrops,
-    annotation_to_rle,
-    crops_from_dense,
-    crops_from_rles,
-    pairwise_intersections,
-)
 from .records import ImageRecord
-from .semantic import confusion_matrix, paint_semantic_from_crops, paint_semantic_gt, thing_miou
+from .semantic import confusion_matrix, paint_semantic_from_crops, thing_miou
 
-__all__ = ["GroundTruth", "Predictions", "evaluate_image"]
-
-
-@dataclass
-class GroundTruth:
-    """One image's annotations, decoded to crops.
-
-    Attributes:
-        masks: G masks (crowd regions included), annotation order.
-        classes: (G,) contiguous class ids.
-        crowd: (G,) bool.
-        areas: (G,) float64 annotation ``area`` (COCO's area ranges use it).
-        ids: (G,) annotation ids.
-    """
-
-    masks: MaskCrops
-    classes: np.ndarray
-    crowd: np.ndarray
-    areas: np.ndarray
-    ids: np.ndarray
-
-    @classmethod
-    def from_dataset_dict(cls, record: dict, num_classes: int) -> GroundTruth:
-        """Decode a Detectron2 dataset dict's annotations.
-
-        Args:
-            record: ``{"height", "width", "image_id", "annotations": [...]}`` with
-                ``category_id`` contiguous, ``segmentation`` polygons or RLE, ``iscrowd``,
-                ``area`` and ``id``.
-            num_classes: K, to check the class ids.
-
-        Returns:
-            The ground truth.
-
-        Raises:
-            ValueError: an annotation without a segmentation or with a class outside [0, K).
-        """
-        height, width = int(record["height"]), int(record["width"])
-        annotations = record.get("annotations", [])
-        rles: list = [None] * len(annotations)
-        single_polygons, single_index = [], []
-        classes, crowd, areas, ids = [], [], [], []
-        for index, ann in enumerate(annotations):
-            category = int(ann["category_id"])
-            if "segmentation" not in ann or not 0 <= category < num_classes:
-                where = f"image {record.get('image_id')!r}, annotation {ann.get('id', index)!r}"
-                if "segmentation" not in ann:
-                    raise ValueError(f"{where}: no 'segmentation'; the evaluator scores masks")
-                raise ValueError(
-                    f"{where}: category_id {category} outside [0, {num_classes}) (expected "
-                    "contiguous ids, as Detectron2's dataset dicts have)"
-                )
-            segmentation = ann["segmentation"]
-            if (
-                isinstance(segmentation, list)
-                and len(segmentation) == 1
-                and len(segmentation[0]) >= 6
-            ):
-                # One polygon: its RLE is what merge() would return; rasterise all at once.
-                single_polygons.append(segmentation[0])
-                single_index.append(index)
-            else:
-                rles[index] = annotation_to_rle(segmentation, height, width)
-            classes.append(category)
-            crowd.append(bool(ann.get("iscrowd", 0)))
-            areas.append(ann.get("area"))
-            ids.append(ann.get("id", index + 1))
-        if single_polygons:
-            rasterised = mask_util.frPyObjects(single_polygons, height, width)
-            for index, rle in zip(single_index, rasterised, strict=True):
-                rles[index] = rle
-        masks = crops_from_rles(rles, height, width)
-        area_values = np.array(
-            [
-                float(a) if a is not None else float(m)
-                for a, m in zip(areas, masks.areas, strict=True)
-            ],
-            np.float64,
-        )
-        return cls(
-            masks=masks,
-            classes=np.array(classes, np.int64),
-            crowd=np.array(crowd, bool),
-            areas=area_values,
-            ids=np.array([i if isinstance(i, (int, np.integer)) else -1 for i in ids], np.int64),
-        )
+__all__ = ["ImageResult", "Predictions", "evaluate_image"]
 
 
 @dataclass
@@ -125,7 +34,10 @@ class Predictions:
         ap_areas: (N,) float64 area of each detection for COCO's area ranges: its box
             ``w * h`` when boxes are given (what pycocotools uses for Detectron2's results),
             else its mask area.
-        semantic: optional (H, W) uint8 labels from a ``sem_seg`` output.
+        semantic: optional (H, W) uint8 labels of a semantic model (a ``sem_seg`` output or a
+            label PNG): 0 background, class k as k + 1.
+        has_instances: False when the model gave no instances at all (a semantic model):
+            the instance side is then not scored.
     """
 
     masks: MaskCrops
@@ -133,6 +45,7 @@ class Predictions:
     scores: np.ndarray
     ap_areas: np.ndarray
     semantic: np.ndarray | None = None
+    has_instances: bool = True
 
     @classmethod
     def from_output(
@@ -166,7 +79,10 @@ class Predictions:
         if instances is None or len(instances) == 0 or not instances.has("pred_masks"):
             empty = np.zeros(0)
             return cls(
-                MaskCrops.empty(height, width), empty.astype(np.int64), empty, empty, semantic
+                MaskCrops.empty(height, width), empty.astype(np.int64), empty, empty, semantic,
+                # Only a semantic output, no "instances" key: a semantic model. An empty dict
+                # is an instance model that found nothing.
+                has_instances=instances is not None or semantic is None,
             )
         instances = instances.to("cpu")
         masks = crops_from_dense(instances.pred_masks, mask_threshold)
@@ -194,6 +110,25 @@ def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if values.size else math.nan
 
 
+@dataclass
+class ImageResult:
+    """What one image adds to the evaluator's statistics.
+
+    Attributes:
+        record: the per-image record.
+        confusion: (K + 1, K + 1) confusion matrix of the semantic view: the semantic model's
+            labels when there are any, else the painted instances.
+        confusion_from_instances: the painted instances' confusion matrix when the model gave
+            both a semantic output and instances (the second semantic column), else None.
+        keep: indices of the predictions kept by the score threshold.
+    """
+
+    record: ImageRecord
+    confusion: np.ndarray
+    confusion_from_instances: np.ndarray | None
+    keep: np.ndarray
+
+
 def evaluate_image(
     image: dict,
     gt: GroundTruth,
@@ -203,7 +138,7 @@ def evaluate_image(
     iou_threshold: float,
     score_threshold: float,
     boundary_dilation: int | None,
-) -> tuple[ImageRecord, np.ndarray, np.ndarray]:
+) -> ImageResult:
     """Score one image.
 
     Args:
@@ -217,17 +152,23 @@ def evaluate_image(
         boundary_dilation: boundary band width in pixels, or None to skip boundary IoU.
 
     Returns:
-        The record, the image's (K + 1, K + 1) confusion matrix, and the indices of the
-        predictions kept by ``score_threshold``.
+        The image's record and confusion matrices.
     """
     keep = np.flatnonzero(pred.scores >= score_threshold)
     kept = pred.masks.subset(keep)
     gt_labels = paint_semantic_gt(gt.masks, gt.classes, gt.crowd)
+    painted = None
+    if pred.has_instances:
+        painted = confusion_matrix(
+            gt_labels, paint_semantic_from_crops(kept, pred.classes[keep], pred.scores[keep]),
+            num_classes + 1,
+        )
     if pred.semantic is not None:
-        pred_labels = pred.semantic
+        conf = confusion_matrix(gt_labels, pred.semantic, num_classes + 1)
+        from_instances = painted
     else:
-        pred_labels = paint_semantic_from_crops(kept, pred.classes[keep], pred.scores[keep])
-    conf = confusion_matrix(gt_labels, pred_labels, num_classes + 1)
+        assert painted is not None, "predictions with neither instances nor semantic labels"
+        conf, from_instances = painted, None
 
     inter = pairwise_intersections(pred.masks, gt.masks)
     iou = iou_matrix(inter, pred.masks.areas, gt.masks.areas, gt.crowd)
@@ -272,7 +213,11 @@ def evaluate_image(
         height=gt.masks.height,
         width=gt.masks.width,
         semantic_miou=thing_miou(conf),
-        instance_miou=_mean(match.gt_iou),
+        semantic_miou_from_instances=(
+            thing_miou(from_instances) if from_instances is not None else math.nan
+        ),
+        instance_miou=_mean(match.gt_iou) if pred.has_instances else math.nan,
+        has_instances=pred.has_instances,
         counts=counts,
         gt_classes=gt.classes[regular].astype(np.int16),
         gt_iou=match.gt_iou,
@@ -282,4 +227,4 @@ def evaluate_image(
         pred_ignored=match.pred_ignored,
         ap=ap,
     )
-    return record, conf, keep
+    return ImageResult(record, conf, from_instances, keep)

@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ..data.masks import MaskCrops  # noqa: E402
 from ..utils import atomic_write  # noqa: E402
 from .boundary import mask_boundary  # noqa: E402
-from .masks import MaskCrops  # noqa: E402
 
 __all__ = ["draw_instances", "plot_class_iou", "plot_confusion", "plot_overlay"]
 
@@ -33,32 +33,31 @@ def _save(fig: plt.Figure, path: str) -> None:
 
 
 def plot_class_iou(
-    path: str, class_names: Sequence[str], semantic: Sequence[float], instance: Sequence[float]
+    path: str, class_names: Sequence[str], series: Sequence[tuple[str, Sequence[float]]]
 ) -> None:
-    """Grouped bars: semantic IoU and instance IoU per class (percent; NaN drawn as absent).
+    """Grouped bars per class, one bar per series (percent; NaN drawn as absent).
 
     Args:
         path: PNG file.
         class_names: K names.
-        semantic: K semantic IoUs.
-        instance: K instance IoUs.
+        series: ``(label, K IoUs)`` pairs, e.g. semantic IoU and instance IoU (missed = 0).
     """
     k = len(class_names)
     x = np.arange(k)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * k + 2), 4))
-    sem = np.nan_to_num(np.asarray(semantic, float), nan=0.0)
-    inst = np.nan_to_num(np.asarray(instance, float), nan=0.0)
-    ax.bar(x - 0.2, sem, 0.4, label="semantic IoU")
-    ax.bar(x + 0.2, inst, 0.4, label="instance IoU (missed = 0)")
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * k * len(series) + 2), 4))
+    for i, (label, values) in enumerate(series):
+        shown = np.nan_to_num(np.asarray(values, float), nan=0.0)
+        ax.bar(x - 0.4 + width * (i + 0.5), shown, width, label=label)
     for i in range(k):
-        if math.isnan(semantic[i]) and math.isnan(instance[i]):
+        if all(math.isnan(values[i]) for _, values in series):
             ax.text(x[i], 1, "absent", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_xticks(x)
     ax.set_xticklabels(class_names, rotation=45, ha="right")
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 100)
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("Per class: semantic vs instance IoU")
+    ax.set_title("Per class: " + " vs ".join(label.split(" (")[0] for label, _ in series))
     _save(fig, path)
 
 

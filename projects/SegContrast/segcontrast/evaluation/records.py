@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.masks import MaskCrops
 from .coco_ap import ApImage
-from .masks import MaskCrops
 
 __all__ = ["EvalState", "ImageRecord", "WorstImage", "image_sort_key"]
 
@@ -39,8 +39,14 @@ class ImageRecord:
         image_id: the dataset's image id.
         file_name: the image file (for the overlays).
         height, width: image size.
-        semantic_miou: mean IoU over thing classes present in this image (NaN if none).
-        instance_miou: mean IoU of its non-crowd instances, missed = 0 (NaN if none).
+        semantic_miou: mean IoU over thing classes present in this image (NaN if none), of
+            the semantic view (the semantic model's labels when there are any, else the painted
+            instances).
+        semantic_miou_from_instances: the same for the painted instances when the model also
+            gave semantic labels (NaN otherwise).
+        instance_miou: mean IoU of its non-crowd instances, missed = 0 (NaN if none, or when the
+            model gave no instances).
+        has_instances: whether the model gave instances (False for a semantic model).
         counts: ``n_gt, n_crowd, n_pred, matched, missed, false_positives, ignored, merged,
             split, duplicates, class_confusions``.
         gt_classes: (G,) int16 classes of the non-crowd instances.
@@ -57,7 +63,9 @@ class ImageRecord:
     height: int
     width: int
     semantic_miou: float
+    semantic_miou_from_instances: float
     instance_miou: float
+    has_instances: bool
     counts: dict[str, int]
     gt_classes: np.ndarray
     gt_iou: np.ndarray
@@ -72,8 +80,10 @@ class ImageRecord:
         """The score by which the worst images are picked, lower is worse.
 
         Instance mIoU for an image with ground truth; 0 for one with only false positives;
-        None (never among the worst) for one with neither.
+        None (never among the worst) for one with neither, and for a semantic model's images.
         """
+        if not self.has_instances:
+            return None
         if self.counts["n_gt"] > 0:
             return self.instance_miou
         return 0.0 if self.counts["false_positives"] > 0 else None
@@ -141,7 +151,10 @@ class EvalState:
 
     Attributes:
         num_labels: K + 1.
-        confusion: (K + 1, K + 1) int64, rows ground truth.
+        confusion: (K + 1, K + 1) int64, rows ground truth, of the semantic view (see
+            :class:`~.image_eval.ImageResult`).
+        confusion_from_instances: the painted instances' matrix when the model gave both
+            semantic labels and instances; None until such an image is seen.
         images: one record per processed image.
         worst: at most ``max_worst`` worst images with their predicted masks.
         max_worst: capacity of ``worst``.
@@ -150,6 +163,7 @@ class EvalState:
     num_labels: int
     max_worst: int = 0
     confusion: np.ndarray = field(default=None)  # type: ignore[assignment]
+    confusion_from_instances: np.ndarray | None = None
     images: list[ImageRecord] = field(default_factory=list)
     worst: list[WorstImage] = field(default_factory=list)
 
@@ -164,6 +178,19 @@ class EvalState:
         if len(self.worst) < self.max_worst:
             return True
         return (score, image_sort_key(image_id)) < max(w.key() for w in self.worst)
+
+    def add_confusions(self, confusion: np.ndarray, from_instances: np.ndarray | None) -> None:
+        """Add one image's confusion matrices."""
+        self.confusion += confusion
+        if from_instances is not None:
+            if self.confusion_from_instances is None:
+                self.confusion_from_instances = np.zeros_like(self.confusion)
+            self.confusion_from_instances += from_instances
+
+    @property
+    def has_instances(self) -> bool:
+        """Whether any image had instance predictions (False: a semantic model only)."""
+        return any(r.has_instances for r in self.images)
 
     def add_worst(self, entry: WorstImage) -> None:
         """Insert, dropping the best entry when over capacity."""
@@ -205,6 +232,10 @@ class EvalState:
             images.append(record)
         merged.images = images
         merged.confusion = np.sum([s.confusion for s in states], axis=0).astype(np.int64)
+        from_instances = [s.confusion_from_instances for s in states
+                          if s.confusion_from_instances is not None]
+        if from_instances:
+            merged.confusion_from_instances = np.sum(from_instances, axis=0).astype(np.int64)
         for entry in sorted((w for s in states for w in s.worst), key=WorstImage.key):
             if not any(
                 image_sort_key(w.image_id) == image_sort_key(entry.image_id) for w in merged.worst

@@ -81,30 +81,73 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 
 def write_per_image_csv(path: str, images: Sequence[ImageRecord]) -> None:
-    """``per_image.csv``: one row per image, mIoUs in percent (empty when undefined)."""
+    """``per_image.csv``: one row per image, mIoUs in percent (empty when undefined).
+
+    A ``semantic_mIoU_from_instances`` column follows ``semantic_mIoU`` when the model gave
+    both semantic labels and instances.
+    """
+    two_semantic = any(not math.isnan(r.semantic_miou_from_instances) for r in images)
+    columns = list(PER_IMAGE_COLUMNS)
+    if two_semantic:
+        columns.insert(columns.index("semantic_mIoU") + 1, "semantic_mIoU_from_instances")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(PER_IMAGE_COLUMNS)
+    writer.writerow(columns)
     for r in images:
-        c = r.counts
-        writer.writerow(
-            [
-                r.image_id,
-                _fmt(r.semantic_miou * 100, 4),
-                _fmt(r.instance_miou * 100, 4),
-                c["n_gt"],
-                c["n_pred"],
-                c["merged"],
-                c["split"],
-                c["missed"],
-                c["false_positives"],
-                c["duplicates"],
-                c["class_confusions"],
-                c["n_crowd"],
-            ]
-        )
+        values = {
+            "image_id": r.image_id,
+            "semantic_mIoU": _fmt(r.semantic_miou * 100, 4),
+            "semantic_mIoU_from_instances": _fmt(r.semantic_miou_from_instances * 100, 4),
+            "instance_mIoU": _fmt(r.instance_miou * 100, 4),
+            **r.counts,
+        }
+        writer.writerow([values[c] for c in columns])
     text = buffer.getvalue()
     atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="pipe", numalign="right")
+
+
+def _per_class_table(summary: Summary) -> str:
+    """Per class: each semantic column, instance IoU, AP and the counts present."""
+    res = summary.results
+    columns = [("semantic_IoU", "semantic IoU", "semantic", "mIoU")]
+    if "semantic_from_instances" in res:
+        columns = [("semantic_IoU", "semantic IoU (head)", "semantic", "mIoU"),
+                   ("semantic_from_instances_IoU", "semantic IoU (painted instances)",
+                    "semantic_from_instances", "mIoU")]
+    if "instance" in res:
+        columns += [("instance_IoU", "instance IoU", "instance", "class_mIoU"),
+                    ("AP", "mask AP", "segm", "AP")]
+    counts = [key for key in ("gt_instances", "matched", "predictions")
+              if key in summary.details["per_class"][0]] if summary.details["per_class"] else []
+    rows = [[r["class"], *(_fmt(r[key]) for key, *_ in columns), *(r[c] for c in counts)]
+            for r in summary.details["per_class"]]
+    totals = summary.details["counts"]
+    total_keys = {"gt_instances": "n_gt", "matched": "matched", "predictions": "n_pred"}
+    rows.append(["(mean)", *(_fmt(res[group][key]) for _, _, group, key in columns),
+                 *(int(totals.get(total_keys[c], sum(r[c] for r in summary.details["per_class"])))
+                   for c in counts)])
+    headers = ["class", *(label for _, label, *_ in columns),
+               *({"gt_instances": "GT inst"}.get(c, c) for c in counts)]
+    return _table(rows, headers)
+
+
+def _headline_table(summary: Summary) -> str:
+    res = summary.results
+    cells = [("sem mIoU", "semantic", "mIoU"), ("sem mIoU/img", "semantic", "mIoU_per_image")]
+    if "semantic_from_instances" in res:
+        cells = [("sem mIoU (head)", "semantic", "mIoU"),
+                 ("sem mIoU (painted)", "semantic_from_instances", "mIoU"),
+                 ("sem mIoU/img (head)", "semantic", "mIoU_per_image")]
+    if "instance" in res:
+        cells += [("inst mIoU", "instance", "mIoU"), ("inst matched", "instance", "matched_mIoU"),
+                  ("F1", "instance", "F1"), ("boundary IoU", "instance", "boundary_IoU"),
+                  ("AP", "segm", "AP"), ("AP50", "segm", "AP50"), ("AP75", "segm", "AP75")]
+    return _table([[_fmt(res[g].get(k, math.nan)) for _, g, k in cells]],
+                  [label for label, _, _ in cells])
 
 
 def format_report(summary: Summary, dataset_name: str) -> str:
@@ -114,92 +157,26 @@ def format_report(summary: Summary, dataset_name: str) -> str:
     meaning, the absent-class rules that applied, and the explanation sentence.
     """
     res = summary.results
-    sem, inst, segm = res["semantic"], res["instance"], res["segm"]
-    rows = [
-        [
-            r["class"],
-            _fmt(r["semantic_IoU"]),
-            _fmt(r["instance_IoU"]),
-            _fmt(r["AP"]),
-            r["gt_instances"],
-            r["matched"],
-            r["predictions"],
-        ]
-        for r in summary.details["per_class"]
-    ]
-    rows.append(
-        [
-            "(mean)",
-            _fmt(sem["mIoU"]),
-            _fmt(inst["class_mIoU"]),
-            _fmt(segm["AP"]),
-            int(res["contrast"]["gt_instances"]),
-            int(res["contrast"]["matched"]),
-            int(res["contrast"]["predictions"]),
-        ]
-    )
-    table = tabulate(
-        rows,
-        headers=[
-            "class",
-            "semantic IoU",
-            "instance IoU",
-            "mask AP",
-            "GT inst",
-            "matched",
-            "predictions",
-        ],
-        tablefmt="pipe",
-        numalign="right",
-    )
-    headline = tabulate(
-        [
-            [
-                _fmt(sem["mIoU"]),
-                _fmt(sem["mIoU_per_image"]),
-                _fmt(inst["mIoU"]),
-                _fmt(inst["matched_mIoU"]),
-                _fmt(inst["F1"]),
-                _fmt(inst.get("boundary_IoU", math.nan)),
-                _fmt(segm["AP"]),
-                _fmt(segm["AP50"]),
-                _fmt(segm["AP75"]),
-            ]
-        ],
-        headers=[
-            "sem mIoU",
-            "sem mIoU/img",
-            "inst mIoU",
-            "inst matched",
-            "F1",
-            "boundary IoU",
-            "AP",
-            "AP50",
-            "AP75",
-        ],
-        tablefmt="pipe",
-        numalign="right",
-    )
-    contrast = tabulate(
-        [[key, int(res["contrast"][key]), meaning] for key, meaning in _CONTRAST_MEANINGS],
-        headers=["count", "value", "meaning"],
-        tablefmt="pipe",
-    )
     rules = []
     for key, entry in summary.details["absent_class_rules"].items():
         if entry["classes"]:
             rules.append(f"  {key} ({entry['rule']}): {', '.join(entry['classes'])}")
     lines = [
-        f"SegContrast evaluation of {dataset_name} ({int(res['contrast']['images'])} images), "
+        f"SegContrast evaluation of {dataset_name} ({summary.details['num_images']} images), "
         "percent except counts:",
-        headline,
+        _headline_table(summary),
         "",
-        "Per class, semantic vs instance:",
-        table,
+        "Per class, semantic vs instance:" if "instance" in res else "Per class:",
+        _per_class_table(summary),
         "",
-        "Where they disagree:",
-        contrast,
-        "",
+    ]
+    if "contrast" in res:
+        contrast = _table(
+            [[key, int(res["contrast"][key]), meaning] for key, meaning in _CONTRAST_MEANINGS],
+            ["count", "value", "meaning"],
+        )
+        lines += ["Where they disagree:", contrast, ""]
+    lines += [
         "Absent-class rules applied:" if rules else "Absent-class rules applied: none.",
         *rules,
         summary.details["explanation"],

@@ -11,22 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from .masks import MaskCrops, crops_from_dense
+from ..data.masks import MaskCrops, crops_from_dense
+from ..data.semantic_gt import IGNORE_LABEL
 
 __all__ = [
     "IGNORE_LABEL",
     "check_num_classes",
     "SemanticScores",
     "confusion_matrix",
-    "paint_semantic_gt",
     "paint_semantic_prediction",
     "paint_semantic_from_crops",
     "semantic_scores",
     "thing_miou",
 ]
-
-IGNORE_LABEL = 255
-
 
 def check_num_classes(num_classes: int) -> None:
     """Raise ValueError unless K fits the uint8 label maps (1 <= K <= 253)."""
@@ -35,51 +32,6 @@ def check_num_classes(num_classes: int) -> None:
             f"{num_classes} thing classes: the semantic label maps hold 1..K plus background 0 "
             f"and ignore {IGNORE_LABEL}, so K must be in [1, {IGNORE_LABEL - 2}]"
         )
-
-
-def paint_semantic_gt(gt: MaskCrops, classes: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """Build the semantic ground truth of one image from its instances.
-
-    Rule, in this order: a pixel covered by non-crowd instances of one class gets that class
-    (k + 1); covered by non-crowd instances of two or more classes it is ignored (255: no
-    instance is preferred over another); covered only by crowd regions it is ignored (255);
-    elsewhere background (0).
-
-    Args:
-        gt: the instance masks.
-        classes: (G,) contiguous class ids.
-        crowd: (G,) bool ``iscrowd`` flags.
-
-    Returns:
-        (H, W) uint8 labels.
-    """
-    labels = np.zeros((gt.height, gt.width), np.uint8)
-    regular = np.flatnonzero(~crowd & (gt.areas > 0))
-    for i in regular:
-        x0, y0, x1, y1 = gt.boxes[i]
-        np.copyto(labels[y0:y1, x0:x1], classes[i] + 1, where=gt.crops[i], casting="unsafe")
-    # Pixels shared by instances of different classes: only where such boxes overlap.
-    boxes = gt.boxes[regular]
-    cls = classes[regular]
-    ix0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    iy0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    ix1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    iy1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    clash = (ix1 > ix0) & (iy1 > iy0) & (cls[:, None] != cls[None, :])
-    for a, b in zip(*np.nonzero(np.triu(clash, 1)), strict=True):
-        i, j = regular[a], regular[b]
-        x0, y0, x1, y1 = ix0[a, b], iy0[a, b], ix1[a, b], iy1[a, b]
-        bi, bj = gt.boxes[i], gt.boxes[j]
-        both = (
-            gt.crops[i][y0 - bi[1] : y1 - bi[1], x0 - bi[0] : x1 - bi[0]]
-            & gt.crops[j][y0 - bj[1] : y1 - bj[1], x0 - bj[0] : x1 - bj[0]]
-        )
-        labels[y0:y1, x0:x1][both] = IGNORE_LABEL
-    for i in np.flatnonzero(crowd & (gt.areas > 0)):
-        x0, y0, x1, y1 = gt.boxes[i]
-        region = labels[y0:y1, x0:x1]
-        region[gt.crops[i] & (region == 0)] = IGNORE_LABEL
-    return labels
 
 
 def paint_semantic_from_crops(

@@ -72,13 +72,13 @@ def _cat(arrays: Sequence[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
 
 
-def semantic_group(confusion: np.ndarray, images: Sequence[ImageRecord],
+def semantic_group(confusion: np.ndarray, per_image_miou: np.ndarray,
                    names: Sequence[str]) -> tuple[OrderedDict, SemanticScores]:
-    """The "semantic" results: IoU from the dataset's confusion matrix.
+    """A semantic group ("semantic", "semantic_from_instances"): IoU from a confusion matrix.
 
     Args:
         confusion: (K + 1, K + 1) summed confusion matrix, rows ground truth.
-        images: the per-image records (for the per-image mean).
+        per_image_miou: (images,) each image's own mIoU (NaN where undefined).
         names: K thing class names.
 
     Returns:
@@ -87,7 +87,7 @@ def semantic_group(confusion: np.ndarray, images: Sequence[ImageRecord],
     sem = semantic_scores(confusion)
     group: OrderedDict[str, float] = OrderedDict()
     group["mIoU"] = _pct(sem.miou)
-    group["mIoU_per_image"] = _pct(_mean(np.array([r.semantic_miou for r in images])))
+    group["mIoU_per_image"] = _pct(_mean(per_image_miou))
     group["fwIoU"] = _pct(sem.fwiou)
     group["pixel_acc"] = _pct(sem.pixel_accuracy)
     group["mean_acc"] = _pct(sem.mean_accuracy)
@@ -225,31 +225,46 @@ def summarize(
     counts = (
         {key: int(sum(r.counts[key] for r in images)) for key in images[0].counts} if images else {}
     )
-    semantic, sem = semantic_group(state.confusion, images, names)
+    semantic, sem = semantic_group(
+        state.confusion, np.array([r.semantic_miou for r in images]), names
+    )
+    results = OrderedDict([("semantic", semantic)])
+    if state.confusion_from_instances is not None:
+        results["semantic_from_instances"], _ = semantic_group(
+            state.confusion_from_instances,
+            np.array([r.semantic_miou_from_instances for r in images]), names,
+        )
     arrays = _InstanceArrays.gather(images)
-    instance, inst_absent, inst_only_pred = instance_group(
-        arrays, counts, names, boundary_iou=boundary_iou
-    )
-    segm = segm_group(images, names)
-    contrast = contrast_group(counts, len(images), sem, inst_absent, inst_only_pred)
-    results = OrderedDict(
-        [("semantic", semantic), ("instance", instance), ("segm", segm), ("contrast", contrast)]
-    )
+    inst_absent: list[int] = []
+    inst_only_pred: list[int] = []
+    if state.has_instances:
+        instance, inst_absent, inst_only_pred = instance_group(
+            arrays, counts, names, boundary_iou=boundary_iou
+        )
+        results["instance"] = instance
+        results["segm"] = segm_group(images, names)
+        results["contrast"] = contrast_group(
+            counts, len(images), sem, inst_absent, inst_only_pred
+        )
     matched = arrays.gt_iou > 0
-    per_class = [
-        {
-            "class": name,
-            "semantic_IoU": semantic[f"IoU-{name}"],
-            "instance_IoU": instance[f"IoU-{name}"],
-            "AP": segm[f"AP-{name}"],
-            "gt_instances": int(np.count_nonzero(arrays.gt_classes == k)),
-            "matched": int(np.count_nonzero(matched & (arrays.gt_classes == k))),
-            "predictions": int(np.count_nonzero(arrays.pred_classes == k)),
-        }
-        for k, name in enumerate(names)
-    ]
+    per_class = []
+    for k, name in enumerate(names):
+        row: dict[str, Any] = {"class": name, "semantic_IoU": semantic[f"IoU-{name}"]}
+        if "semantic_from_instances" in results:
+            row["semantic_from_instances_IoU"] = results["semantic_from_instances"][f"IoU-{name}"]
+        if state.has_instances:
+            row["instance_IoU"] = results["instance"][f"IoU-{name}"]
+            row["AP"] = results["segm"][f"AP-{name}"]
+        row["gt_instances"] = int(np.count_nonzero(arrays.gt_classes == k))
+        if state.has_instances:
+            row["matched"] = int(np.count_nonzero(matched & (arrays.gt_classes == k)))
+            row["predictions"] = int(np.count_nonzero(arrays.pred_classes == k))
+        per_class.append(row)
+    rules = _absent_class_rules(names, sem, inst_absent, inst_only_pred)
+    if not state.has_instances:
+        rules = {k: v for k, v in rules.items() if k.startswith("semantic")}
     details = {
-        "absent_class_rules": _absent_class_rules(names, sem, inst_absent, inst_only_pred),
+        "absent_class_rules": rules,
         "per_class": per_class,
         "confusion_matrix": {
             "labels": ["background", *names],
@@ -258,6 +273,7 @@ def summarize(
             "counts": state.confusion.tolist(),
         },
         "counts": counts,
+        "num_images": len(images),
         "explanation": explain(results),
     }
     return Summary(results=results, details=details, class_names=names)

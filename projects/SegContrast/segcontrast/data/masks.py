@@ -1,5 +1,8 @@
 """Binary masks as tight bounding-box crops: the evaluator never keeps full-image masks.
 
+:class:`GroundTruth` decodes one dataset dict's annotations into crops; the evaluator scores
+against it and the dataset mapper paints semantic training targets from it.
+
 Predicted masks arrive as dense ``(N, H, W)`` arrays; ground-truth masks as COCO polygons or RLE.
 Both become :class:`MaskCrops` (one tight crop per mask plus its box), and every later step
 (intersections, painting, boundaries) works on crops. Ground truth is decoded from its RLE
@@ -17,9 +20,10 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from ..data.rle import rle_counts_to_runs
+from .rle import rle_counts_to_runs
 
 __all__ = [
+    "GroundTruth",
     "MaskCrops",
     "annotation_to_rle",
     "crops_from_dense",
@@ -255,3 +259,88 @@ def pairwise_intersections(a: MaskCrops, b: MaskCrops) -> np.ndarray:
         cb = b.crops[j][y0 - bb[j, 1] : y1 - bb[j, 1], x0 - bb[j, 0] : x1 - bb[j, 0]]
         out[i, j] = np.count_nonzero(ca & cb)
     return out
+
+
+@dataclass
+class GroundTruth:
+    """One image's annotations, decoded to crops.
+
+    Attributes:
+        masks: G masks (crowd regions included), annotation order.
+        classes: (G,) contiguous class ids.
+        crowd: (G,) bool.
+        areas: (G,) float64 annotation ``area`` (COCO's area ranges use it).
+        ids: (G,) annotation ids.
+    """
+
+    masks: MaskCrops
+    classes: np.ndarray
+    crowd: np.ndarray
+    areas: np.ndarray
+    ids: np.ndarray
+
+    @classmethod
+    def from_dataset_dict(cls, record: dict, num_classes: int) -> GroundTruth:
+        """Decode a Detectron2 dataset dict's annotations.
+
+        Args:
+            record: ``{"height", "width", "image_id", "annotations": [...]}`` with
+                ``category_id`` contiguous, ``segmentation`` polygons or RLE, ``iscrowd``,
+                ``area`` and ``id``.
+            num_classes: K, to check the class ids.
+
+        Returns:
+            The ground truth.
+
+        Raises:
+            ValueError: an annotation without a segmentation or with a class outside [0, K).
+        """
+        height, width = int(record["height"]), int(record["width"])
+        annotations = record.get("annotations", [])
+        rles: list = [None] * len(annotations)
+        single_polygons, single_index = [], []
+        classes, crowd, areas, ids = [], [], [], []
+        for index, ann in enumerate(annotations):
+            category = int(ann["category_id"])
+            if "segmentation" not in ann or not 0 <= category < num_classes:
+                where = f"image {record.get('image_id')!r}, annotation {ann.get('id', index)!r}"
+                if "segmentation" not in ann:
+                    raise ValueError(f"{where}: no 'segmentation'; the evaluator scores masks")
+                raise ValueError(
+                    f"{where}: category_id {category} outside [0, {num_classes}) (expected "
+                    "contiguous ids, as Detectron2's dataset dicts have)"
+                )
+            segmentation = ann["segmentation"]
+            if (
+                isinstance(segmentation, list)
+                and len(segmentation) == 1
+                and len(segmentation[0]) >= 6
+            ):
+                # One polygon: its RLE is what merge() would return; rasterise all at once.
+                single_polygons.append(segmentation[0])
+                single_index.append(index)
+            else:
+                rles[index] = annotation_to_rle(segmentation, height, width)
+            classes.append(category)
+            crowd.append(bool(ann.get("iscrowd", 0)))
+            areas.append(ann.get("area"))
+            ids.append(ann.get("id", index + 1))
+        if single_polygons:
+            rasterised = mask_util.frPyObjects(single_polygons, height, width)
+            for index, rle in zip(single_index, rasterised, strict=True):
+                rles[index] = rle
+        masks = crops_from_rles(rles, height, width)
+        area_values = np.array(
+            [
+                float(a) if a is not None else float(m)
+                for a, m in zip(areas, masks.areas, strict=True)
+            ],
+            np.float64,
+        )
+        return cls(
+            masks=masks,
+            classes=np.array(classes, np.int64),
+            crowd=np.array(crowd, bool),
+            areas=area_values,
+            ids=np.array([i if isinstance(i, (int, np.integer)) else -1 for i in ids], np.int64),
+        )

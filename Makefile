@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The stamp is keyed on everything that decides what gets installed, so `make setup` reinstalls
 # only when one of these files changes.
-SETUP_INPUTS := requirements.txt tools/install_detectron2.py pyproject.toml
+SETUP_INPUTS := requirements.txt requirements-nodeps.txt tools/install_detectron2.py pyproject.toml
 SETUP_KEY := $(shell cat $(SETUP_INPUTS) 2>/dev/null | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.setup-stamp-$(SETUP_KEY)
 
@@ -17,6 +17,7 @@ setup: $(STAMP)
 $(STAMP): $(SETUP_INPUTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(PY) tools/install_detectron2.py
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.setup-stamp-*

@@ -22,7 +22,7 @@ from detectron2.utils import comm
 from tqdm import tqdm
 
 from .boundary import boundary_dilation
-from .image_eval import GroundTruth, Predictions, evaluate_image
+from .image_eval import GroundTruth, Predictions, describe_image, evaluate_image
 from .records import EvalState, WorstImage, image_sort_key
 from .report import format_report, write_metrics_json, write_per_image_csv
 from .semantic import check_num_classes
@@ -134,9 +134,14 @@ class SegContrastEvaluator(DatasetEvaluator):
                 )
                 continue
             self._seen.add(key)
-            gt = GroundTruth.from_dataset_dict(record, num_classes)
-            height, width = gt.masks.height, gt.masks.width
-            pred = Predictions.from_output(out, height, width, self._mask_threshold, num_classes)
+            try:
+                gt = GroundTruth.from_dataset_dict(record, num_classes)
+                height, width = gt.masks.height, gt.masks.width
+                pred = Predictions.from_output(out, height, width, self._mask_threshold,
+                                               num_classes)
+            except ValueError as err:
+                where = describe_image(record)
+                raise ValueError(str(err) if where in str(err) else f"{where}: {err}") from err
             dilation = (
                 boundary_dilation(height, width, self._dilation_ratio)
                 if self._boundary_iou
@@ -254,7 +259,8 @@ class SegContrastEvaluator(DatasetEvaluator):
             pred = worst.masks(record.height, record.width)
             c = record.counts
             title = (
-                f"image {worst.image_id}: instance mIoU {_pct_text(record.instance_miou)}, "
+                f"{os.path.basename(record.file_name) or '?'} (image {worst.image_id}): "
+                f"instance mIoU {_pct_text(record.instance_miou)}, "
                 f"semantic mIoU {_pct_text(record.semantic_miou)}; merged {c['merged']}, "
                 f"split {c['split']}, missed {c['missed']}, false positives "
                 f"{c['false_positives']}"

@@ -26,7 +26,13 @@ from .masks import (
 from .records import ImageRecord
 from .semantic import confusion_matrix, paint_semantic_from_crops, paint_semantic_gt, thing_miou
 
-__all__ = ["GroundTruth", "Predictions", "evaluate_image"]
+__all__ = ["GroundTruth", "Predictions", "describe_image", "evaluate_image"]
+
+
+def describe_image(record: dict) -> str:
+    """``"image 3 (cells/a.png)"``: how messages name an image (its id and its file)."""
+    name = record.get("file_name")
+    return f"image {record.get('image_id')!r}" + (f" ({name})" if name else "")
 
 
 @dataclass
@@ -71,7 +77,8 @@ class GroundTruth:
         for index, ann in enumerate(annotations):
             category = int(ann["category_id"])
             if "segmentation" not in ann or not 0 <= category < num_classes:
-                where = f"image {record.get('image_id')!r}, annotation {ann.get('id', index)!r}"
+                where = (f"{describe_image(record)}, annotation "
+                         f"{ann.get('id', index)!r}")
                 if "segmentation" not in ann:
                     raise ValueError(f"{where}: no 'segmentation'; the evaluator scores masks")
                 raise ValueError(

@@ -102,6 +102,10 @@ def fruit_run(tmp_path_factory, fruit, tiny_config):
     ):
         assert time.time() < deadline, "the first run took no lock within 240 s"
         time.sleep(0.05)
+    if first.poll() is not None:
+        stdout, stderr = first.communicate()
+        pytest.fail(f"the first run ended (exit code {first.returncode}) without holding a lock "
+                    f"on its OUTPUT_DIR:\n{stdout[-2000:]}{stderr[-2000:]}")
     # Stopped, the first run keeps its lock however slow the second one is to start.
     os.kill(first.pid, signal.SIGSTOP)
     try:

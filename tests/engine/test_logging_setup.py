@@ -50,3 +50,20 @@ def test_other_ranks_write_their_own_file_and_nothing_on_the_console(tmp_path, c
     assert "from rank 1" not in capsys.readouterr().out
     assert "from rank 1" in (tmp_path / "log.txt.rank1").read_text()
     assert not (tmp_path / "log.txt").exists()
+
+
+def test_a_run_inside_a_process_already_set_up_does_not_double_the_console(tmp_path, capsys):
+    logger = logging.getLogger("segcontrast.data")
+    root = logging.getLogger("segcontrast")
+    before = (root.handlers[:], root.level, root.propagate)
+    with segcontrast_logging():  # stands for a process whose own setup came first
+        setup_segcontrast_logging(tmp_path / "outer")
+        with segcontrast_logging():
+            setup_segcontrast_logging(tmp_path / "inner")
+            logger.info("inside the inner run")
+        logger.info("back in the outer run")
+    out = capsys.readouterr().out
+    assert out.count("inside the inner run") == 1 and out.count("back in the outer run") == 1
+    assert "inside the inner run" not in (tmp_path / "outer" / "log.txt").read_text()
+    assert "back in the outer run" in (tmp_path / "outer" / "log.txt").read_text()
+    assert (root.handlers, root.level, root.propagate) == before

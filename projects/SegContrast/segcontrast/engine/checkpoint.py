@@ -34,6 +34,7 @@ from ..utils import atomic_write
 from .class_metadata import CHECKPOINT_KEY, ClassMetadata
 
 __all__ = [
+    "EMPTY_EVAL_WEIGHTS",
     "MODEL_ZOO_PREFIXES",
     "SafeDetectionCheckpointer",
     "UnsafeWeightsError",
@@ -46,6 +47,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MODEL_ZOO_PREFIXES = ("detectron2://", "https://dl.fbaipublicfiles.com/detectron2/")
+EMPTY_EVAL_WEIGHTS = (
+    "MODEL.WEIGHTS is empty: --eval-only needs trained weights, e.g. "
+    "`MODEL.WEIGHTS output/run/model_final.pth`. Refusing to evaluate a randomly "
+    "initialised model."
+)
 
 
 class WeightsError(RuntimeError):
@@ -281,11 +287,7 @@ def load_weights_for_eval(
             file, or any shape that does not match the model.
     """
     if not weights:
-        raise WeightsError(
-            "MODEL.WEIGHTS is empty: --eval-only needs trained weights, e.g. "
-            "`MODEL.WEIGHTS output/run/model_final.pth`. Refusing to evaluate a randomly "
-            "initialised model."
-        )
+        raise WeightsError(EMPTY_EVAL_WEIGHTS)
     local = local_weights_file(weights)
     checkpointer = SafeDetectionCheckpointer(model, allow_unsafe_pickle=allow_unsafe_pickle)
     checkpointer._requested_path = weights

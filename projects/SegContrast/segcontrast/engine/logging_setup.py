@@ -132,7 +132,11 @@ def segcontrast_logging() -> Iterator[None]:
     records that were never shown (the run stopped before it knew its folder) are dropped.
     """
     logger = _logger()
-    saved = (logger.level, logger.propagate, list(logger.handlers), _state["key"])
+    saved_level, saved_propagate = logger.level, logger.propagate
+    saved_handlers, saved_key = list(logger.handlers), _state["key"]
+    # A setup made before the run (outside this block) is put aside, not doubled.
+    for handler in _HANDLERS.get(saved_key, []):  # type: ignore[arg-type]
+        logger.removeHandler(handler)
     held = _HeldRecords()
     logger.addHandler(held)
     logger.setLevel(logging.DEBUG)
@@ -144,11 +148,13 @@ def segcontrast_logging() -> Iterator[None]:
         yield
     finally:
         for handler in list(logger.handlers):
-            if handler not in saved[2]:
+            if handler not in saved_handlers:
                 logger.removeHandler(handler)
                 if isinstance(handler, logging.StreamHandler):
                     handler.flush()
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
+        for handler in saved_handlers:
+            logger.addHandler(handler)  # no-op for those still attached
+        logger.setLevel(saved_level)
+        logger.propagate = saved_propagate
         _state["held"] = None
-        _state["key"] = saved[3]
+        _state["key"] = saved_key

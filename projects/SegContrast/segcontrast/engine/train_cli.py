@@ -38,7 +38,13 @@ from ..data import (
     validate_dataset,
 )
 from ..utils import use_cuda
-from .checkpoint import WeightsError, check_weights_file, load_weights_for_eval, local_weights_file
+from .checkpoint import (
+    EMPTY_EVAL_WEIGHTS,
+    WeightsError,
+    check_weights_file,
+    load_weights_for_eval,
+    local_weights_file,
+)
 from .class_metadata import ClassMetadataError, check_weights_match_dataset
 from .launch import launch
 from .logging_setup import segcontrast_logging, setup_segcontrast_logging
@@ -272,10 +278,12 @@ def check_weights(cfg: CfgNode, args: argparse.Namespace) -> None:
     a resumed run does not use are not checked.
 
     Raises:
-        WeightsError: a missing file, a file that is not a PyTorch checkpoint, a URL that
-            cannot be downloaded.
+        WeightsError: none for eval-only, a missing file, a file that is not a PyTorch
+            checkpoint, a URL that cannot be downloaded.
     """
     weights = cfg.MODEL.WEIGHTS
+    if args.eval_only and not args.eval_untrained and not weights:
+        raise WeightsError(EMPTY_EVAL_WEIGHTS)
     if not weights or args.eval_untrained:
         return
     if not args.eval_only and args.resume and _last_checkpoint_exists(cfg):

@@ -59,6 +59,9 @@ REQUIRED = [
     "png_16bit", "exif_rotated_jpeg", "names_with_spaces_non_ascii", "file_name_dotdot",
     "file_name_absolute",
 ]
+# And those of issue 12.
+REQUIRED += ["png_16bit_rgb", "tiff_16bit_gray", "tiff_16bit_rgb", "annotation_id_zero",
+             "duplicate_category_names"]
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,10 @@ def _decode_deep_colour(data: bytes, file_name: str) -> Image.Image:
     """A 16-bit colour file as an 8-bit image (RGB, or L for grayscale+alpha), by the rule."""
     import cv2  # only for these files; OpenCV keeps all 16 bits of each sample
 
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        array = None
     if array is None:
         raise OSError(f"{file_name}: a 16-bit colour image that OpenCV cannot decode")
     if array.ndim == 3 and array.shape[2] >= 3:

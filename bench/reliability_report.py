@@ -5,8 +5,10 @@
     python bench/reliability_report.py --write-docs  # also write them into README.md
 
 Runs the bad-input corpus tests (tests/data/test_corpus.py, test_corpus_training.py), the
-hypothesis property tests of the validator and the evaluator, and the kill -9 / --resume test,
-then counts what passed from pytest's JUnit XML and hypothesis' statistics.
+hypothesis property tests of the validator and the evaluator, the tests of the tools' answers to
+bad use (issue 12: unusable weights, URLs, output folders, configs, images; a second run into a
+busy OUTPUT_DIR; logging; class names), and the kill -9 / --resume test, then counts what passed
+from pytest's JUnit XML and hypothesis' statistics.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ TESTS = {
                    "tests/evaluation/test_properties.py"],
     "resume": ["tests/tools/test_train_net.py::"
                "test_kill_9_then_resume_ends_like_an_uninterrupted_run"],
+    "tools": ["tests/tools/test_reliability.py", "tests/engine/test_output_dir_lock.py",
+              "tests/engine/test_weights_and_classes.py", "tests/engine/test_logging_setup.py",
+              "tests/data/test_ids_names_and_files.py", "tests/data/test_bit_depth.py",
+              "tests/utils/test_known_warnings.py"],
 }
 
 
@@ -72,6 +78,7 @@ def measure() -> str:
         properties, text = _run(TESTS["properties"], Path(tmp) / "properties.xml",
                                 ("--hypothesis-show-statistics",))
         resume, _ = _run(TESTS["resume"], Path(tmp) / "resume.xml")
+        tools, _ = _run(TESTS["tools"], Path(tmp) / "tools.xml")
     # Hypothesis' statistics: "- 40 passing, 0 failing, and 0 invalid test cases" per phase.
     examples = sum(int(n) for n in re.findall(r"(\d+) passing,", text))
     failing = sum(int(n) for n in re.findall(r"(\d+) failing,", text))
@@ -83,6 +90,7 @@ def measure() -> str:
         "",
         f"- **Bad-input corpus** (`tests/data/make_corpus.py`): {total_cases} cases "
         f"({cases['works']} must work, {cases['dropped']} must drop items with a count, "
+        f"{cases['changed']} must be corrected with a count, "
         f"{cases['error']} must stop with a clear error naming the file and ids). "
         f"{corpus['passed']} of {per_case_checks} per-case checks pass (the expected outcome "
         "through the validator, through registration, and through `tools/validate_dataset.py`).",
@@ -91,6 +99,11 @@ def measure() -> str:
         f"- **Property tests** (hypothesis, validator and evaluator): {properties['passed']} of "
         f"{sum(properties.values())} pass, {examples} generated examples run, "
         f"{failing} failing.",
+        f"- **Bad use of the tools** (unreadable or non-checkpoint weights, an offline model-zoo "
+        f"URL, yaml errors, unusable output folders, a schedule past `SOLVER.MAX_ITER`, "
+        f"unreadable images, a second run into a busy `OUTPUT_DIR`; reports and notes on stdout "
+        f"and in `log.txt`; class names and ids from the weights): {tools['passed']} of "
+        f"{sum(tools.values())} checks pass.",
         f"- **Crash and resume**: `kill -9` of a training run after its second checkpoint, then "
         f"`--resume`, ends at the same final iteration as an uninterrupted run: "
         f"{'passed' if resume['passed'] and not resume['failed'] else 'FAILED'}.",

@@ -11,14 +11,25 @@ and .png to --output. Use the best one with `TEST.SEGCONTRAST.MASK_THRESHOLD <t>
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 import segcontrast  # noqa: F401  (makes detectron2 usable; registers the mask heads)
-from detectron2.data import build_detection_test_loader
-from segcontrast.data import SegContrastDatasetMapper
-from segcontrast.engine.checkpoint import load_weights_for_eval
-from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg
-from segcontrast.engine.trainer import SegContrastTrainer
-from segcontrast.evaluation.threshold_sweep import (
+from segcontrast.utils.known_warnings import ignore_known_warnings
+
+ignore_known_warnings()  # before the imports below: some of them warn while importing
+
+from detectron2.data import build_detection_test_loader  # noqa: E402
+from segcontrast.data import SegContrastDatasetMapper  # noqa: E402
+from segcontrast.engine.checkpoint import load_weights_for_eval  # noqa: E402
+from segcontrast.engine.class_metadata import check_weights_match_dataset  # noqa: E402
+from segcontrast.engine.logging_setup import (  # noqa: E402
+    segcontrast_logging,
+    setup_segcontrast_logging,
+)
+from segcontrast.engine.output_dir import check_output_dir_usable  # noqa: E402
+from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg  # noqa: E402
+from segcontrast.engine.trainer import SegContrastTrainer  # noqa: E402
+from segcontrast.evaluation.threshold_sweep import (  # noqa: E402
     DEFAULT_THRESHOLDS,
     sweep_mask_thresholds,
     write_sweep,
@@ -32,7 +43,7 @@ def _thresholds(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers: {err}") from err
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", "--config", dest="config_file", required=True)
     parser.add_argument("--weights", required=True, help="trained weights (.pth)")
@@ -47,17 +58,25 @@ def main() -> int:
     parser.add_argument("--allow-outside-root", action="store_true")
     parser.add_argument("--allow-unsafe-pickle", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args()
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
     setup_args = argparse.Namespace(
         config_file=args.config_file, opts=[*args.opts, "MODEL.WEIGHTS", args.weights],
         eval_only=True, dataset=args.dataset, allow_outside_root=args.allow_outside_root,
     )
     try:
+        check_output_dir_usable(args.output, "--output")
+        setup_segcontrast_logging(args.output)
         cfg = setup_cfg(setup_args)
         if not cfg.DATASETS.TEST:
             raise UserInputError("DATASETS.TEST is empty: nothing to sweep on")
         model = SegContrastTrainer.build_model(cfg)
-        load_weights_for_eval(model, args.weights, allow_unsafe_pickle=args.allow_unsafe_pickle)
+        classes = load_weights_for_eval(model, args.weights,
+                                        allow_unsafe_pickle=args.allow_unsafe_pickle,
+                                        num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+        check_weights_match_dataset(classes, cfg.DATASETS.TEST[0])
     except (*USER_ERRORS, UserInputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -75,6 +94,12 @@ def main() -> int:
     print(result.table())
     print(f"\nbest threshold: {result.best:.2f}; files: {', '.join(paths.values())}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with segcontrast_logging():
+        return _run(args)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ The rules and their codes are listed in datasets/README.md.
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 
-# Import-time deprecation noise from torch would otherwise precede every report.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
+import segcontrast  # noqa: F401  (makes detectron2 usable)
+from segcontrast.utils.known_warnings import ignore_known_warnings
 
-import segcontrast  # noqa: E402,F401  (makes detectron2 usable)
+ignore_known_warnings()  # before the imports below: some of them warn while importing
+
 from segcontrast.data import validate_coco_file  # noqa: E402
 
 
@@ -41,4 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from segcontrast.engine.logging_setup import setup_segcontrast_logging
+
+    # Console only: the report is printed; the log adds which Detectron2 is in use.
+    setup_segcontrast_logging()
     sys.exit(main())

@@ -5,8 +5,9 @@
 
 Every case is a folder with ``annotations.json`` (or the file the case is about) and
 ``images/``. Outcomes: "works" (no problem at all), "dropped" (usable; the listed codes are
-dropped with a count), "error" (the listed codes are fatal; the message names the file and the
-image / annotation ids given). The output is deterministic and small (about 200 KB).
+dropped with a count), "changed" (usable; the listed items are kept in a corrected form, with a
+count), "error" (the listed codes are fatal; the message names the file and the image /
+annotation ids given). The output is deterministic and small (about 200 KB).
 
 Nothing here imports segcontrast: the corpus is made independently of the code it tests.
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
@@ -34,9 +36,9 @@ class Case:
 
     Attributes:
         name: folder name and test id.
-        outcome: "works", "dropped" or "error".
-        codes: the problem codes expected (dropped codes for "dropped", fatal codes for
-            "error"); empty for "works".
+        outcome: "works", "dropped", "changed" or "error".
+        codes: the problem codes expected (dropped codes for "dropped", changed codes for
+            "changed", fatal codes for "error"); empty for "works".
         image_id: the image id an error message must name (None: not an image-level problem).
         annotation_id: the annotation id an error message must name.
         allow_outside_root: validate with ``allow_outside_root=True``.
@@ -189,6 +191,34 @@ def _png16(d, coco):
     return coco
 
 
+def _12bit_rgb() -> np.ndarray:
+    """(H, W, 3) uint16: 12-bit colour data (values 0..4095), the base image's pattern."""
+    return (_rgb(1).astype(np.uint16) * 16)
+
+
+@case("png_16bit_rgb", "works",
+      description="16-bit RGB PNG holding 12-bit data (Pillow alone keeps only the high byte)")
+def _png16_rgb(d, coco):
+    cv2.imwrite(str(d / "images" / "deep_rgb.png"), _12bit_rgb()[:, :, ::-1])
+    coco["images"][0]["file_name"] = "deep_rgb.png"
+    return coco
+
+
+@case("tiff_16bit_gray", "works", description="16-bit grayscale TIFF with values up to 4000")
+def _tiff16(d, coco):
+    values = np.linspace(0, 4000, HEIGHT * WIDTH).reshape(HEIGHT, WIDTH).astype(np.uint16)
+    Image.fromarray(values).save(d / "images" / "deep.tif")
+    coco["images"][0]["file_name"] = "deep.tif"
+    return coco
+
+
+@case("tiff_16bit_rgb", "works", description="16-bit RGB TIFF (LZW) holding 12-bit data")
+def _tiff16_rgb(d, coco):
+    cv2.imwrite(str(d / "images" / "deep_rgb.tif"), _12bit_rgb()[:, :, ::-1])
+    coco["images"][1]["file_name"] = "deep_rgb.tif"
+    return coco
+
+
 def _exif_rotated(d: Path) -> str:
     # Stored 40 wide x 48 high with orientation 6: shown (and read by Detectron2) as 48x40.
     stored = np.ascontiguousarray(np.rot90(_rgb(1), k=-1))
@@ -269,6 +299,16 @@ def _zero_box(d, coco):
 
 
 # ----------------------------------------------------------------------------------------------
+# Cases where items are kept in a corrected form, with a count.
+
+@case("annotation_id_zero", "changed", ("annotation_id_zero",),
+      "annotation 11 has id 0 (pycocotools reads 0 as 'no match')", image_id=1, annotation_id=0)
+def _id_zero(d, coco):
+    _ann(coco, 11)["id"] = 0
+    return coco
+
+
+# ----------------------------------------------------------------------------------------------
 # Cases that are clear errors: the annotation file as a whole.
 
 @case("empty_file", "error", ("file_empty",), "annotations.json has 0 bytes")
@@ -317,6 +357,13 @@ def _wrong_types(d, coco):
       "image 2 has height \"40\" (a string)", image_id=2)
 def _wrong_item_types(d, coco):
     coco["images"][1]["height"] = "40"
+    return coco
+
+
+@case("duplicate_category_names", "error", ("category_duplicate_name",),
+      "categories 7 and 3 are both named 'square'")
+def _dup_names(d, coco):
+    coco["categories"][1]["name"] = "square"
     return coco
 
 

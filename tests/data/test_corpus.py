@@ -59,6 +59,9 @@ REQUIRED = [
     "png_16bit", "exif_rotated_jpeg", "names_with_spaces_non_ascii", "file_name_dotdot",
     "file_name_absolute",
 ]
+# And those of issue 12.
+REQUIRED += ["png_16bit_rgb", "tiff_16bit_gray", "tiff_16bit_rgb", "annotation_id_zero",
+             "duplicate_category_names"]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +92,7 @@ def test_corpus_covers_issue_6():
     assert len(CASES) >= 25
     assert not set(REQUIRED) - set(CASES)
     for case in CASES.values():
-        assert case.outcome in ("works", "dropped", "error")
+        assert case.outcome in ("works", "dropped", "changed", "error")
         assert (case.outcome == "works") == (not case.codes)
 
 
@@ -100,12 +103,16 @@ def test_validation_gives_the_expected_outcome(corpus, name):
                                 allow_outside_root=case.allow_outside_root)
     fatal = {p.code for p in report.fatal}
     dropped = {p.code for p in report.dropped}
+    changed = {p.code for p in report.changed}
     if case.outcome == "works":
         assert report.ok and not report.problems, report.format_summary()
     elif case.outcome == "dropped":
-        assert report.ok and dropped == set(case.codes), report.format_summary()
+        assert report.ok and dropped == set(case.codes) and not changed, report.format_summary()
         lost = 0 if name == "polygon_partly_degenerate" else 1
         assert report.num_kept_annotations == report.num_annotations - lost
+    elif case.outcome == "changed":
+        assert report.ok and changed == set(case.codes) and not dropped, report.format_summary()
+        assert report.num_kept_annotations == report.num_annotations
     else:
         assert fatal == set(case.codes), report.format_summary()
     for problem in report.problems:
@@ -150,12 +157,13 @@ def test_usable_cases_register_load_and_map(corpus, name):
     case = corpus[name]
     dataset = _register(case)
     report = validate_dataset(dataset)
-    assert {p.code for p in report.dropped} == set(case.codes)
+    corrected = report.changed if case.outcome == "changed" else report.dropped
+    assert {p.code for p in corrected} == set(case.codes)
     meta = MetadataCatalog.get(dataset)
     dicts = DatasetCatalog.get(dataset)
     assert [d["image_id"] for d in dicts] == [1, 2]
     kept_ids = {a["id"] for d in dicts for a in d["annotations"]}
-    if case.outcome == "dropped" and case.name != "polygon_partly_degenerate":
+    if case.outcome != "works" and case.name != "polygon_partly_degenerate":
         assert case.annotation_id not in kept_ids
     assert len(meta.thing_classes) == 2
     assert sorted(meta.thing_dataset_id_to_contiguous_id.values()) == [0, 1]

@@ -63,3 +63,25 @@ def test_16bit_png_reaches_the_model_as_in_training(predictor_and_cfg, tmp_path)
         mapped = SegContrastDatasetMapper(cfg, is_train)(record)
         assert torch.equal(fed["image"], mapped["image"].float()), f"is_train={is_train}"
     assert (fed["height"], fed["width"]) == (30, 40)
+
+
+def test_16bit_rgb_png_reaches_the_model_as_in_training(predictor_and_cfg, tmp_path):
+    import cv2
+
+    predictor, cfg = predictor_and_cfg
+    # 12-bit colour data in a 16-bit RGB PNG: Pillow alone would keep only the high byte.
+    ramp = np.linspace(0, 1, 40 * 30).reshape(30, 40)
+    rgb = np.stack([100 + 3600 * ramp, 3700 - 3600 * ramp, np.full((30, 40), 2000.0)], -1)
+    rgb = np.rint(rgb).astype(np.uint16)
+    path = tmp_path / "sixteen_rgb.png"
+    assert cv2.imwrite(str(path), rgb[:, :, ::-1])
+
+    image, _ = predictor.predict_file(path)
+    expected = np.rint((rgb - 100.0) * 255.0 / 3600.0).astype(np.uint8)  # min 100, max 3700
+    assert np.array_equal(image, expected[:, :, ::-1])  # BGR, as Detectron2's models take
+    fed = predictor.model.inputs[-1]
+    record = {"file_name": str(path), "image_id": 1, "height": 30, "width": 40,
+              "annotations": []}
+    for is_train in (False, True):
+        mapped = SegContrastDatasetMapper(cfg, is_train)(record)
+        assert torch.equal(fed["image"], mapped["image"].float()), f"is_train={is_train}"

@@ -17,7 +17,6 @@ A Detectron2 with its compiled ops (an official build) is left untouched.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 import types
 
@@ -28,7 +27,6 @@ __all__ = [
     "detectron2_description",
 ]
 
-logger = logging.getLogger(__name__)
 
 _PLACEHOLDER_MARK = "__segcontrast_placeholder__"
 _FIX_HINT = (
@@ -115,10 +113,14 @@ def _alias_pillow_linear() -> None:
 
 
 def apply() -> None:
-    """Apply the shims once per process; later calls do nothing."""
+    """Apply the shims once per process; later calls do nothing.
+
+    Nothing is logged here: this runs at import time, before any tool has set up its logging.
+    The tools log :func:`detectron2_description` once their log exists
+    (``segcontrast.engine.logging_setup``).
+    """
     if _state["applied"]:
         return
     _alias_pillow_linear()
     _state["compiled"] = _install_c_placeholder()
     _state["applied"] = True
-    logger.info("SegContrast uses %s", detectron2_description())

@@ -162,26 +162,32 @@ def _set_metadata(name: str, loaded: LoadedCOCO) -> None:
     meta.set(**{k: v for k, v in values.items() if meta.get(k, None) is None})
 
 
-def _log_dropped(name: str, report: ValidationReport) -> None:
-    dropped = report.dropped
-    if not dropped:
-        return
-    per_code = {}
-    for problem in dropped:
-        per_code[problem.code] = per_code.get(problem.code, 0) + 1
-    counts = ", ".join(f"{code}: {n}" for code, n in sorted(per_code.items()))
-    logger.warning(
-        f"Dataset {name!r} ({report.json_file}): {len(dropped)} item(s) dropped ({counts}); "
-        f"{report.num_kept_annotations} of {report.num_annotations} annotations kept. "
-        f"First: {dropped[0].format()}"
-    )
+def _log_corrections(name: str, report: ValidationReport) -> None:
+    """Log what validation dropped and changed, with counts, and deep images' rescaling."""
+    for kind, problems in (("dropped", report.dropped), ("changed", report.changed)):
+        if not problems:
+            continue
+        per_code: dict[str, int] = {}
+        for problem in problems:
+            per_code[problem.code] = per_code.get(problem.code, 0) + 1
+        counts = ", ".join(f"{code}: {n}" for code, n in sorted(per_code.items()))
+        kept = (f"; {report.num_kept_annotations} of {report.num_annotations} annotations kept"
+                if kind == "dropped" else "")
+        logger.warning(
+            f"Dataset {name!r} ({report.json_file}): {len(problems)} item(s) {kind} ({counts})"
+            f"{kept}. First: {problems[0].format()}"
+        )
+    deep = {k: n for k, n in report.bit_depths.items() if not k.startswith(("1-bit", "8-bit"))}
+    if deep:
+        logger.info(f"Dataset {name!r}: {report.format_bit_depths()}")
 
 
 def validate_dataset(name: str) -> ValidationReport:
     """Validate a dataset registered with :func:`register_coco_dataset` (once per process).
 
     Sets metadata ``thing_classes``, ``thing_dataset_id_to_contiguous_id`` and ``mask_format``
-    and logs the dropped counts.
+    and logs the dropped and changed counts (and the bit depths, when an image is deeper than
+    8 bits).
 
     Args:
         name: the registered name.
@@ -210,7 +216,7 @@ def validate_dataset(name: str) -> ValidationReport:
         _LOADED[name] = loaded
         if loaded.report.ok:
             _set_metadata(name, loaded)
-            _log_dropped(name, loaded.report)
+            _log_corrections(name, loaded.report)
     if not loaded.report.ok:
         raise DatasetValidationError(
             loaded.report, f"dataset {name!r}: " + loaded.report.format_summary()

@@ -74,6 +74,24 @@ def _shown_id(value: Any) -> Any:
     return value if _is_id(value) else None
 
 
+def _join(values: list) -> str:
+    """``"3 and 7"``, ``"3, 5 and 7"``."""
+    text = [str(v) for v in values]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
+
+
+def _file_names_by_id(images: list) -> dict[int, str]:
+    """The ``file_name`` of each image id used once, to name images in every message."""
+    count: dict[int, int] = defaultdict(int)
+    names: dict[int, str] = {}
+    for img in images:
+        if isinstance(img, dict) and _is_id(img.get("id")):
+            count[img["id"]] += 1
+            if isinstance(img.get("file_name"), str) and img["file_name"].strip():
+                names[img["id"]] = img["file_name"]
+    return {i: n for i, n in names.items() if count[i] == 1}
+
+
 def _check_categories(categories: list, report: ValidationReport) -> tuple[dict, list, set]:
     names: dict[int, str] = {}
     known: set[int] = set()
@@ -99,6 +117,15 @@ def _check_categories(categories: list, report: ValidationReport) -> tuple[dict,
         if n > 1:
             report.add("fatal", "category_duplicate_id",
                        f"category id {cid} is defined {n} times")
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for cid, name in names.items():
+        by_name[name].append(cid)
+    for name, ids in sorted(by_name.items()):
+        if len(ids) > 1:
+            report.add("fatal", "category_duplicate_name",
+                       f"category name {name!r} is used by category ids {_join(sorted(ids))}; "
+                       f"results are keyed by class name (IoU-{name}, ...), so each category "
+                       "needs its own name")
     if not categories:
         report.add("fatal", "no_categories", "'categories' is empty; at least one is needed")
     ordered = sorted(names)
@@ -188,13 +215,17 @@ def _check_image_files(images: list[_Image], image_root: str, allow_outside_root
             results = list(pool.map(_inspect, paths))
     else:
         results = [_inspect(p) for p in paths]
+    depths: dict[str, int] = defaultdict(int)
     for path, result in zip(paths, results, strict=True):
+        if not isinstance(result, ImageCheckError):
+            depths[result.bit_depth] += 1
         for image in to_check[path]:
             if isinstance(result, ImageCheckError):
                 report.add("fatal", result.code, str(result), image_id=image.image_id)
             elif (result.width, result.height) != (image.width, image.height):
                 report.add("fatal", "image_size_mismatch", _size_message(result, image),
                            image_id=image.image_id)
+    report.bit_depths = dict(sorted(depths.items()))
 
 
 def _annotation_entry_errors(ann: dict) -> list[str]:
@@ -219,6 +250,12 @@ class _Kept:
     height: int
     width: int
     category: int
+    new_id: int | None = None
+
+    @property
+    def final_id(self) -> int:
+        """The annotation's id in the loaded data (renumbered when the JSON's is 0)."""
+        return self.ann["id"] if self.new_id is None else self.new_id
 
     def to_dict(self, box_mode: Any) -> dict:
         # Rasterising (for a missing area or bbox) waits until the whole file is known to be
@@ -231,7 +268,7 @@ class _Kept:
             "iscrowd": int(ann.get("iscrowd", 0)),
             "segmentation": segm.segmentation,
             "area": float(ann["area"]) if "area" in ann else segm.area(self.height, self.width),
-            "id": ann["id"],
+            "id": self.final_id,
         }
 
 
@@ -304,6 +341,29 @@ def _check_annotations(annotations: list, images: dict[int, _Image], id_map: dic
     return kept
 
 
+def _renumber_zero_ids(kept: dict[int, list[_Kept]], annotations: list,
+                       report: ValidationReport) -> None:
+    """Give a kept annotation with id 0 a new, unused id, and count it.
+
+    pycocotools stores the id of the matched ground truth per detection and reads 0 as "no
+    match" (so does Detectron2's COCOEvaluator, built on it): a detection matching an object
+    with id 0 would count as a false positive.
+    """
+    ids = [a["id"] for a in annotations if isinstance(a, dict) and _is_id(a.get("id"))]
+    if ids.count(0) != 1:  # none, or a duplicate id (already fatal)
+        return
+    new_id = max(max(ids), 0) + 1
+    for objs in kept.values():
+        for obj in objs:
+            if obj.ann["id"] == 0:
+                obj.new_id = new_id
+                report.add("changed", "annotation_id_zero",
+                           f"annotation id 0 becomes {new_id} (one more than the largest id): "
+                           "pycocotools, and every evaluator built on it, reads an id of 0 as "
+                           "'no match', which would count this object's detection as a false "
+                           "positive", image_id=obj.ann["image_id"], annotation_id=0)
+
+
 def _sort_key(value: Any) -> tuple:
     if value is None:
         return (0, 0, "")
@@ -342,20 +402,24 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
         return LoadedCOCO(report)
     report.num_images = len(data["images"])
     report.num_annotations = len(data["annotations"])
+    report.image_files = _file_names_by_id(data["images"])
     id_map, classes, known = _check_categories(data["categories"], report)
     images, entries = _check_images(data["images"], report)
     if not data["images"]:
         report.add("fatal", "no_images", "'images' is empty; at least one image is needed")
     _check_image_files(entries, image_root, allow_outside_root, report)
     kept = _check_annotations(data["annotations"], images, id_map, known, report)
+    _renumber_zero_ids(kept, data["annotations"], report)
     num_kept = sum(len(v) for v in kept.values())
     report.num_kept_annotations = num_kept
     if data["annotations"] and not num_kept and not report.fatal:
         report.add("fatal", "no_annotations_kept",
                    f"none of the {len(data['annotations'])} annotations is usable: every one "
                    "was dropped (see the problems above)")
-    report.problems.sort(key=lambda p: (p.severity != "fatal", p.code, _sort_key(p.image_id),
-                                        _sort_key(p.annotation_id), p.message))
+    severity_order = {"fatal": 0, "dropped": 1, "changed": 2}
+    report.problems.sort(key=lambda p: (severity_order[p.severity], p.code,
+                                        _sort_key(p.image_id), _sort_key(p.annotation_id),
+                                        p.message))
     is_rle = any(obj.segm.kind == "rle" for objs in kept.values() for obj in objs)
     report.mask_format = "bitmask" if is_rle else "polygon"
     if report.fatal or not build_dicts:
@@ -370,7 +434,7 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
             "width": image.width,
             "image_id": image_id,
             "annotations": [obj.to_dict(box_mode) for obj in
-                            sorted(kept.get(image_id, []), key=lambda obj: obj.ann["id"])],
+                            sorted(kept.get(image_id, []), key=lambda obj: obj.final_id)],
         })
     return LoadedCOCO(report, dicts, classes, id_map)
 

@@ -1,4 +1,4 @@
-"""Checking image files cheaply: inside the image root, present, complete, and their size.
+"""Checking image files cheaply: inside the image root, present, complete, their size and depth.
 
 The size is read from the file's header and turned by its EXIF orientation exactly as
 :func:`segcontrast.data.image_io.read_image` (and Detectron2) will turn the pixels. Pixels are
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from .image_io import exif_orientation, orientation_from_exif, oriented_size
+from .image_io import describe_bit_depth, exif_orientation, orientation_from_exif, oriented_size
 
 __all__ = ["ImageCheckError", "ImageFileInfo", "inspect_image", "resolve_image_path"]
 
@@ -49,12 +49,15 @@ class ImageFileInfo:
         height: height after the EXIF orientation is applied.
         orientation: the EXIF orientation tag, None when absent.
         format: Pillow's format name, e.g. "PNG".
+        bit_depth: the file's sample depth and colour kind, e.g. "16-bit grayscale" (files
+            deeper than 8 bits are rescaled by ``image_io.read_image``'s rule).
     """
 
     width: int
     height: int
     orientation: int | None
     format: str
+    bit_depth: str = "8-bit RGB"
 
 
 def resolve_image_path(image_root: str, file_name: str, *, allow_outside_root: bool) -> str:
@@ -223,6 +226,7 @@ def inspect_image(path: str) -> ImageFileInfo:
         raise ImageCheckError("image_empty", f"image file {path} is empty (0 bytes)")
     try:
         with open(path, "rb") as f, Image.open(f) as image:
+            bit_depth = describe_bit_depth(image)  # before any decoding (see image_io)
             orientation = None
             late_metadata = False
             if image.format == "PNG":
@@ -235,7 +239,8 @@ def inspect_image(path: str) -> ImageFileInfo:
                 _check_jpeg(f, image, stat.st_size)
             elif image.format != "PNG":
                 _load_fully(image)
-            return ImageFileInfo(width, height, orientation, image.format or "unknown")
+            return ImageFileInfo(width, height, orientation, image.format or "unknown",
+                                 bit_depth)
     except ImageCheckError:
         raise
     except UnidentifiedImageError:

@@ -28,7 +28,8 @@ class SegContrastDatasetMapper(DatasetMapper):
       converted as Detectron2 converts them; the EXIF orientation is applied as Detectron2 does,
       so ``utils.check_image_size`` still compares against the oriented size in the JSON.
     * an RLE annotation with ``INPUT.MASK_FORMAT`` "polygon" raises an error that names the
-      image and the fix, instead of Detectron2's generic one.
+      image and the fix, instead of Detectron2's generic one; a size that differs from the
+      record's names the file and the image id.
     """
 
     def __call__(self, dataset_dict: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +45,7 @@ class SegContrastDatasetMapper(DatasetMapper):
         """
         record = copy.deepcopy(dataset_dict)
         image = read_image(record["file_name"], format=self.image_format)
-        utils.check_image_size(record, image)
+        self._check_size(record, image)
         sem_seg = None
         if "sem_seg_file_name" in record:
             sem_seg = read_image(record.pop("sem_seg_file_name"), "L").squeeze(2)
@@ -68,6 +69,18 @@ class SegContrastDatasetMapper(DatasetMapper):
             self._check_mask_format(record)
             self._transform_annotations(record, transforms, image_shape)
         return record
+
+    @staticmethod
+    def _check_size(record: dict[str, Any], image: np.ndarray) -> None:
+        """Detectron2's size check, with a message that names the file and the image id."""
+        try:
+            utils.check_image_size(record, image)
+        except utils.SizeMismatchError:
+            raise utils.SizeMismatchError(
+                f"Mismatched image shape: {record['file_name']} (image "
+                f"{record.get('image_id')!r}) is {image.shape[1]}x{image.shape[0]} (width x "
+                f"height) as read, the dataset says {record.get('width')}x{record.get('height')}"
+            ) from None
 
     def _check_mask_format(self, record: dict[str, Any]) -> None:
         if not self.use_instance_mask or self.instance_mask_format != "polygon":

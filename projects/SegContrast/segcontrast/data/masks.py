@@ -24,6 +24,7 @@ from .rle import rle_counts_to_runs
 
 __all__ = [
     "GroundTruth",
+    "describe_image",
     "MaskCrops",
     "annotation_to_rle",
     "crops_from_dense",
@@ -261,6 +262,12 @@ def pairwise_intersections(a: MaskCrops, b: MaskCrops) -> np.ndarray:
     return out
 
 
+def describe_image(record: dict) -> str:
+    """``"image 3 (cells/a.png)"``: how messages name an image (its id and its file)."""
+    name = record.get("file_name")
+    return f"image {record.get('image_id')!r}" + (f" ({name})" if name else "")
+
+
 @dataclass
 class GroundTruth:
     """One image's annotations, decoded to crops.
@@ -303,7 +310,7 @@ class GroundTruth:
         for index, ann in enumerate(annotations):
             category = int(ann["category_id"])
             if "segmentation" not in ann or not 0 <= category < num_classes:
-                where = f"image {record.get('image_id')!r}, annotation {ann.get('id', index)!r}"
+                where = f"{describe_image(record)}, annotation {ann.get('id', index)!r}"
                 if "segmentation" not in ann:
                     raise ValueError(f"{where}: no 'segmentation'; the evaluator scores masks")
                 raise ValueError(

@@ -1,8 +1,10 @@
 """What dataset validation found: problems, the report that collects them, and the error.
 
 Every problem names the file, the image id and the annotation id where it applies, so that a
-user can fix a bad COCO file from the message alone. Problems are either ``fatal`` (the run
-must not start) or ``dropped`` (the item is removed from the loaded data and counted).
+user can fix a bad COCO file from the message alone (an image is named by its id and its
+``file_name``). Problems are ``fatal`` (the run must not start), ``dropped`` (the item is
+removed from the loaded data and counted) or ``changed`` (the item is kept, changed as the
+message says, and counted).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ __all__ = [
     "ValidationReport",
 ]
 
-Severity = Literal["fatal", "dropped"]
+Severity = Literal["fatal", "dropped", "changed"]
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,14 @@ class DatasetProblem:
     """One problem in a dataset.
 
     Attributes:
-        severity: "fatal" (stops the run) or "dropped" (the item is left out, with a count).
+        severity: "fatal" (stops the run), "dropped" (the item is left out, with a count) or
+            "changed" (the item is kept, changed, with a count).
         code: a short stable identifier, e.g. "image_missing" (datasets/README.md lists them).
         message: what was expected and what was found.
         file: the annotation file (or the command-line argument) the problem is in.
         image_id: the image the problem belongs to, when there is one.
         annotation_id: the annotation the problem belongs to, when there is one.
+        image_file: the ``file_name`` of that image, when the JSON gives one.
     """
 
     severity: Severity
@@ -40,12 +44,14 @@ class DatasetProblem:
     file: str
     image_id: Any = None
     annotation_id: Any = None
+    image_file: str | None = None
 
     def location(self) -> str:
-        """Where the problem is: ``file: image 3, annotation 12``."""
+        """Where the problem is: ``file: image 3 ('a.png'), annotation 12``."""
         parts = []
         if self.image_id is not None:
-            parts.append(f"image {self.image_id!r}")
+            named = f" ({self.image_file!r})" if self.image_file else ""
+            parts.append(f"image {self.image_id!r}{named}")
         if self.annotation_id is not None:
             parts.append(f"annotation {self.annotation_id!r}")
         return f"{self.file}: {', '.join(parts)}" if parts else self.file
@@ -68,6 +74,8 @@ class ValidationReport:
         num_kept_annotations: annotations left after dropping the droppable ones.
         categories: ``(id, name)`` of each category, sorted by id.
         mask_format: "polygon" when every kept segmentation is a polygon, else "bitmask".
+        bit_depths: number of image files per sample depth found ("8-bit RGB": 12, ...).
+        image_files: image id -> its ``file_name`` (ids used once), to name images in messages.
     """
 
     json_file: str
@@ -78,13 +86,16 @@ class ValidationReport:
     num_kept_annotations: int = 0
     categories: list[tuple[int, str]] = field(default_factory=list)
     mask_format: str = "polygon"
+    bit_depths: dict[str, int] = field(default_factory=dict)
+    image_files: dict[Any, str] = field(default_factory=dict, repr=False)
 
     def add(self, severity: Severity, code: str, message: str, *, image_id: Any = None,
             annotation_id: Any = None, file: str | None = None) -> None:
         """Record a problem (in ``json_file`` unless ``file`` is given)."""
+        image_file = self.image_files.get(image_id) if image_id is not None else None
         self.problems.append(
             DatasetProblem(severity, code, message, file or self.json_file, image_id,
-                           annotation_id)
+                           annotation_id, image_file)
         )
 
     @property
@@ -96,6 +107,11 @@ class ValidationReport:
     def dropped(self) -> list[DatasetProblem]:
         """The problems whose item was left out of the loaded data."""
         return [p for p in self.problems if p.severity == "dropped"]
+
+    @property
+    def changed(self) -> list[DatasetProblem]:
+        """The problems whose item was kept in a changed form (e.g. a renumbered id)."""
+        return [p for p in self.problems if p.severity == "changed"]
 
     @property
     def ok(self) -> bool:
@@ -116,21 +132,26 @@ class ValidationReport:
             Several lines of text, without a trailing newline.
         """
         num_fatal, num_dropped = len(self.fatal), len(self.dropped)
+        depths = self.format_bit_depths()
         if not self.problems:
             return (
                 f"{self.json_file}: OK ({self.num_images} images, {self.num_annotations} "
                 f"annotations, {len(self.categories)} categories; image root {self.image_root})"
+                + (f"\n  {depths}" if depths else "")
             )
         scope = (f" in {self.num_images} images and {self.num_annotations} annotations"
                  if self.num_images or self.num_annotations else "")
         root = f" (image root {self.image_root})" if self.image_root else ""
+        changed = f", {len(self.changed)} changed item(s)" if self.changed else ""
         lines = [
             f"{self.json_file}: {num_fatal} fatal problem(s), {num_dropped} dropped item(s)"
-            f"{scope}{root}"
+            f"{changed}{scope}{root}"
         ]
+        if depths:
+            lines.append(f"  {depths}")
         for (severity, code), count in sorted(self.counts().items()):
             lines.append(f"  {code} ({severity}): {count}")
-        ordered = self.fatal + self.dropped
+        ordered = self.fatal + self.dropped + self.changed
         for problem in ordered[:max_lines]:
             lines.append("  " + problem.format())
         if len(ordered) > max_lines:
@@ -139,6 +160,16 @@ class ValidationReport:
                 "(tools/validate_dataset.py JSON IMAGE_ROOT --all lists every one)"
             )
         return "\n".join(lines)
+
+    def format_bit_depths(self) -> str:
+        """``"image files: 2 8-bit RGB, 1 16-bit grayscale (rescaled to 8 bits ...)"``."""
+        if not self.bit_depths:
+            return ""
+        parts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.bit_depths.items()))
+        deep = any(not kind.startswith(("1-bit", "8-bit")) for kind in self.bit_depths)
+        rule = (" (deeper than 8 bits: rescaled to 8 bits, each image from its own minimum to "
+                "its maximum, see datasets/README.md)") if deep else ""
+        return f"image files: {parts}{rule}"
 
     def raise_if_fatal(self) -> None:
         """Raise :class:`DatasetValidationError` when any problem is fatal."""

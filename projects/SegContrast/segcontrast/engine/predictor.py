@@ -1,11 +1,13 @@
 """Prediction on image files with trained weights: ``tools/predict.py``'s engine.
 
 :class:`Predictor` is Detectron2's ``DefaultPredictor`` (same resizing, same input dict, same
-``__call__``) with three differences: weights are loaded by
+``__call__``) with four differences: weights are loaded by
 :func:`~segcontrast.engine.checkpoint.load_weights_for_eval` (every parameter must load, pickles
-only from the model zoo), masks are pasted at ``TEST.SEGCONTRAST.MASK_THRESHOLD``, and images are
+only from the model zoo), masks are pasted at ``TEST.SEGCONTRAST.MASK_THRESHOLD``, images are
 read by the project's one image reader (:func:`segcontrast.data.image_io.read_image`, 16-bit safe),
-so a file reaches the model exactly as it does in training and evaluation.
+so a file reaches the model exactly as it does in training and evaluation, and its class names and
+category ids come with the weights (:mod:`.class_metadata`; a registered dataset may override
+them).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
@@ -35,6 +36,7 @@ from ..evaluation.semantic import paint_semantic_prediction
 from ..modeling.postprocessing import MaskThresholdModel
 from ..utils import atomic_write
 from .checkpoint import load_weights_for_eval
+from .class_metadata import ClassMetadata, choose_prediction_classes
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -80,28 +82,47 @@ class Predictor(DefaultPredictor):
     """A model with trained weights that predicts on one image at a time.
 
     Call it with a BGR ``(H, W, 3)`` uint8 array (as ``DefaultPredictor``), or use
-    :meth:`predict_file`.
+    :meth:`predict_file`. ``classes`` names its classes (the dataset's names and category ids)
+    and ``metadata`` is the same for Detectron2's ``Visualizer``.
 
     Args:
         cfg: the config the weights were trained with.
         weights: path or URL of the weights (default ``cfg.MODEL.WEIGHTS``); checked like
             eval-only (all parameters must load).
         allow_unsafe_pickle: allow ``.pkl`` weights from outside the model zoo.
+        classes_from: a registered dataset whose classes replace those stored in the weights.
+        classes_flag: the command-line flag that named it, for messages.
+
+    Raises:
+        WeightsError: the weights cannot be used.
+        ClassMetadataError: ``classes_from`` is not registered, or the classes are not
+            ``MODEL.ROI_HEADS.NUM_CLASSES`` many.
     """
 
     def __init__(
-        self, cfg: CfgNode, weights: str | None = None, *, allow_unsafe_pickle: bool = False
+        self,
+        cfg: CfgNode,
+        weights: str | None = None,
+        *,
+        allow_unsafe_pickle: bool = False,
+        classes_from: str | None = None,
+        classes_flag: str = "--metadata",
     ) -> None:
         # DefaultPredictor.__init__ is not called: it would load the weights a second time,
         # with Detectron2's unchecked loader.
         self.cfg = cfg.clone()
+        num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
         model = build_model(self.cfg)
-        load_weights_for_eval(
-            model, weights or cfg.MODEL.WEIGHTS, allow_unsafe_pickle=allow_unsafe_pickle
+        self.weights_classes = load_weights_for_eval(
+            model, weights or cfg.MODEL.WEIGHTS, allow_unsafe_pickle=allow_unsafe_pickle,
+            num_classes=num_classes,
         )
+        self.classes: ClassMetadata = choose_prediction_classes(
+            num_classes, from_weights=self.weights_classes, override=classes_from,
+            override_flag=classes_flag, config_datasets=tuple(cfg.DATASETS.TEST),
+        )
+        self.metadata = self.classes.visualizer_metadata()
         self.model = MaskThresholdModel(model, cfg.TEST.SEGCONTRAST.MASK_THRESHOLD).eval()
-        if cfg.DATASETS.TEST:
-            self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         self.aug = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )
@@ -172,7 +193,6 @@ def predict_images(
     paths: list[Path],
     output_dir: str,
     *,
-    metadata_name: str | None = None,
     semantic_png: bool = False,
     confidence: float = 0.5,
     mask_threshold: float = 0.5,
@@ -181,13 +201,13 @@ def predict_images(
     """Predict on every image; write overlays, ``predictions.json`` and label PNGs.
 
     A file that cannot be read as an image is skipped with a warning naming it; the results
-    of the others are written (``predictions.json`` atomically, at the end).
+    of the others are written (``predictions.json`` atomically, at the end). Category ids and
+    the overlays' names are the predictor's ``classes``.
 
     Args:
         predictor: the model.
         paths: image files.
         output_dir: created if needed.
-        metadata_name: a registered dataset whose class names and category ids to use.
         semantic_png: also write ``<stem>_semantic.png`` (0 background, class k as k + 1).
         confidence: overlays draw predictions with at least this score (all go to the JSON).
         mask_threshold: binarisation threshold of soft masks for the label maps.
@@ -198,13 +218,8 @@ def predict_images(
         What was written and what was skipped.
     """
     os.makedirs(output_dir, exist_ok=True)
-    metadata = MetadataCatalog.get(metadata_name) if metadata_name else None
-    num_classes = predictor.cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    if metadata is None or not metadata.get("thing_classes", None):
-        metadata = MetadataCatalog.get("__segcontrast_predict__")
-        if not metadata.get("thing_classes", None):
-            metadata.set(thing_classes=[f"class_{i}" for i in range(num_classes)])
-    to_dataset_id = {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()}
+    metadata, classes = predictor.metadata, predictor.classes
+    logger.info("Class names and category ids (%s): %s", classes.source, classes.describe())
     summary = PredictionSummary(json_path=os.path.join(output_dir, "predictions.json"))
     results = []
     for image_id, (path, stem) in enumerate(
@@ -212,7 +227,8 @@ def predict_images(
     ):
         try:
             image, outputs = predictor.predict_file(path)
-        except (OSError, ValueError, SyntaxError) as err:  # PIL raises all three
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            # Pillow and OpenCV raise these for files that are not (complete) images.
             logger.warning("Skipped %s: not a readable image (%s)", path, err)
             summary.skipped.append((str(path), str(err)))
             continue
@@ -222,8 +238,7 @@ def predict_images(
         if instances is not None:
             for record in instances_to_coco_json(instances, image_id):
                 record["file_name"] = str(path)
-                record["category_id"] = to_dataset_id.get(record["category_id"],
-                                                          record["category_id"])
+                record["category_id"] = classes.to_dataset_id(record["category_id"])
                 results.append(record)
             drawn = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
             drawn = drawn.draw_instance_predictions(instances[instances.scores >= confidence])
@@ -236,9 +251,6 @@ def predict_images(
     summary.num_results = len(results)
     if summary.predicted:
         atomic_write(summary.json_path, lambda f: json.dump(results, f), mode="w")
-    if summary.skipped:
-        logger.warning("Skipped %d of %d files that are not readable images.",
-                       len(summary.skipped), len(paths))
     logger.info("Wrote %d predictions for %d images to %s", len(results), summary.predicted,
                 output_dir)
     return summary

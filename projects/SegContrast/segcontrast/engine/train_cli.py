@@ -1,10 +1,13 @@
 """What ``tools/train_net.py`` does.
 
-Parse Detectron2-style arguments, build the config, register and validate datasets, then train
-or evaluate in one or several processes.
+Parse Detectron2-style arguments, build the config, check the output folder and take its lock,
+set up logging, register and validate datasets, check the weights, then train or evaluate in
+one or several processes. Everything that can be wrong with the user's input is checked once,
+in the launching process, before any work starts.
 
 Exit codes: 0 success; 2 a problem with the user's input (config value, dataset, weights,
-output folder), reported in a few lines without a traceback; 1 anything else.
+output folder, a run already using the output folder), reported in a few lines without a
+traceback; 1 anything else.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import glob
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,21 +38,33 @@ from ..data import (
     validate_dataset,
 )
 from ..utils import use_cuda
-from .checkpoint import WeightsError, load_weights_for_eval
+from .checkpoint import (
+    EMPTY_EVAL_WEIGHTS,
+    WeightsError,
+    check_weights_file,
+    load_weights_for_eval,
+    local_weights_file,
+)
+from .class_metadata import ClassMetadataError, check_weights_match_dataset
 from .launch import launch
+from .logging_setup import segcontrast_logging, setup_segcontrast_logging
+from .output_dir import OutputDirError, OutputDirLock, check_output_dir_usable
 from .trainer import SegContrastTrainer, TrainingDivergedError
 
 __all__ = [
     "USER_ERRORS",
     "UserInputError",
     "build_argument_parser",
+    "check_solver_schedule",
     "main",
+    "prepare_cfg",
     "setup_cfg",
 ]
 
 logger = logging.getLogger("segcontrast")
 
-USER_ERRORS = (ConfigError, DatasetValidationError, WeightsError)
+USER_ERRORS = (ConfigError, DatasetValidationError, WeightsError, OutputDirError,
+               ClassMetadataError)
 
 
 class UserInputError(ValueError):
@@ -170,6 +186,53 @@ def _pick_mask_format(cfg: CfgNode, args: argparse.Namespace) -> None:
         cfg.INPUT.MASK_FORMAT = "bitmask"
 
 
+def check_solver_schedule(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Refuse a learning-rate schedule with a milestone at or after ``SOLVER.MAX_ITER``.
+
+    fvcore refuses a milestone equal to the last iteration with a traceback, and Detectron2
+    silently drops later ones (the rate then never drops): both are a config mistake, usually
+    a shortened ``SOLVER.MAX_ITER`` on a config made for longer runs.
+
+    Raises:
+        UserInputError: naming both keys and their values.
+    """
+    if args.eval_only or cfg.SOLVER.LR_SCHEDULER_NAME != "WarmupMultiStepLR":
+        return
+    max_iter, steps = cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS)
+    late = [step for step in steps if step >= max_iter]
+    if late:
+        suggestion = max(1, int(max_iter * 0.8))
+        raise UserInputError(
+            f"SOLVER.MAX_ITER is {max_iter}, at or below the SOLVER.STEPS milestone(s) "
+            f"{', '.join(map(str, late))} (SOLVER.STEPS is {steps}): the learning rate drops at "
+            "each milestone, so every milestone must be below SOLVER.MAX_ITER. Set e.g. "
+            f"SOLVER.STEPS \"({suggestion},)\", SOLVER.STEPS \"()\" for no drop, or a larger "
+            "SOLVER.MAX_ITER."
+        )
+
+
+def prepare_cfg(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
+    """Check a loaded config, register and validate the datasets it names, and freeze it.
+
+    Args:
+        cfg: from :func:`segcontrast.config.load_config`.
+        args: parsed command line (``dataset``, ``allow_outside_root``, ``eval_only``).
+
+    Returns:
+        The frozen config.
+
+    Raises:
+        ConfigValueError, DatasetValidationError, UserInputError: bad input, to be shown to
+            the user without a traceback.
+    """
+    check_solver_schedule(cfg, args)
+    _register_datasets(cfg, args)
+    _check_num_classes(cfg, args)
+    _pick_mask_format(cfg, args)
+    cfg.freeze()
+    return cfg
+
+
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """Build and freeze the config; register and validate the datasets it names.
 
@@ -183,12 +246,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         ConfigValueError, DatasetValidationError, UserInputError: bad input, to be shown to
             the user without a traceback.
     """
-    cfg = load_config(args.config_file, args.opts or [])
-    _register_datasets(cfg, args)
-    _check_num_classes(cfg, args)
-    _pick_mask_format(cfg, args)
-    cfg.freeze()
-    return cfg
+    return prepare_cfg(load_config(args.config_file, args.opts or []), args)
 
 
 def check_output_dir(cfg: CfgNode, args: argparse.Namespace) -> None:
@@ -209,24 +267,50 @@ def check_output_dir(cfg: CfgNode, args: argparse.Namespace) -> None:
         )
 
 
+def _last_checkpoint_exists(cfg: CfgNode) -> bool:
+    return os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+
+
+def check_weights(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Check ``MODEL.WEIGHTS`` before any process starts: present, a checkpoint, downloadable.
+
+    A URL is downloaded here (once, into the cache the processes then read from). Weights that
+    a resumed run does not use are not checked.
+
+    Raises:
+        WeightsError: none for eval-only, a missing file, a file that is not a PyTorch
+            checkpoint, a URL that cannot be downloaded.
+    """
+    weights = cfg.MODEL.WEIGHTS
+    if args.eval_only and not args.eval_untrained and not weights:
+        raise WeightsError(EMPTY_EVAL_WEIGHTS)
+    if not weights or args.eval_untrained:
+        return
+    if not args.eval_only and args.resume and _last_checkpoint_exists(cfg):
+        return
+    check_weights_file(local_weights_file(weights))
+
+
 def _limit_cpu_threads() -> None:
     # Several CPU processes on one machine would otherwise each start one thread per core.
     if not use_cuda() and comm.get_local_size() > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
 
 
-def _worker(args: argparse.Namespace) -> dict[str, Any] | None:
+def _worker(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     _limit_cpu_threads()
-    cfg = setup_cfg(args)
     default_setup(cfg, args)
     if args.eval_only:
         model = SegContrastTrainer.build_model(cfg)
         if args.eval_untrained:
             logger.warning("Evaluating the randomly initialised model (--eval-untrained).")
         else:
-            load_weights_for_eval(
-                model, cfg.MODEL.WEIGHTS, allow_unsafe_pickle=args.allow_unsafe_pickle
+            classes = load_weights_for_eval(
+                model, cfg.MODEL.WEIGHTS, allow_unsafe_pickle=args.allow_unsafe_pickle,
+                num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             )
+            for name in cfg.DATASETS.TEST:
+                check_weights_match_dataset(classes, name)
         return SegContrastTrainer.test(cfg, model)
     trainer = SegContrastTrainer(cfg, allow_unsafe_pickle=args.allow_unsafe_pickle)
     trainer.resume_or_load(resume=args.resume)
@@ -234,12 +318,83 @@ def _worker(args: argparse.Namespace) -> dict[str, Any] | None:
     return getattr(trainer, "_last_eval_results", None)
 
 
-def _worker_with_exit_codes(args: argparse.Namespace) -> None:
+def _spawned_worker(args: argparse.Namespace) -> None:
+    """One of several processes: set up again (silently), then train or evaluate."""
+    with segcontrast_logging():
+        try:
+            # The launching process has checked, and logged, all of this once already.
+            logging.disable(logging.CRITICAL)
+            try:
+                cfg = setup_cfg(args)
+            finally:
+                logging.disable(logging.NOTSET)
+            setup_segcontrast_logging(cfg.OUTPUT_DIR, announce=False)
+            _worker(args, cfg)
+        except (*USER_ERRORS, UserInputError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+
+def _lock_description(args: argparse.Namespace) -> str:
+    mode = "--eval-only" if args.eval_only else "training"
+    return f"tools/train_net.py {mode}, started {time.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
+def _prepare_run(args: argparse.Namespace, lock_holder: list[OutputDirLock]) -> CfgNode:
+    """Everything before the work: config, output folder and its lock, logging, datasets."""
+    cfg = load_config(args.config_file, args.opts or [])
+    check_solver_schedule(cfg, args)
+    folder = check_output_dir_usable(cfg.OUTPUT_DIR)
+    lock = OutputDirLock(folder, description=_lock_description(args))
+    lock.acquire()
+    lock_holder.append(lock)
+    setup_segcontrast_logging(cfg.OUTPUT_DIR)
+    cfg = prepare_cfg(cfg, args)
+    check_output_dir(cfg, args)
+    if args.eval_untrained and cfg.MODEL.WEIGHTS:
+        raise UserInputError(
+            "--eval-untrained evaluates random weights: leave MODEL.WEIGHTS empty"
+        )
+    check_weights(cfg, args)
+    return cfg
+
+
+def _run(args: argparse.Namespace) -> int:
+    locks: list[OutputDirLock] = []
     try:
-        _worker(args)
-    except (*USER_ERRORS, UserInputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        try:
+            cfg = _prepare_run(args, locks)
+        except (*USER_ERRORS, UserInputError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        world = args.num_gpus * args.num_machines
+        if world == 1:
+            try:
+                _worker(args, cfg)
+            except (*USER_ERRORS, UserInputError) as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            except TrainingDivergedError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
+            return 0
+        try:
+            launch(
+                _spawned_worker,
+                args.num_gpus,
+                num_machines=args.num_machines,
+                machine_rank=args.machine_rank,
+                dist_url=args.dist_url,
+                args=(args,),
+            )
+        except torch.multiprocessing.ProcessExitedException as err:
+            print(f"error: a training process exited with code {err.exit_code}",
+                  file=sys.stderr)
+            return err.exit_code if err.exit_code == 2 else 1
+        return 0
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,39 +410,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.eval_untrained and (not args.eval_only):
         print("error: --eval-untrained needs --eval-only", file=sys.stderr)
         return 2
-    try:
-        # Everything that can be wrong with the user's input is checked here, once, before
-        # any process starts, so that it is reported in a few lines with exit code 2.
-        cfg = setup_cfg(args)
-        check_output_dir(cfg, args)
-        if args.eval_untrained and cfg.MODEL.WEIGHTS:
-            raise UserInputError(
-                "--eval-untrained evaluates random weights: leave MODEL.WEIGHTS empty"
-            )
-    except (*USER_ERRORS, UserInputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    world = args.num_gpus * args.num_machines
-    if world == 1:
-        try:
-            _worker(args)
-        except (*USER_ERRORS, UserInputError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except TrainingDivergedError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        return 0
-    try:
-        launch(
-            _worker_with_exit_codes,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
-    except torch.multiprocessing.ProcessExitedException as err:
-        print(f"error: a training process exited with code {err.exit_code}", file=sys.stderr)
-        return err.exit_code if err.exit_code == 2 else 1
-    return 0
+    with segcontrast_logging():
+        return _run(args)

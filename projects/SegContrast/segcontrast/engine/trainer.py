@@ -4,7 +4,8 @@ Differences from ``DefaultTrainer``, each for a reason:
 
 * DDP wraps the model with ``device_ids=None`` on CPU (v0.6 always passes ``[local_rank]``,
   which DDP refuses for CPU modules), so ``--num-gpus 2`` works as two gloo CPU processes.
-* Checkpoints are written atomically and loaded safely (:mod:`.checkpoint`).
+* Checkpoints are written atomically and loaded safely (:mod:`.checkpoint`), and each holds
+  the training data's class names and category ids (:mod:`.class_metadata`).
 * Evaluation uses :class:`~segcontrast.evaluation.SegContrastEvaluator`, plus Detectron2's
   ``COCOEvaluator`` (pure-Python COCOeval where there are no compiled ops) when
   ``TEST.SEGCONTRAST.COCO_EVALUATOR`` is on.
@@ -42,6 +43,7 @@ from ..data import SegContrastDatasetMapper, segcontrast_dataset_names, validate
 from ..evaluation import build_segcontrast_evaluator
 from ..modeling.postprocessing import MaskThresholdModel
 from .checkpoint import SafeDetectionCheckpointer
+from .class_metadata import ClassMetadata
 
 __all__ = ["SegContrastTrainer", "TrainingDivergedError", "wrap_ddp"]
 
@@ -144,12 +146,15 @@ def _coco_evaluator(dataset_name: str, output_folder: str) -> COCOEvaluator:
     """Detectron2's COCOEvaluator, scoring against the validated dataset.
 
     COCOEvaluator reads the user's JSON file itself; when validation dropped items (degenerate
-    polygons, which pycocotools may misread), its ground truth is rebuilt from the validated
-    dicts instead, so that both evaluators score against the same annotations.
+    polygons, which pycocotools may misread) or changed them (annotation id 0, which
+    pycocotools takes for "no match"), its ground truth is rebuilt from the validated dicts
+    instead, so that both evaluators score against the same annotations.
     """
     folder = os.path.join(output_folder, "coco")
     evaluator = COCOEvaluator(dataset_name, output_dir=folder, use_fast_impl=has_compiled_ops())
-    if dataset_name in segcontrast_dataset_names() and validate_dataset(dataset_name).dropped:
+    report = (validate_dataset(dataset_name) if dataset_name in segcontrast_dataset_names()
+              else None)
+    if report is not None and (report.dropped or report.changed):
         path = os.path.join(folder, f"{dataset_name}_validated_coco.json")
         if comm.is_main_process():
             os.makedirs(folder, exist_ok=True)
@@ -187,12 +192,24 @@ class SegContrastTrainer(DefaultTrainer):
             model,
             cfg.OUTPUT_DIR,
             allow_unsafe_pickle=allow_unsafe_pickle,
+            class_metadata=self.training_classes(cfg),
             trainer=weakref.proxy(self),
         )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @staticmethod
+    def training_classes(cfg: CfgNode) -> ClassMetadata | None:
+        """The classes of ``DATASETS.TRAIN`` (Detectron2 requires all sets to share them)."""
+        if not cfg.DATASETS.TRAIN:
+            return None
+        classes = ClassMetadata.from_catalog(cfg.DATASETS.TRAIN[0])
+        if classes is None:
+            return None
+        return ClassMetadata(classes.thing_classes, classes.dataset_ids,
+                             tuple(cfg.DATASETS.TRAIN))
 
     def run_step(self) -> None:
         """One training iteration; a NaN/inf loss becomes :class:`TrainingDivergedError`."""

@@ -21,7 +21,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tqdm import tqdm
 
-from ..data.masks import GroundTruth
+from ..data.masks import GroundTruth, describe_image
 from .boundary import boundary_dilation
 from .image_eval import Predictions, evaluate_image
 from .records import EvalState, WorstImage, image_sort_key
@@ -122,10 +122,14 @@ class SegContrastEvaluator(DatasetEvaluator):
         num_classes = len(self._class_names)
         for inp, out in zip(inputs, outputs, strict=True):
             record = self._ground_truth_record(inp["image_id"])
-            pred = Predictions.from_output(
-                out, int(record["height"]), int(record["width"]), self._mask_threshold,
-                num_classes,
-            )
+            try:
+                pred = Predictions.from_output(
+                    out, int(record["height"]), int(record["width"]), self._mask_threshold,
+                    num_classes,
+                )
+            except ValueError as err:
+                where = describe_image(record)
+                raise ValueError(str(err) if where in str(err) else f"{where}: {err}") from err
             self.process_predictions(inp["image_id"], pred, inp.get("file_name"))
 
     def _ground_truth_record(self, image_id: Any) -> dict:
@@ -278,7 +282,8 @@ class SegContrastEvaluator(DatasetEvaluator):
             pred = worst.masks(record.height, record.width)
             c = record.counts
             title = (
-                f"image {worst.image_id}: instance mIoU {_pct_text(record.instance_miou)}, "
+                f"{os.path.basename(record.file_name) or '?'} (image {worst.image_id}): "
+                f"instance mIoU {_pct_text(record.instance_miou)}, "
                 f"semantic mIoU {_pct_text(record.semantic_miou)}; merged {c['merged']}, "
                 f"split {c['split']}, missed {c['missed']}, false positives "
                 f"{c['false_positives']}"

@@ -16,8 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from ..data.image_io import read_image  # noqa: E402
 from ..data.masks import MaskCrops  # noqa: E402
 from ..utils import atomic_write  # noqa: E402
 from .boundary import mask_boundary  # noqa: E402
@@ -139,12 +139,12 @@ def draw_instances(
 
 
 def _load_rgb(file_name: str, height: int, width: int) -> np.ndarray:
+    # The project's one reader: EXIF orientation and deep images as training saw them.
     try:
-        with Image.open(file_name) as im:
-            rgb = np.asarray(im.convert("RGB"))
+        rgb = read_image(file_name, format="RGB")
         if rgb.shape[:2] == (height, width):
             return rgb
-    except (OSError, ValueError):
+    except (OSError, ValueError, SyntaxError):
         pass
     return np.full((height, width, 3), 96, np.uint8)
 
@@ -164,7 +164,8 @@ def plot_overlay(
 
     Args:
         path: PNG file.
-        file_name: the image (a grey canvas when it cannot be read at the right size).
+        file_name: the image, read as training reads it (``data.image_io.read_image``); a
+            grey canvas when it cannot be read at the right size.
         gt: ground-truth instances (crowd regions included).
         gt_classes: their classes.
         gt_crowd: their crowd flags (drawn grey).

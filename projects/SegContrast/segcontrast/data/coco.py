@@ -35,6 +35,7 @@ class _Source:
     json_file: str
     image_root: str
     allow_outside_root: bool
+    check_image_files: bool = True
 
 
 _SOURCES: dict[str, _Source] = {}
@@ -82,7 +83,8 @@ def parse_dataset_arg(spec: str) -> tuple[str, str, str]:
 
 
 def register_coco_dataset(name: str, json_file: str | os.PathLike, image_root: str | os.PathLike,
-                          *, allow_outside_root: bool = False) -> None:
+                          *, allow_outside_root: bool = False,
+                          check_image_files: bool = True) -> None:
     """Register a COCO-format dataset under ``name`` (lazy: nothing is read yet).
 
     Sets metadata ``json_file``, ``image_root`` (absolute paths), ``evaluator_type="coco"`` and
@@ -94,13 +96,15 @@ def register_coco_dataset(name: str, json_file: str | os.PathLike, image_root: s
         json_file: the COCO instances file.
         image_root: the folder that image ``file_name``s are relative to.
         allow_outside_root: accept ``file_name``s that leave ``image_root``.
+        check_image_files: False for a dataset whose images are never read (validation then
+            checks the JSON alone; sizes are the JSON's).
 
     Raises:
         DatasetValidationError: ``name`` is already registered with other files (both are
             named), or by something other than this function.
     """
     source = _Source(os.path.abspath(os.fspath(json_file)), os.path.abspath(os.fspath(image_root)),
-                     bool(allow_outside_root))
+                     bool(allow_outside_root), bool(check_image_files))
     previous = _SOURCES.get(name)
     if previous == source:
         return
@@ -206,7 +210,8 @@ def validate_dataset(name: str) -> ValidationReport:
     if loaded is None:
         source = _SOURCES[name]
         loaded = load_coco_file(source.json_file, source.image_root,
-                                allow_outside_root=source.allow_outside_root)
+                                allow_outside_root=source.allow_outside_root,
+                                check_image_files=source.check_image_files)
         _LOADED[name] = loaded
         if loaded.report.ok:
             _set_metadata(name, loaded)

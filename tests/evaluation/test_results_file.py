@@ -151,7 +151,8 @@ def test_more_than_100_results_in_an_image_is_what_truncates_ap(tmp_path):
     # COCOeval; scoring the file with only those 100 must give the same AP.
     gt, results, reference = randomised_files(0, True)
     crowded = gt["images"][0]["id"]
-    mine = [r for r in reference if r["image_id"] == crowded and r["category_id"] == CATEGORY_IDS[0]]
+    mine = [r for r in reference
+            if r["image_id"] == crowded and r["category_id"] == CATEGORY_IDS[0]]
     assert len(mine) > 100
     best = sorted(mine, key=lambda r: -r["score"])[:100]
     trimmed = [r for r in reference if r not in mine] + best
@@ -198,7 +199,8 @@ def test_results_are_grouped_per_image_in_file_order_and_box_areas_follow_the_fi
     rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
     seg = {"size": [4, 5], "counts": rle["counts"].decode()}
     results = [
-        {"image_id": 2, "category_id": 1, "segmentation": seg, "score": 0.2, "bbox": [0, 0, 2.5, 2]},
+        {"image_id": 2, "category_id": 1, "segmentation": seg, "score": 0.2,
+         "bbox": [0, 0, 2.5, 2]},
         {"image_id": 1, "category_id": 1, "segmentation": seg, "score": 0.9, "bbox": [0, 0, 3, 3]},
         {"image_id": 2, "category_id": 3, "segmentation": seg, "score": 0.7, "bbox": [0, 0, 1, 1]},
     ]

@@ -197,10 +197,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _shown(value: Any) -> Any:
-    """A value short enough for a message."""
+def _shown(value: Any) -> str:
+    """A value as Python writes it, short enough for a message."""
     text = repr(value)
-    return value if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_rle(segm: dict, height: int, width: int) -> tuple[str, str] | None:

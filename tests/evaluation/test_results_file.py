@@ -13,7 +13,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from segcontrast.data.coco import unregister_coco_dataset
-from segcontrast.engine.evaluate_files import load_ground_truth, score_results
+from segcontrast.engine.evaluate_files import load_ground_truth
+from segcontrast.engine.score_files import score_results
 from segcontrast.evaluation import SegContrastEvaluator
 from segcontrast.evaluation.results_file import ResultsFileError, check_results, read_results
 

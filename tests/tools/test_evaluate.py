@@ -366,3 +366,25 @@ def test_round_trip_from_an_eval_only_run_gives_identical_numbers(tiny_data, tin
         assert from_file[group] == in_process[group], group
     # per image too: the same masks, the same bits
     assert (out / "per_image.csv").read_text() == (inference / "per_image.csv").read_text()
+
+
+def test_the_numbers_do_not_depend_on_the_number_of_workers(files, tmp_path, capsys):
+    outputs = {}
+    for workers in (1, 3):
+        out = tmp_path / f"w{workers}"
+        code, _, err = _run(capsys, "--gt", files["gt"], "--results", files["results"],
+                            "--workers", workers, "--output", out,
+                            "TEST.SEGCONTRAST.NUM_WORST_IMAGES", "3")
+        assert code == 0, err
+        outputs[workers] = out
+    one, three = (json.loads((outputs[w] / "metrics.json").read_text()) for w in (1, 3))
+    for key in ("semantic", "instance", "segm", "contrast", "details"):
+        assert one[key] == three[key], key
+    assert (outputs[1] / "per_image.csv").read_text() == (outputs[3] / "per_image.csv").read_text()
+    assert sorted(p.name for p in (outputs[1] / "worst_images").iterdir()) == sorted(
+        p.name for p in (outputs[3] / "worst_images").iterdir())
+    # a problem found by a worker is reported like one found here
+    bad = _mutated(files, len(files["list"]) - 1, segmentation=dict(
+        files["list"][-1]["segmentation"], counts=":"))
+    _refused(capsys, tmp_path, _write(tmp_path, bad), _where(files, len(files["list"]) - 1),
+             extra=["--workers", "3"])

@@ -7,9 +7,9 @@ the dataset dicts that ``DatasetCatalog.get(name)`` then returns.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from .coco_loader import LoadedCOCO, load_coco_file
 from .validation import DatasetValidationError, ValidationReport
 
 __all__ = [
+    "dataset_images",
     "parse_dataset_arg",
     "register_coco_dataset",
     "register_datasets_from_config",
@@ -225,8 +226,23 @@ def validate_dataset(name: str) -> ValidationReport:
 
 def _dataset_dicts(name: str) -> list[dict]:
     validate_dataset(name)
-    # Callers may change the dicts they get; the cached ones must stay as validated.
-    return copy.deepcopy(_LOADED[name].dicts)
+    # Callers may change the dicts they get; the cached ones must stay as validated. A pickle
+    # round trip is a deep copy, several times faster than copy.deepcopy on these dicts.
+    return pickle.loads(pickle.dumps(_LOADED[name].dicts, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def dataset_images(name: str) -> list[dict]:
+    """The images of a validated dataset, without their annotations (no copy of those).
+
+    Args:
+        name: a dataset registered with :func:`register_coco_dataset`.
+
+    Returns:
+        ``{"image_id", "file_name", "height", "width"}`` per image, sorted by id.
+    """
+    validate_dataset(name)
+    keys = ("image_id", "file_name", "height", "width")
+    return [{k: d[k] for k in keys} for d in _LOADED[name].dicts]
 
 
 def register_datasets_from_config(cfg: Any, *, allow_outside_root: bool = False) -> list[str]:

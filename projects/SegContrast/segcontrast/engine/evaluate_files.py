@@ -26,13 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.utils.logger import setup_logger
-from tqdm import tqdm
 
 from ..config import ConfigError, add_segcontrast_config, load_config, validate_segcontrast_config
 from ..data import DatasetValidationError
-from ..data.coco import register_coco_dataset, unregister_coco_dataset, validate_dataset
+from ..data.coco import (
+    dataset_images,
+    register_coco_dataset,
+    unregister_coco_dataset,
+    validate_dataset,
+)
 from ..evaluation.bootstrap import DEFAULT_SAMPLES
 from ..evaluation.compare import compare_states
 from ..evaluation.evaluator import SegContrastEvaluator, build_segcontrast_evaluator
@@ -40,9 +44,10 @@ from ..evaluation.html_report import AP_RULE, write_html_report
 from ..evaluation.results_file import ResultsFile, ResultsFileError, read_results
 from ..evaluation.semantic_pngs import SemanticPngs
 from ..utils import atomic_write
+from .score_files import default_workers, score_results
 
 __all__ = ["FileInputError", "GroundTruthFile", "build_argument_parser", "load_ground_truth",
-           "main", "score_results", "setup_tool_logging"]
+           "main", "setup_tool_logging"]
 
 logger = logging.getLogger("segcontrast")
 
@@ -106,6 +111,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_SAMPLES, metavar="N",
                         help=f"bootstrap resamples of --compare (default {DEFAULT_SAMPLES})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="processes that score images (default: the CPUs available, at "
+                        "most 8; the numbers do not depend on it)")
     parser.add_argument("--match-file-names", action="store_true",
                         help="take each result's image from its file_name (tools/predict.py "
                         "writes one) instead of its image_id")
@@ -209,7 +217,7 @@ def load_ground_truth(gt_json: str, images: str | None = None, *,
     register_coco_dataset(name, gt, root, allow_outside_root=allow_outside_root,
                           check_image_files=bool(images))
     validate_dataset(name)
-    dicts = DatasetCatalog.get(name)
+    dicts = dataset_images(name)
     meta = MetadataCatalog.get(name)
     return GroundTruthFile(
         name=name,
@@ -219,56 +227,6 @@ def load_ground_truth(gt_json: str, images: str | None = None, *,
         id_map=dict(meta.thing_dataset_id_to_contiguous_id),
         class_names=list(meta.thing_classes),
     )
-
-
-def score_results(evaluator: SegContrastEvaluator, results: ResultsFile, gt_images:
-                  dict[Any, tuple[int, int]], id_map: dict[int, int], *,
-                  semantic: SemanticPngs | None = None, file_names: dict[Any, str] | None = None,
-                  progress: bool = True) -> None:
-    """Hand every image of the ground truth, with its results, to the evaluator.
-
-    Images are taken in increasing id order; an image without results is an image without
-    predictions. Problems found while decoding (a compressed RLE that does not decode, a label
-    PNG with labels above K) are collected over all images and raised together at the end.
-
-    Args:
-        evaluator: the evaluator (its state receives every image).
-        results: the checked results.
-        gt_images: image id -> (height, width).
-        id_map: category id -> contiguous id.
-        semantic: label PNGs of a semantic model, or None.
-        file_names: image id -> file for the overlays.
-        progress: show a progress bar with ETA.
-
-    Raises:
-        ResultsFileError: every decoding problem (results file first, then the PNGs).
-    """
-    failures: dict[str, list[ResultsFileError]] = {}
-    for image_id in tqdm(sorted(gt_images), desc=f"scoring {os.path.basename(results.path)}",
-                         unit="img", disable=not progress, dynamic_ncols=True):
-        height, width = gt_images[image_id]
-        try:
-            pred = results.predictions(image_id, height, width, id_map)
-            if semantic is not None:
-                pred.semantic = semantic.labels(image_id)
-        except ResultsFileError as err:
-            failures.setdefault(err.file, []).append(err)
-            continue
-        if failures:
-            continue  # nothing will be written: only look for further problems
-        evaluator.process_predictions(image_id, pred, (file_names or {}).get(image_id))
-    if failures:
-        errors = [ResultsFileError.merge(group) for group in failures.values()]
-        raise errors[0] if len(errors) == 1 else _MultiFileError(errors)
-
-
-class _MultiFileError(ResultsFileError):
-    def __init__(self, errors: Sequence[ResultsFileError]) -> None:
-        self.errors = list(errors)
-        super().__init__(errors[0].file, [p for e in errors for p in e.problems])
-
-    def summary(self, max_lines: int = 30) -> str:
-        return "\n".join(e.summary(max_lines) for e in self.errors)
 
 
 def _read(path: str, gt: GroundTruthFile, args: argparse.Namespace) -> ResultsFile:
@@ -298,10 +256,11 @@ def _evaluate_one(cfg: CfgNode, gt: GroundTruthFile, results: ResultsFile, folde
                   ) -> tuple[SegContrastEvaluator, dict]:
     for warning in results.warnings:
         logger.warning(warning)
-    evaluator = build_segcontrast_evaluator(cfg, gt.name, folder,
-                                            source=_source(args, results, gt))
+    source = _source(args, results, gt)
+    evaluator = build_segcontrast_evaluator(cfg, gt.name, folder, source=source)
     score_results(evaluator, results, gt.images, gt.id_map, semantic=semantic,
-                  file_names=gt.file_names)
+                  file_names=gt.file_names, workers=args.workers,
+                  make_evaluator=lambda: build_segcontrast_evaluator(cfg, gt.name, folder))
     return evaluator, dict(evaluator.evaluate() or {})
 
 
@@ -356,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.bootstrap < 1:
             raise FileInputError(f"--bootstrap {args.bootstrap}: expected at least 1 resample")
+        if args.workers < 1:
+            raise FileInputError(f"--workers {args.workers}: expected at least 1")
         cfg = _config(args)
         _check_output(output)
         os.makedirs(os.path.dirname(output), exist_ok=True)

@@ -189,6 +189,18 @@ class SegContrastEvaluator(DatasetEvaluator):
                 )
             )
 
+    def add_state(self, state: EvalState) -> None:
+        """Add statistics that other evaluators of this dataset gathered (other images).
+
+        For images scored elsewhere, e.g. by worker processes; merged as ``evaluate`` merges
+        the processes of a distributed run.
+
+        Args:
+            state: the other evaluators' merged state.
+        """
+        self._state = EvalState.merge([self._state, state])
+        self._seen.update(image_sort_key(r.image_id) for r in state.images)
+
     def evaluate(self) -> OrderedDict | None:
         """Gather, compute, report and write.
 

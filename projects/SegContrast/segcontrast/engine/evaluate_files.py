@@ -241,10 +241,10 @@ def _source(args: argparse.Namespace, results: ResultsFile, gt: GroundTruthFile)
                      "'semantic_from_instances' columns the results painted as labels.")
     if not args.images:
         notes.append("No --images: the worst-image overlays are drawn on a grey canvas.")
-    return {
-        "results_file": os.path.abspath(results.path),
-        "gt_file": gt.json_file,
-        "semantic_dir": os.path.abspath(args.semantic_dir) if args.semantic_dir else None,
+    return {  # the paths as the user gave them
+        "results_file": results.path,
+        "gt_file": args.gt,
+        "semantic_dir": args.semantic_dir,
         "num_results": len(results),
         "images_with_results": len(results.by_image),
         "notes": notes,
@@ -289,8 +289,7 @@ def _run(args: argparse.Namespace, cfg: CfgNode, tmp: str) -> str:
             boundary_iou=cfg.TEST.SEGCONTRAST.BOUNDARY_IOU,
         )
         content = comparison.to_dict()
-        content["names"] = {"a": os.path.abspath(args.results),
-                            "b": os.path.abspath(args.compare)}
+        content["names"] = {"a": args.results, "b": args.compare}
         text = json.dumps(content, indent=2)
         atomic_write(os.path.join(tmp, "comparison.json"), lambda f: f.write(text), mode="w")
         write_html_report(tmp)

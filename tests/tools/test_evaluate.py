@@ -354,6 +354,7 @@ def test_round_trip_from_an_eval_only_run_gives_identical_numbers(tiny_data, tin
                       "OUTPUT_DIR", str(evaluated))
     assert result.returncode == 0, result.stderr[-3000:]
     inference = evaluated / "inference" / "tiny_val"
+    assert (inference / "report.html").is_file()  # training's evaluator writes the page too
     results = inference / "coco" / "coco_instances_results.json"
     assert json.loads(results.read_text()), "the model predicted nothing: nothing to compare"
     out = tmp_path / "from_file"

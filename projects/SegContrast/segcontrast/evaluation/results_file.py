@@ -24,7 +24,7 @@ import numpy as np
 from ..data.coco_json import read_json_file
 from ..data.masks import annotation_to_rle, crops_from_rles
 from ..data.rle import RLEError, rle_counts_to_runs
-from ..data.segmentation import EDGE_TOLERANCE, is_number
+from ..data.segmentation import EDGE_TOLERANCE, all_numbers, is_number
 from ..data.validation import ValidationReport
 from .image_eval import Predictions
 
@@ -236,16 +236,16 @@ def _check_segmentation(segm: Any, height: int, width: int) -> tuple[str, str] |
 
 def _check_polygons(segm: list, height: int, width: int) -> tuple[str, str] | None:
     """Polygons ``[[x1, y1, x2, y2, ...], ...]``; an empty list is an empty mask."""
-    if segm and all(is_number(v) for v in segm):
+    if segm and all_numbers(segm):
         return ("polygon_malformed", "segmentation is a flat list of numbers; polygons must be "
                 "nested: [[x1, y1, x2, y2, ...], ...]")
     for i, poly in enumerate(segm):
         if not isinstance(poly, list):
             return ("polygon_malformed", f"segmentation[{i}] is {_kind(poly)}; expected a list "
                     "of coordinates")
-        bad = [v for v in poly if not is_number(v)]
-        if bad:
-            return ("polygon_malformed", f"polygon {i} holds {_shown(bad[0])}; coordinates "
+        if not all_numbers(poly):
+            bad = next(v for v in poly if not is_number(v))
+            return ("polygon_malformed", f"polygon {i} holds {_shown(bad)}; coordinates "
                     "must be finite numbers")
         if len(poly) % 2:
             return ("polygon_odd_length", f"polygon {i} has {len(poly)} coordinates, an odd "

@@ -20,7 +20,7 @@ from tests.evaluation.results_files import results_of_image, write_synthetic_fil
 from .conftest import dataset_args, run_tool
 
 CATEGORY_IDS = [3, 7, 11, 20]
-FAST = ["TEST.SEGCONTRAST.NUM_WORST_IMAGES", "1"]
+FAST = ["TEST.SEGCONTRAST.NUM_WORST_IMAGES", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -297,6 +297,22 @@ def test_match_file_names_takes_the_image_from_the_file_name(files, tmp_path, ca
     a, b = (json.loads((p / "metrics.json").read_text()) for p in (out, plain))
     for group in ("semantic", "instance", "segm", "contrast"):
         assert a[group] == b[group], group
+    # Ultralytics: no file_name, the file stem as image_id
+    stems = [{k: v for k, v in r.items() if k != "file_name"} for r in renumbered]
+    for r, original in zip(stems, renumbered, strict=True):
+        r["image_id"] = "img_" + Path(original["file_name"]).stem
+    gt = json.loads(files["gt"].read_text())
+    for image in gt["images"]:
+        image["file_name"] = "img_" + image["file_name"]
+    gt_path = _write(tmp_path, gt, "gt_named.json")
+    _refused(capsys, tmp_path, _write(tmp_path, stems, "ultra.json"), "--match-file-names",
+             gt=gt_path)
+    out = tmp_path / "by_stem"
+    assert _run(capsys, "--gt", gt_path, "--results", tmp_path / "ultra.json",
+                "--match-file-names", "--output", out, *FAST)[0] == 0
+    c = json.loads((out / "metrics.json").read_text())
+    for group in ("semantic", "instance", "segm", "contrast"):
+        assert c[group] == b[group], group
 
 
 def test_the_cli_scores_two_files_and_writes_every_output(files, tmp_path):

@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _SHOWN_PROBLEMS = 30
+_STEM = "\0stem:"  # marks file-stem keys apart from file-name keys
 
 
 @dataclass(frozen=True)
@@ -275,12 +276,19 @@ def _image_lookup(images: Mapping[Any, tuple[int, int]], file_names: Mapping[str
     """The ground-truth image of a result, or None and why not."""
     if file_names is not None:
         name = result.get("file_name")
-        if not isinstance(name, str):
-            return None, (f"no 'file_name' (found {_shown(name)}): with file-name matching "
-                          "every result needs one")
-        image_id = file_names.get(os.path.basename(name))
+        if isinstance(name, str):
+            key = os.path.basename(name)
+        elif isinstance(result.get("image_id"), str):
+            # Ultralytics writes no file name; its image_id is the file stem (a string unless
+            # the stem is a number)
+            name = result["image_id"]
+            key = _STEM + name
+        else:
+            return None, (f"no 'file_name' (found {_shown(name)}) and no file stem as "
+                          "image_id: with file-name matching every result needs one")
+        image_id = file_names.get(key)
         if image_id is None:
-            return None, f"file_name {name!r} is no image of the ground truth"
+            return None, f"file name {name!r} is no image of the ground truth"
         return image_id, None
     image_id = result["image_id"]
     if _is_int(image_id) and image_id in images:
@@ -289,9 +297,10 @@ def _image_lookup(images: Mapping[Any, tuple[int, int]], file_names: Mapping[str
     if isinstance(image_id, str) and image_id.strip().lstrip("-").isdigit() \
             and int(image_id) in images:
         hint = "; it is a string, the ground truth's ids are integers"
-    elif isinstance(result.get("file_name"), str):
-        hint = ("; the results carry file names (as tools/predict.py writes them): "
-                "--match-file-names takes each result's image from its file_name")
+    elif isinstance(result.get("file_name"), str) or isinstance(image_id, str):
+        hint = ("; the results name their images by file (tools/predict.py's file_name, "
+                "Ultralytics' file stem as image_id): --match-file-names matches them to the "
+                "ground truth's file names")
     known = sorted(images, key=str)
     shown = ", ".join(map(str, known[:5])) + (", ..." if len(known) > 5 else "")
     return None, (f"image_id {_shown(image_id)} is not an image of the ground truth "
@@ -308,7 +317,8 @@ def read_results(path: str | os.PathLike, images: Mapping[Any, tuple[int, int]],
         images: the ground truth's image id -> (height, width).
         id_map: the ground truth's category id -> contiguous class id.
         match_file_names: take each result's image from its ``file_name`` (matched on the
-            last path component) instead of its ``image_id``.
+            last path component) instead of its ``image_id``; a result without one is matched
+            by its ``image_id`` taken as a file stem (as Ultralytics writes it).
         gt_file_names: image id -> ``file_name`` of the ground truth (needed with
             ``match_file_names``).
 
@@ -357,9 +367,11 @@ def check_results(path: str, data: Any, images: Mapping[Any, tuple[int, int]],
             f"[{{\"image_id\", \"category_id\", \"segmentation\", \"score\"}}, ...]{hint}")])
     file_names = None
     if match_file_names:
-        counts = Counter(os.path.basename(n) for n in (gt_file_names or {}).values())
-        file_names = {os.path.basename(n): i for i, n in (gt_file_names or {}).items()
-                      if counts[os.path.basename(n)] == 1}
+        # file name -> image id, and (prefixed) file stem -> image id; ambiguous names left out
+        keys = [(i, k) for i, n in (gt_file_names or {}).items()
+                for k in (os.path.basename(n), _STEM + os.path.splitext(os.path.basename(n))[0])]
+        counts = Counter(k for _, k in keys)
+        file_names = {k: i for i, k in keys if counts[k] == 1}
     if data and all(isinstance(r, dict) and "segmentation" not in r for r in data):
         raise ResultsFileError(path, [ResultProblem(
             "no_segmentation", f"none of the {len(data)} results has a 'segmentation': these "

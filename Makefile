@@ -43,6 +43,8 @@ bench: setup
 	$(PY) bench/bench_train_step.py --write-docs
 	$(PY) bench/bench_evaluator.py --write-docs
 	$(PY) bench/bench_evaluator.py --scaling --write-docs
+	$(PY) bench/bench_evaluate_files.py --write-docs
+	$(PY) bench/bench_evaluate_files.py --scaling --write-docs
 	$(PY) bench/reliability_report.py --write-docs
 
 # The loss study (hours on a CPU; resumable): docs/STUDY.md and its plots in docs/study/.

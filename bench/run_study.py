@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from segcontrast.evaluation.bootstrap import bootstrap_mean_ci, paired_seed_image_ci
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "STUDY.md"
@@ -180,39 +181,21 @@ def _value(metrics: dict, group: str, key: str) -> float:
 
 
 def _bootstrap_ci(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    samples = rng.integers(0, values.size, size=(BOOTSTRAP_SAMPLES, values.size))
-    means = values[samples].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return bootstrap_mean_ci(values, rng, BOOTSTRAP_SAMPLES)
 
 
 def _paired_seed_image_ci(variant: np.ndarray, base: np.ndarray,
                           rng: np.random.Generator) -> tuple[float, float]:
     """95% CI of the mean per-image difference, resampling seeds *and* images.
 
-    Resampling images alone treats one training run as the truth and ignores how much a run
-    changes with its seed; here every resample also draws each side's seeds with replacement.
+    See :func:`segcontrast.evaluation.bootstrap.paired_seed_image_ci`.
 
     Args:
         variant: (images, seeds) per-image scores of a variant.
         base: (images, seeds') per-image scores of the baseline, same images in the same order.
         rng: the random generator.
     """
-    keep = np.isfinite(variant).all(axis=1) & np.isfinite(base).all(axis=1)
-    variant, base = variant[keep], base[keep]
-    if variant.shape[0] == 0:
-        return float("nan"), float("nan")
-    n = variant.shape[0]
-    means = np.empty(BOOTSTRAP_SAMPLES)
-    for b in range(BOOTSTRAP_SAMPLES):
-        images = rng.integers(0, n, size=n)
-        seeds_v = rng.integers(0, variant.shape[1], size=variant.shape[1])
-        seeds_b = rng.integers(0, base.shape[1], size=base.shape[1])
-        means[b] = (variant[np.ix_(images, seeds_v)].mean()
-                    - base[np.ix_(images, seeds_b)].mean())
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return paired_seed_image_ci(variant, base, rng, BOOTSTRAP_SAMPLES)
 
 
 def _mean_pos_weight(runs: list[dict]) -> float:

@@ -7,9 +7,9 @@ the dataset dicts that ``DatasetCatalog.get(name)`` then returns.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from .coco_loader import LoadedCOCO, load_coco_file
 from .validation import DatasetValidationError, ValidationReport
 
 __all__ = [
+    "dataset_images",
     "parse_dataset_arg",
     "register_coco_dataset",
     "register_datasets_from_config",
@@ -35,6 +36,7 @@ class _Source:
     json_file: str
     image_root: str
     allow_outside_root: bool
+    check_image_files: bool = True
 
 
 _SOURCES: dict[str, _Source] = {}
@@ -82,7 +84,8 @@ def parse_dataset_arg(spec: str) -> tuple[str, str, str]:
 
 
 def register_coco_dataset(name: str, json_file: str | os.PathLike, image_root: str | os.PathLike,
-                          *, allow_outside_root: bool = False) -> None:
+                          *, allow_outside_root: bool = False,
+                          check_image_files: bool = True) -> None:
     """Register a COCO-format dataset under ``name`` (lazy: nothing is read yet).
 
     Sets metadata ``json_file``, ``image_root`` (absolute paths), ``evaluator_type="coco"`` and
@@ -94,13 +97,15 @@ def register_coco_dataset(name: str, json_file: str | os.PathLike, image_root: s
         json_file: the COCO instances file.
         image_root: the folder that image ``file_name``s are relative to.
         allow_outside_root: accept ``file_name``s that leave ``image_root``.
+        check_image_files: False for a dataset whose images are never read (validation then
+            checks the JSON alone; sizes are the JSON's).
 
     Raises:
         DatasetValidationError: ``name`` is already registered with other files (both are
             named), or by something other than this function.
     """
     source = _Source(os.path.abspath(os.fspath(json_file)), os.path.abspath(os.fspath(image_root)),
-                     bool(allow_outside_root))
+                     bool(allow_outside_root), bool(check_image_files))
     previous = _SOURCES.get(name)
     if previous == source:
         return
@@ -212,7 +217,8 @@ def validate_dataset(name: str) -> ValidationReport:
     if loaded is None:
         source = _SOURCES[name]
         loaded = load_coco_file(source.json_file, source.image_root,
-                                allow_outside_root=source.allow_outside_root)
+                                allow_outside_root=source.allow_outside_root,
+                                check_image_files=source.check_image_files)
         _LOADED[name] = loaded
         if loaded.report.ok:
             _set_metadata(name, loaded)
@@ -226,8 +232,23 @@ def validate_dataset(name: str) -> ValidationReport:
 
 def _dataset_dicts(name: str) -> list[dict]:
     validate_dataset(name)
-    # Callers may change the dicts they get; the cached ones must stay as validated.
-    return copy.deepcopy(_LOADED[name].dicts)
+    # Callers may change the dicts they get; the cached ones must stay as validated. A pickle
+    # round trip is a deep copy, several times faster than copy.deepcopy on these dicts.
+    return pickle.loads(pickle.dumps(_LOADED[name].dicts, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def dataset_images(name: str) -> list[dict]:
+    """The images of a validated dataset, without their annotations (no copy of those).
+
+    Args:
+        name: a dataset registered with :func:`register_coco_dataset`.
+
+    Returns:
+        ``{"image_id", "file_name", "height", "width"}`` per image, sorted by id.
+    """
+    validate_dataset(name)
+    keys = ("image_id", "file_name", "height", "width")
+    return [{k: d[k] for k in keys} for d in _LOADED[name].dicts]
 
 
 def register_datasets_from_config(cfg: Any, *, allow_outside_root: bool = False) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .validation import ValidationReport
 
-__all__ = ["REQUIRED_LISTS", "read_coco_json"]
+__all__ = ["REQUIRED_LISTS", "read_coco_json", "read_json_file"]
 
 REQUIRED_LISTS = ("images", "annotations", "categories")
 
@@ -21,25 +21,38 @@ def _kind(value: Any) -> str:
             type(None): "null"}.get(type(value), "a number")
 
 
-def _decode(json_file: str, report: ValidationReport) -> Any:
+def read_json_file(json_file: str, report: ValidationReport,
+                   what: str = "annotation file", expected: str = "COCO JSON") -> Any:
+    """Parse a JSON file whatever is wrong with it.
+
+    Args:
+        json_file: the file.
+        report: receives one fatal problem (missing, unreadable, empty, not UTF-8, truncated,
+            not JSON) when the file cannot be parsed.
+        what: how messages name the file ("annotation file", "results file").
+        expected: what the file should hold, for the message about an empty file.
+
+    Returns:
+        The parsed value; None when there is a problem.
+    """
     try:
         with open(json_file, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        report.add("fatal", "file_missing", "annotation file does not exist")
+        report.add("fatal", "file_missing", f"{what} does not exist")
         return None
     except OSError as err:
-        report.add("fatal", "file_unreadable", f"annotation file cannot be read: {err}")
+        report.add("fatal", "file_unreadable", f"{what} cannot be read: {err}")
         return None
     if not raw.strip():
         report.add("fatal", "file_empty",
-                   f"annotation file is empty ({len(raw)} bytes); expected COCO JSON")
+                   f"{what} is empty ({len(raw)} bytes); expected {expected}")
         return None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         report.add("fatal", "json_invalid",
-                   f"annotation file is not JSON: not UTF-8 text (byte {err.start}); a binary "
+                   f"{what} is not JSON: not UTF-8 text (byte {err.start}); a binary "
                    "file?")
         return None
     try:
@@ -47,14 +60,14 @@ def _decode(json_file: str, report: ValidationReport) -> Any:
     except json.JSONDecodeError as err:
         if err.pos >= len(text.rstrip()):
             report.add("fatal", "json_truncated",
-                       f"annotation file is truncated: the JSON ends at line {err.lineno}, "
+                       f"{what} is truncated: the JSON ends at line {err.lineno}, "
                        f"column {err.colno} before it is complete ({err.msg})")
         else:
             report.add("fatal", "json_invalid",
-                       f"annotation file is not valid JSON: {err.msg} at line {err.lineno}, "
+                       f"{what} is not valid JSON: {err.msg} at line {err.lineno}, "
                        f"column {err.colno}")
     except (ValueError, RecursionError) as err:
-        report.add("fatal", "json_invalid", f"annotation file cannot be parsed as JSON: {err}")
+        report.add("fatal", "json_invalid", f"{what} cannot be parsed as JSON: {err}")
     return None
 
 
@@ -69,7 +82,7 @@ def read_coco_json(json_file: str, report: ValidationReport) -> dict | None:
         The parsed object, with "images", "annotations" and "categories" lists; None when the
         file cannot be used (the problem is in ``report``).
     """
-    data = _decode(json_file, report)
+    data = read_json_file(json_file, report)
     if report.fatal:
         return None
     if not isinstance(data, dict):

@@ -194,6 +194,13 @@ def _size_message(info: ImageFileInfo, image: _Image) -> str:
     return message
 
 
+def _name_image_files(images: list[_Image], image_root: str) -> None:
+    """Paths of images whose files are not checked: joined to the root, never opened."""
+    root = os.path.abspath(image_root)
+    for image in images:
+        image.path = os.path.normpath(os.path.join(root, image.file_name))
+
+
 def _check_image_files(images: list[_Image], image_root: str, allow_outside_root: bool,
                        report: ValidationReport) -> None:
     if not os.path.isdir(image_root):
@@ -381,7 +388,8 @@ def _xywh_abs() -> Any:
 
 
 def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, *,
-                   allow_outside_root: bool = False, build_dicts: bool = True) -> LoadedCOCO:
+                   allow_outside_root: bool = False, build_dicts: bool = True,
+                   check_image_files: bool = True) -> LoadedCOCO:
     """Validate a COCO instances file and its images, and build Detectron2 dataset dicts.
 
     Args:
@@ -389,6 +397,9 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
         image_root: the folder that image ``file_name``s are relative to.
         allow_outside_root: accept ``file_name``s that leave ``image_root``.
         build_dicts: False to only validate (``dicts`` stays empty).
+        check_image_files: False to validate the JSON alone, for uses that never read the
+            images (scoring a results file): image sizes are then the JSON's, and
+            ``file_name`` is joined to ``image_root`` without opening anything.
 
     Returns:
         The report (problems sorted, so independent of the order of items in the file) and,
@@ -407,7 +418,10 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
     images, entries = _check_images(data["images"], report)
     if not data["images"]:
         report.add("fatal", "no_images", "'images' is empty; at least one image is needed")
-    _check_image_files(entries, image_root, allow_outside_root, report)
+    if check_image_files:
+        _check_image_files(entries, image_root, allow_outside_root, report)
+    else:
+        _name_image_files(entries, image_root)
     kept = _check_annotations(data["annotations"], images, id_map, known, report)
     _renumber_zero_ids(kept, data["annotations"], report)
     num_kept = sum(len(v) for v in kept.values())

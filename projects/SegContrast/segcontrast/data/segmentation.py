@@ -22,6 +22,7 @@ __all__ = [
     "SegmentationCheck",
     "check_bbox",
     "check_segmentation",
+    "all_numbers",
     "is_number",
 ]
 
@@ -37,6 +38,16 @@ def is_number(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     return math.isfinite(value)
+
+
+_PLAIN_NUMBERS = frozenset((int, float))
+
+
+def all_numbers(values: list) -> bool:
+    """``all(is_number(v) for v in values)``, at C speed for the plain ints and floats of JSON."""
+    if set(map(type, values)) <= _PLAIN_NUMBERS:
+        return all(map(math.isfinite, values))
+    return all(is_number(v) for v in values)
 
 
 @dataclass
@@ -77,7 +88,7 @@ class SegmentationCheck:
 
 def _check_polygons(segm: list, height: int, width: int) -> SegmentationCheck:
     out = SegmentationCheck()
-    if all(is_number(v) for v in segm):
+    if all_numbers(segm):
         out.issues.append(("fatal", "polygon_malformed",
                            "segmentation is a flat list of numbers; polygons must be nested: "
                            "[[x1, y1, x2, y2, ...], ...]"))
@@ -90,7 +101,7 @@ def _check_polygons(segm: list, height: int, width: int) -> SegmentationCheck:
             out.issues.append(("fatal", "polygon_malformed",
                                f"segmentation[{i}] is {what}; expected a list of numbers"))
             continue
-        if not all(is_number(v) for v in poly):
+        if not all_numbers(poly):
             bad = next(v for v in poly if not is_number(v))
             out.issues.append(("fatal", "polygon_malformed",
                                f"polygon {i} holds {bad!r}; coordinates must be finite numbers"))
@@ -110,7 +121,7 @@ def _check_polygons(segm: list, height: int, width: int) -> SegmentationCheck:
         elif len(poly) < 6:
             short.append(i)
         else:
-            kept.append([float(v) for v in poly])
+            kept.append(list(map(float, poly)))
     if any(severity == "fatal" for severity, _, _ in out.issues):
         return out
     tail = "" if kept else "; no polygon is left, so the annotation is dropped"

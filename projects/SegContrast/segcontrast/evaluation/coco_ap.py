@@ -35,8 +35,11 @@ __all__ = [
     "IOU_THRESHOLDS",
     "RECALL_THRESHOLDS",
     "ApImage",
+    "ApMatches",
     "CocoAp",
+    "coco_ap_matches",
     "coco_segm_ap",
+    "weighted_ap",
 ]
 
 # pycocotools.cocoeval.Params.setDetParams, same expressions so the floats are identical.
@@ -288,20 +291,47 @@ def _match_chunk(
     return det_index, effective, matched_ignored
 
 
-def coco_segm_ap(images: Sequence[ApImage], num_classes: int) -> CocoAp:
-    """Run COCO's evaluate + accumulate (maxDets 100) on stored records.
+@dataclass
+class ApMatches:
+    """COCO's matching of every detection, before accumulation over images.
+
+    Attributes:
+        num_images: images of the records, in their order.
+        det_image: (ND,) index of each detection's image.
+        det_class: (ND,) class of each detection.
+        det_scores: (ND,) float64 scores.
+        tp: (ND, A, T) bool, a true positive per area range and IoU threshold.
+        fp: (ND, A, T) bool, a false positive (neither a match nor ignored).
+        gt_image: (NG,) index of each ground truth's image.
+        gt_class: (NG,) class of each ground truth.
+        gt_ignore: (NG, A) bool, ignored per area range (crowd, or area outside the range).
+    """
+
+    num_images: int
+    det_image: np.ndarray
+    det_class: np.ndarray
+    det_scores: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    gt_image: np.ndarray
+    gt_class: np.ndarray
+    gt_ignore: np.ndarray
+
+
+def coco_ap_matches(images: Sequence[ApImage]) -> ApMatches:
+    """Run COCO's evaluate (maxDets 100) on stored records: each detection's outcome.
+
+    Matching depends on one image alone, so resampling images (a bootstrap) reuses it and
+    only repeats the accumulation (:func:`weighted_ap`).
 
     Args:
         images: per-image records in increasing image-id order (COCOeval's order).
-        num_classes: K; class k of the records is the k-th category in id order.
 
     Returns:
-        Precision and recall arrays.
+        The outcome of every detection and the ignore flags of every ground truth.
     """
     data = _concat(images)
-    t_count, r_count, a_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(AREA_RANGES)
-    precision = -np.ones((t_count, r_count, num_classes, a_count))
-    recall = -np.ones((t_count, num_classes, a_count))
+    t_count, a_count = len(IOU_THRESHOLDS), len(AREA_RANGES)
     lo, hi = AREA_RANGES[:, 0], AREA_RANGES[:, 1]
     gt_area = data["gt_areas"][:, None]
     gt_ignore = data["gt_crowd"][:, None] | (gt_area < lo) | (gt_area > hi)  # (NG, A)
@@ -318,15 +348,40 @@ def coco_segm_ap(images: Sequence[ApImage], num_classes: int) -> CocoAp:
         matched[idx] = eff
         matched_ignored[idx] = mig
     det_ignored = matched_ignored | (~matched & det_outside[:, :, None])
-    tp_flags = matched & ~det_ignored
-    fp_flags = ~matched & ~det_ignored
+    group_image = np.repeat(np.arange(len(images)), [len(im.classes) for im in images])
+    return ApMatches(
+        num_images=len(images),
+        det_image=np.repeat(group_image, data["n_det"]),
+        det_class=np.repeat(data["classes"], data["n_det"]),
+        det_scores=data["det_scores"],
+        tp=matched & ~det_ignored,
+        fp=~matched & ~det_ignored,
+        gt_image=np.repeat(group_image, data["n_gt"]),
+        gt_class=np.repeat(data["classes"], data["n_gt"]),
+        gt_ignore=gt_ignore,
+    )
 
-    det_class = np.repeat(data["classes"], data["n_det"])
-    gt_class = np.repeat(data["classes"], data["n_gt"])
+
+def coco_segm_ap(images: Sequence[ApImage], num_classes: int) -> CocoAp:
+    """Run COCO's evaluate + accumulate (maxDets 100) on stored records.
+
+    Args:
+        images: per-image records in increasing image-id order (COCOeval's order).
+        num_classes: K; class k of the records is the k-th category in id order.
+
+    Returns:
+        Precision and recall arrays.
+    """
+    m = coco_ap_matches(images)
+    t_count, r_count, a_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(AREA_RANGES)
+    precision = -np.ones((t_count, r_count, num_classes, a_count))
+    recall = -np.ones((t_count, num_classes, a_count))
+    tp_flags, fp_flags, gt_ignore = m.tp, m.fp, m.gt_ignore
+    det_class, gt_class = m.det_class, m.gt_class
     eps = np.spacing(1)
     for k in range(num_classes):
         dets = np.flatnonzero(det_class == k)
-        order = np.argsort(-data["det_scores"][dets], kind="mergesort")
+        order = np.argsort(-m.det_scores[dets], kind="mergesort")
         dets = dets[order]
         gts = gt_class == k
         for a in range(a_count):
@@ -350,3 +405,86 @@ def coco_segm_ap(images: Sequence[ApImage], num_classes: int) -> CocoAp:
                 q[valid] = pr[inds[valid], t]
                 precision[t, :, k, a] = q
     return CocoAp(precision=precision, recall=recall)
+
+
+_WEIGHTED_ELEMENTS = 1_000_000  # per (resamples, detections, thresholds) block of weighted_ap
+
+
+def weighted_ap(matches: ApMatches, num_classes: int, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """AP and AP50 (area "all") when each image counts ``weights[b, i]`` times.
+
+    An image counted twice adds its detections and ground truth twice, as if it were in the
+    dataset twice (a bootstrap resample). With all weights 1 this is :func:`coco_segm_ap`'s AP
+    and AP50 (to float rounding of the final mean); with other weights it equals
+    ``coco_segm_ap`` on the repeated images up to the order of detections of equal score.
+
+    COCO's interpolated precision at recall r is the largest precision at any detection whose
+    recall is at least r; with ``idx_j`` the last recall threshold at or below detection j's
+    recall, that is a suffix maximum over r of the per-threshold maxima, which ``reduceat``
+    gives for all resamples and IoU thresholds at once.
+
+    Args:
+        matches: from :func:`coco_ap_matches`.
+        num_classes: K.
+        weights: (B, images) non-negative integer counts.
+
+    Returns:
+        ``{"AP": (B,), "AP50": (B,)}`` in percent, NaN where no class has ground truth.
+    """
+    weights = np.asarray(weights, np.float64)
+    b_count = weights.shape[0]
+    t_count, r_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
+    sums = np.zeros((b_count, t_count))  # sum over classes and recall thresholds
+    classes_with_gt = np.zeros(b_count)
+    eps = np.spacing(1)
+    for k in range(num_classes):
+        gts = (matches.gt_class == k) & ~matches.gt_ignore[:, 0]
+        npig = weights[:, matches.gt_image[gts]].sum(axis=1)  # (B,)
+        has_gt = np.flatnonzero(npig > 0)
+        classes_with_gt[has_gt] += 1
+        dets = np.flatnonzero(matches.det_class == k)
+        dets = dets[np.argsort(-matches.det_scores[dets], kind="mergesort")]
+        tp = matches.tp[dets, 0, :]
+        counted = tp | matches.fp[dets, 0, :]
+        keep = counted.any(axis=1)  # ignored at every threshold: no effect on the curve
+        dets, tp, counted = dets[keep], tp[keep].astype(np.float64), counted[keep]
+        nd = len(dets)
+        if nd == 0 or not len(has_gt):
+            continue
+        # Without crowd regions a detection counts (tp or fp) at every threshold or at none:
+        # the running count of counted detections is then one row for all thresholds.
+        same = bool(np.all(counted == counted[:, :1]))
+        counted = (counted[:, :1] if same else counted).astype(np.float64)
+        step = max(1, _WEIGHTED_ELEMENTS // (nd * t_count))
+        for start in range(0, len(has_gt), step):
+            rows = has_gt[start : start + step]
+            b = len(rows)
+            # (b, T, nd): detections last, so that each (resample, threshold) is contiguous
+            w = weights[np.ix_(rows, matches.det_image[dets])][:, None, :]
+            tp_sum = np.cumsum(w * tp.T[None], axis=2)
+            total = np.cumsum(w * counted.T[None], axis=2)
+            total += eps
+            pr = np.divide(tp_sum, total)
+            # Recall is tp / npig with tp an integer <= npig: look the threshold index up in a
+            # table of every possible tp (the same division as COCOeval's, so the same floats).
+            most = int(npig[rows].max())
+            table = np.searchsorted(
+                RECALL_THRESHOLDS, np.arange(most + 1)[None, :] / npig[rows, None], side="right"
+            ) - 1
+            lookup = np.minimum(tp_sum, most, out=tp_sum).astype(np.int64)
+            lookup += np.arange(b)[:, None, None] * (most + 1)
+            # key: (resample, threshold, recall-threshold index), non-decreasing along memory
+            key = table.ravel()[lookup]
+            key += np.arange(b * t_count).reshape(b, t_count, 1) * r_count
+            key = key.ravel()
+            starts = np.concatenate(([0], np.flatnonzero(np.diff(key)) + 1))
+            best = np.zeros(b * t_count * r_count)
+            best[key[starts]] = np.maximum.reduceat(pr.ravel(), starts)
+            best = best.reshape(b, t_count, r_count)
+            q = np.maximum.accumulate(best[:, :, ::-1], axis=2)
+            sums[rows] += q.sum(axis=2)
+    out = {"AP": np.full(b_count, math.nan), "AP50": np.full(b_count, math.nan)}
+    valid = classes_with_gt > 0
+    out["AP"][valid] = sums[valid].sum(axis=1) / (classes_with_gt[valid] * t_count * r_count) * 100
+    out["AP50"][valid] = sums[valid, 0] / (classes_with_gt[valid] * r_count) * 100
+    return out

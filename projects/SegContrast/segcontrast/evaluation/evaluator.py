@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..data.masks import GroundTruth, describe_image
 from .boundary import boundary_dilation
+from .html_report import write_html_report
 from .image_eval import Predictions, evaluate_image
 from .records import EvalState, WorstImage, image_sort_key
 from .report import format_report, write_metrics_json, write_per_image_csv
@@ -51,6 +52,8 @@ class SegContrastEvaluator(DatasetEvaluator):
         num_worst_images: overlays drawn for this many worst images (by instance mIoU).
         score_threshold: predictions below it are left out of the semantic painting and the
             instance metrics; COCO AP always uses all of them.
+        source: what was scored (e.g. the results file), written to ``metrics.json`` as
+            ``"source"``; its ``"notes"`` (a list of sentences) appear in the report.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class SegContrastEvaluator(DatasetEvaluator):
         boundary_iou: bool = True,
         num_worst_images: int = 6,
         score_threshold: float = 0.0,
+        source: dict[str, Any] | None = None,
     ) -> None:
         if not 0 < iou_threshold <= 1:
             raise ValueError(f"iou_threshold = {iou_threshold}: expected a number in (0, 1]")
@@ -81,6 +85,7 @@ class SegContrastEvaluator(DatasetEvaluator):
         self._boundary_iou = bool(boundary_iou)
         self._num_worst = int(num_worst_images)
         self._score_threshold = float(score_threshold)
+        self._source = dict(source) if source else None
         dicts = DatasetCatalog.get(dataset_name)
         self._gt = {record["image_id"]: record for record in dicts}
         metadata = MetadataCatalog.get(dataset_name)
@@ -188,6 +193,18 @@ class SegContrastEvaluator(DatasetEvaluator):
                 )
             )
 
+    def add_state(self, state: EvalState) -> None:
+        """Add statistics that other evaluators of this dataset gathered (other images).
+
+        For images scored elsewhere, e.g. by worker processes; merged as ``evaluate`` merges
+        the processes of a distributed run.
+
+        Args:
+            state: the other evaluators' merged state.
+        """
+        self._state = EvalState.merge([self._state, state])
+        self._seen.update(image_sort_key(r.image_id) for r in state.images)
+
     def evaluate(self) -> OrderedDict | None:
         """Gather, compute, report and write.
 
@@ -225,7 +242,9 @@ class SegContrastEvaluator(DatasetEvaluator):
         return copy.deepcopy(summary.results)
 
     def _settings(self) -> dict[str, Any]:
+        extra = {"source": self._source} if self._source else {}
         return {
+            **extra,
             "dataset": self._dataset_name,
             "settings": {
                 "mask_threshold": self._mask_threshold,
@@ -249,7 +268,9 @@ class SegContrastEvaluator(DatasetEvaluator):
             logger.warning(
                 "SegContrastEvaluator: plots not written (%s: %s)", type(err).__name__, err
             )
-        logger.info("SegContrast metrics, per-image table and plots written to %s", out)
+        write_html_report(out)
+        logger.info("SegContrast metrics, per-image table, plots and report.html written to %s",
+                    out)
 
     def _write_plots(self, state: EvalState, summary: Summary) -> None:
         from . import plots  # matplotlib only when plots are written
@@ -306,7 +327,8 @@ def _pct_text(value: float) -> str:
 
 
 def build_segcontrast_evaluator(
-    cfg: CfgNode, dataset_name: str, output_folder: str | None
+    cfg: CfgNode, dataset_name: str, output_folder: str | None, *,
+    source: dict[str, Any] | None = None,
 ) -> SegContrastEvaluator:
     """The evaluator with the settings of ``cfg.TEST.SEGCONTRAST``.
 
@@ -316,6 +338,7 @@ def build_segcontrast_evaluator(
         cfg: a config with SegContrast keys.
         dataset_name: registered dataset.
         output_folder: where to write results (None: nowhere).
+        source: what was scored, for ``metrics.json`` and the report.
 
     Returns:
         The evaluator.
@@ -331,4 +354,5 @@ def build_segcontrast_evaluator(
         boundary_iou=sc.BOUNDARY_IOU,
         num_worst_images=sc.NUM_WORST_IMAGES,
         score_threshold=sc.get("SCORE_THRESHOLD", 0.0),
+        source=source,
     )

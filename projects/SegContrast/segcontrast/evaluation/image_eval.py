@@ -18,7 +18,7 @@ from .boundary import boundary_iou_pairs
 from .coco_ap import ApImage
 from .instance import iou_matrix, match_image
 from .records import ImageRecord
-from .semantic import confusion_matrix, paint_semantic_from_crops, thing_miou
+from .semantic import confusion_matrix, label_counts, paint_semantic_from_crops, thing_miou
 
 __all__ = ["ImageResult", "Predictions", "evaluate_image"]
 
@@ -226,5 +226,9 @@ def evaluate_image(
         pred_matched=match.pred_matched,
         pred_ignored=match.pred_ignored,
         ap=ap,
+        semantic_counts=label_counts(conf),
+        semantic_counts_from_instances=(
+            label_counts(from_instances) if from_instances is not None else None
+        ),
     )
     return ImageResult(record, conf, from_instances, keep)

@@ -56,6 +56,10 @@ class ImageRecord:
         pred_matched: (N,) bool.
         pred_ignored: (N,) bool (in a crowd region).
         ap: the COCO records.
+        semantic_counts: (3, K + 1) int64 TP, GT and predicted pixels per label of the
+            semantic view (:func:`~.semantic.label_counts`), for resampling images.
+        semantic_counts_from_instances: the same for the painted instances when the model also
+            gave semantic labels, else None.
     """
 
     image_id: Any
@@ -74,6 +78,8 @@ class ImageRecord:
     pred_matched: np.ndarray
     pred_ignored: np.ndarray
     ap: ApImage
+    semantic_counts: np.ndarray | None = None
+    semantic_counts_from_instances: np.ndarray | None = None
 
     @property
     def worst_image_score(self) -> float | None:

@@ -20,6 +20,7 @@ from .records import ImageRecord
 from .summary import Summary
 
 __all__ = [
+    "CONTRAST_MEANINGS",
     "PER_IMAGE_COLUMNS",
     "format_report",
     "write_metrics_json",
@@ -51,6 +52,7 @@ _CONTRAST_MEANINGS = (
     ("matched", "matched pairs (one-to-one, Hungarian, IoU >= threshold)"),
     ("ignored", "unmatched predictions lying in a crowd region"),
 )
+CONTRAST_MEANINGS = _CONTRAST_MEANINGS  # each contrast count and what it counts
 
 
 def _json_ready(value: Any) -> Any:

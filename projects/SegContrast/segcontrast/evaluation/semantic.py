@@ -19,6 +19,7 @@ __all__ = [
     "check_num_classes",
     "SemanticScores",
     "confusion_matrix",
+    "label_counts",
     "paint_semantic_prediction",
     "paint_semantic_from_crops",
     "semantic_scores",
@@ -113,6 +114,20 @@ def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_labels: int) -> np.nd
     counts = np.bincount(others, minlength=n2)[:n2]
     counts[0] = flat.size - others.size  # ignored pixels never have code 0
     return counts.reshape(num_labels, num_labels).astype(np.int64)
+
+
+def label_counts(conf: np.ndarray) -> np.ndarray:
+    """Per label the three numbers its IoU needs: true positive, GT and predicted pixels.
+
+    Args:
+        conf: (K + 1, K + 1) confusion matrix, rows ground truth.
+
+    Returns:
+        (3, K + 1) int64: rows TP, GT pixels, predicted pixels. Summed over images they give
+        the dataset's IoUs, so resampling images (a bootstrap) needs only these.
+    """
+    conf = np.asarray(conf)
+    return np.stack([np.diag(conf), conf.sum(axis=1), conf.sum(axis=0)]).astype(np.int64)
 
 
 def thing_miou(conf: np.ndarray) -> float:

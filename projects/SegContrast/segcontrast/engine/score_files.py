@@ -1,0 +1,149 @@
+"""Handing a results file to the evaluator one image at a time, in this process or in several.
+
+Every image of the ground truth goes to :meth:`SegContrastEvaluator.process_predictions`, the
+evaluator's per-image entry point, with the image's results decoded just before. With several
+workers, forked processes score chunks of images with evaluators of the same settings and send
+back their sufficient statistics, which are merged into the caller's evaluator as Detectron2's
+distributed evaluation merges processes (:meth:`EvalState.merge`, images sorted by id): the
+numbers do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tqdm import tqdm
+
+from ..evaluation.evaluator import SegContrastEvaluator
+from ..evaluation.records import EvalState
+from ..evaluation.results_file import ResultProblem, ResultsFile, ResultsFileError
+from ..evaluation.semantic_pngs import SemanticPngs
+
+__all__ = ["default_workers", "score_results"]
+
+_IMAGES_PER_TASK = 8
+# What forked workers inherit: set by score_results just before the pool starts.
+_JOB: dict[str, Any] = {}
+
+
+def default_workers() -> int:
+    """The CPUs this process may use, at most 8."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        available = os.cpu_count() or 1
+    return max(1, min(8, available))
+
+
+def _score_images(evaluator: SegContrastEvaluator, image_ids: Sequence[Any], results: ResultsFile,
+                  gt_images: dict[Any, tuple[int, int]], id_map: dict[int, int],
+                  semantic: SemanticPngs | None, file_names: dict[Any, str] | None,
+                  done: Callable[[int], None] | None = None) -> list[tuple[str, ResultProblem]]:
+    """Score images in turn; return the decoding problems (scoring stops at the first)."""
+    problems: list[tuple[str, ResultProblem]] = []
+    for image_id in image_ids:
+        height, width = gt_images[image_id]
+        try:
+            pred = results.predictions(image_id, height, width, id_map)
+            if semantic is not None:
+                pred.semantic = semantic.labels(image_id)
+        except ResultsFileError as err:
+            problems += [(err.file, p) for p in err.problems]
+        else:
+            if not problems:  # after a problem nothing is written: only look for more
+                evaluator.process_predictions(image_id, pred, (file_names or {}).get(image_id))
+        if done is not None:
+            done(1)
+    return problems
+
+
+def _worker_task(image_ids: list) -> tuple[EvalState, list[tuple[str, ResultProblem]]]:
+    evaluator = _JOB.get("evaluator")
+    if evaluator is None:  # one evaluator per worker process, reset for each task
+        evaluator = _JOB["evaluator"] = _JOB["make_evaluator"]()
+    evaluator.reset()
+    problems = _score_images(evaluator, image_ids, _JOB["results"], _JOB["gt_images"],
+                             _JOB["id_map"], _JOB["semantic"], _JOB["file_names"])
+    return evaluator.state, problems
+
+
+def _raise(problems: list[tuple[str, ResultProblem]]) -> None:
+    by_file: dict[str, list[ResultProblem]] = {}
+    for file, problem in problems:
+        by_file.setdefault(file, []).append(problem)
+    errors = [ResultsFileError(file, found) for file, found in by_file.items()]
+    raise errors[0] if len(errors) == 1 else _MultiFileError(errors)
+
+
+class _MultiFileError(ResultsFileError):
+    """Problems of several files (a results file and the label PNGs)."""
+
+    def __init__(self, errors: Sequence[ResultsFileError]) -> None:
+        self.errors = list(errors)
+        super().__init__(errors[0].file, [p for e in errors for p in e.problems])
+
+    def summary(self, max_lines: int = 30) -> str:
+        """Each file's summary."""
+        return "\n".join(e.summary(max_lines) for e in self.errors)
+
+
+def score_results(evaluator: SegContrastEvaluator, results: ResultsFile,
+                  gt_images: dict[Any, tuple[int, int]], id_map: dict[int, int], *,
+                  semantic: SemanticPngs | None = None, file_names: dict[Any, str] | None = None,
+                  progress: bool = True, workers: int = 1,
+                  make_evaluator: Callable[[], SegContrastEvaluator] | None = None) -> None:
+    """Hand every image of the ground truth, with its results, to the evaluator.
+
+    Images are taken in increasing id order; an image without results is an image without
+    predictions. Problems found while decoding (a compressed RLE that does not decode, a label
+    PNG with labels above K) are collected over all images and raised together at the end.
+
+    Args:
+        evaluator: the evaluator; its state receives every image.
+        results: the checked results.
+        gt_images: image id -> (height, width).
+        id_map: category id -> contiguous id.
+        semantic: label PNGs of a semantic model, or None.
+        file_names: image id -> file for the overlays.
+        progress: show a progress bar with ETA.
+        workers: processes that score images (1: this one); more need ``make_evaluator`` and
+            the "fork" start method, else this process scores alone.
+        make_evaluator: builds an evaluator with ``evaluator``'s dataset and settings (called
+            once in each worker).
+
+    Raises:
+        ResultsFileError: every decoding problem (results file first, then the PNGs).
+    """
+    image_ids = sorted(gt_images)
+    tasks = [image_ids[i : i + _IMAGES_PER_TASK]
+             for i in range(0, len(image_ids), _IMAGES_PER_TASK)]
+    parallel = (workers > 1 and make_evaluator is not None and len(tasks) > 1
+                and "fork" in multiprocessing.get_all_start_methods())
+    bar = tqdm(total=len(image_ids), desc=f"scoring {os.path.basename(results.path)}",
+               unit="img", disable=not progress, dynamic_ncols=True)
+    with bar:
+        if not parallel:
+            problems = _score_images(evaluator, image_ids, results, gt_images, id_map, semantic,
+                                     file_names, bar.update)
+        else:
+            _JOB.update(make_evaluator=make_evaluator, results=results, gt_images=gt_images,
+                        id_map=id_map, semantic=semantic, file_names=file_names)
+            states, problems = [], []
+            try:
+                context = multiprocessing.get_context("fork")
+                with context.Pool(min(workers, len(tasks))) as pool:
+                    for task, (state, found) in zip(
+                        tasks, pool.imap(_worker_task, tasks), strict=True
+                    ):
+                        states.append(state)
+                        problems += found
+                        bar.update(len(task))
+            finally:
+                _JOB.clear()
+            if not problems:
+                evaluator.add_state(EvalState.merge(states))
+    if problems:
+        _raise(problems)

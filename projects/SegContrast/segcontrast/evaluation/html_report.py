@@ -1,0 +1,281 @@
+"""``report.html``: the one page a person opens, self-contained (no network, no other files).
+
+Rendered from the evaluation folder itself: the numbers come from its ``metrics.json`` (and
+``comparison.json`` when two models were compared), the plots and worst-image overlays are its
+PNG files, embedded as base64. Every result group of ``metrics.json`` is shown, also groups this
+module does not know by name. Each number on the page carries its ``metrics.json`` location and
+exact value in ``data-group``, ``data-key`` and ``data-value`` attributes (``per_class/<class>``
+for the rows of ``details.per_class``).
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import html
+import json
+import math
+import os
+from typing import Any
+
+from ..utils import atomic_write
+from .report import CONTRAST_MEANINGS
+
+__all__ = ["AP_RULE", "REPORT_NAME", "render_report", "write_html_report"]
+
+REPORT_NAME = "report.html"
+AP_RULE = (
+    "Mask AP keeps the 100 highest-scoring predictions per image and class, as pycocotools' "
+    "COCOeval does, whatever their score; the semantic and instance sides use every prediction "
+    "with a score of at least SCORE_THRESHOLD."
+)
+# Top-level keys of metrics.json that are not result groups.
+_NOT_GROUPS = ("details", "settings", "source", "class_names", "dataset")
+# Groups whose values are counts, shown without decimals.
+_COUNT_GROUPS = ("contrast",)
+_HEADLINE = (
+    ("semantic", "mIoU", "semantic mIoU"),
+    ("semantic_from_instances", "mIoU", "semantic mIoU (painted instances)"),
+    ("semantic", "mIoU_per_image", "semantic mIoU per image"),
+    ("instance", "mIoU", "instance mIoU"),
+    ("instance", "matched_mIoU", "instance mIoU of matched"),
+    ("instance", "F1", "F1"),
+    ("instance", "boundary_IoU", "boundary IoU"),
+    ("segm", "AP", "mask AP"),
+    ("segm", "AP50", "AP50"),
+    ("segm", "AP75", "AP75"),
+)
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.8em;
+  border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
+th { background: #f2f2f2; text-align: left; } td.num { text-align: right;
+  font-variant-numeric: tabular-nums; }
+th.sem { background: #e3eefb; } th.inst { background: #fbeee3; }
+tr.differs td { background: #fff6d6; font-weight: 600; }
+.sentence { background: #f6f8fa; border-left: 4px solid #5b8def; padding: 0.6em 1em; }
+.note { color: #555; font-size: 0.9em; } img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.85em; }
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _number_text(value: Any, count: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if count:
+        return f"{value:.0f}"
+    return f"{value:.2f}"
+
+
+def _cell(value: Any, group: str | None = None, key: str | None = None,
+          count: bool = False) -> str:
+    """A numeric table cell; with ``group``/``key`` it names its place in metrics.json."""
+    attrs = ' class="num"'
+    if group is not None and key is not None:
+        exact = "null" if value is None else repr(value)
+        attrs += (f' data-group="{_esc(group)}" data-key="{_esc(key)}" '
+                  f'data-value="{_esc(exact)}"')
+    return f"<td{attrs}>{_esc(_number_text(value, count))}</td>"
+
+
+def _groups(metrics: dict) -> list[str]:
+    return [k for k, v in metrics.items() if k not in _NOT_GROUPS and isinstance(v, dict)]
+
+
+def _headline(metrics: dict) -> str:
+    cells = [(g, k, label) for g, k, label in _HEADLINE if k in metrics.get(g, {})]
+    if not cells:
+        return ""
+    head = "".join(
+        f'<th class="{"sem" if g.startswith("semantic") else "inst"}">{_esc(label)}</th>'
+        for g, _, label in cells)
+    row = "".join(_cell(metrics[g][k], g, k) for g, k, _ in cells)
+    return (f"<h2>Semantic vs instance</h2>\n<p class=\"note\">Percent. Blue: the semantic "
+            "view (pixels pooled per class); orange: the instance view (every object on its "
+            f"own) and COCO mask AP.</p>\n<table><tr>{head}</tr><tr>{row}</tr></table>")
+
+
+def _sentence(metrics: dict) -> str:
+    text = metrics.get("details", {}).get("explanation")
+    return f'<p class="sentence">{_esc(text)}</p>' if text else ""
+
+
+def _contrast(metrics: dict) -> str:
+    counts = metrics.get("contrast")
+    if not counts:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_esc(key)}</td>{_cell(counts.get(key), 'contrast', key, count=True)}"
+        f"<td>{_esc(meaning)}</td></tr>"
+        for key, meaning in CONTRAST_MEANINGS if key in counts)
+    return ("<h2>Where the two views disagree</h2>\n<table><tr><th>count</th><th>value</th>"
+            f"<th>what it counts</th></tr>{rows}</table>\n{_sentence(metrics)}")
+
+
+def _per_class(metrics: dict) -> str:
+    rows = metrics.get("details", {}).get("per_class") or []
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            if c == "class":
+                cells.append(f"<td>{_esc(value)}</td>")
+            else:
+                cells.append(_cell(value, f"per_class/{row.get('class')}", c,
+                                   count=isinstance(value, int)))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<h2>Per class</h2>\n<p class=\"note\">IoUs and AP in percent; counts of "
+            f"instances.</p>\n<table><tr>{head}</tr>{''.join(body)}</table>")
+
+
+def _all_groups(metrics: dict) -> str:
+    parts = ["<h2>Every result group</h2>\n<p class=\"note\">All numbers of metrics.json "
+             "(percent, except counts).</p>"]
+    for group in _groups(metrics):
+        values = metrics[group]
+        count = group in _COUNT_GROUPS
+        rows = "".join(f"<tr><td>{_esc(k)}</td>{_cell(v, group, k, count)}</tr>"
+                       for k, v in values.items()
+                       if v is None or isinstance(v, (int, float)))
+        parts.append(f"<h3>{_esc(group)}</h3>\n<table><tr><th>metric</th><th>value</th></tr>"
+                     f"{rows}</table>")
+    return "\n".join(parts)
+
+
+def _rules(metrics: dict) -> str:
+    rules = metrics.get("details", {}).get("absent_class_rules") or {}
+    items = [f"<li>{_esc(name)} ({_esc(rule['rule'])}): {_esc(', '.join(rule['classes']))}</li>"
+             for name, rule in rules.items() if rule.get("classes")]
+    if not items:
+        return ""
+    return "<h2>Absent-class rules applied</h2>\n<ul>" + "".join(items) + "</ul>"
+
+
+def _comparison(comparison: dict) -> str:
+    names = comparison.get("names", {})
+    a, b = names.get("a", "A"), names.get("b", "B")
+    rows = []
+    for r in comparison["rows"]:
+        count = r["group"] == "contrast"
+        interval = (f"[{_number_text(r['low'], count)}, {_number_text(r['high'], count)}]"
+                    if r["low"] is not None else "n/a")
+        rows.append(
+            f'<tr class="{"differs" if r["differs"] else ""}"><td>{_esc(r["label"])}</td>'
+            f"{_cell(r['a'], count=count)}{_cell(r['b'], count=count)}"
+            f"{_cell(r['delta'], count=count)}<td class=\"num\">{_esc(interval)}</td>"
+            f"<td>{'yes' if r['differs'] else 'no'}</td></tr>")
+    return (
+        "<h2>A vs B</h2>\n"
+        f"<p>A: {_esc(a)}<br>B: {_esc(b)}</p>\n"
+        "<table><tr><th>metric</th><th>A</th><th>B</th><th>B &minus; A</th>"
+        "<th>95% interval of B &minus; A</th><th>a difference?</th></tr>"
+        + "".join(rows) + "</table>\n"
+        f'<p class="sentence">{_esc(comparison["sentence"])}</p>'
+    )
+
+
+def _image(data: bytes, caption: str) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{encoded}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>")
+
+
+def _header(metrics: dict) -> str:
+    dataset = metrics.get("dataset", "")
+    num_images = metrics.get("details", {}).get("num_images")
+    parts = [f"<h1>SegContrast evaluation: {_esc(dataset)}</h1>"]
+    if num_images is not None:
+        parts.append(f"<p>{num_images} images.</p>")
+    source = metrics.get("source") or {}
+    items = [f"<li>{_esc(k.replace('_', ' '))}: {_esc(v)}</li>"
+             for k, v in source.items() if k != "notes" and v is not None]
+    notes = [*source.get("notes", []), AP_RULE]
+    if items:
+        parts.append("<ul>" + "".join(items) + "</ul>")
+    parts.append("".join(f'<p class="note">{_esc(n)}</p>' for n in notes))
+    return "\n".join(parts)
+
+
+def _settings(metrics: dict) -> str:
+    settings = metrics.get("settings") or {}
+    if not settings:
+        return ""
+    rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in settings.items())
+    return f"<h2>Settings</h2>\n<table>{rows}</table>"
+
+
+def render_report(metrics: dict, plots: list[tuple[str, bytes]],
+                  overlays: list[tuple[str, bytes]], comparison: dict | None = None) -> str:
+    """The page as one HTML string.
+
+    Args:
+        metrics: the content of ``metrics.json``.
+        plots: ``(file name, PNG bytes)`` of the plots.
+        overlays: ``(file name, PNG bytes)`` of the worst-image overlays, worst first.
+        comparison: the content of ``comparison.json``, shown first.
+
+    Returns:
+        The HTML document.
+    """
+    body = [_header(metrics)]
+    if comparison:
+        body.append(_comparison(comparison))
+    body += [_headline(metrics), _contrast(metrics) or _sentence(metrics), _per_class(metrics)]
+    if plots:
+        body.append("<h2>Plots</h2>")
+        body += [_image(data, name) for name, data in plots]
+    if overlays:
+        body.append("<h2>Worst images</h2>\n<p class=\"note\">Ground truth (left) and "
+                    "prediction (right), worst instance mIoU first.</p>")
+        body += [_image(data, name) for name, data in overlays]
+    body += [_all_groups(metrics), _rules(metrics), _settings(metrics)]
+    title = f"SegContrast: {metrics.get('dataset', '')}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>\n"
+            + "\n".join(part for part in body if part) + "\n</body></html>\n")
+
+
+def _read_pngs(pattern: str) -> list[tuple[str, bytes]]:
+    out = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path, "rb") as f:
+            out.append((os.path.basename(path), f.read()))
+    return out
+
+
+def write_html_report(folder: str) -> str:
+    """Write ``report.html`` of an evaluation folder (atomically).
+
+    Args:
+        folder: holds ``metrics.json``, the plots (``*.png``), ``worst_images/*.png`` and, after
+            a comparison, ``comparison.json``.
+
+    Returns:
+        The path of the page.
+    """
+    with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
+    comparison = None
+    compared = os.path.join(folder, "comparison.json")
+    if os.path.isfile(compared):
+        with open(compared, encoding="utf-8") as f:
+            comparison = json.load(f)
+    page = render_report(metrics, _read_pngs(os.path.join(folder, "*.png")),
+                         _read_pngs(os.path.join(folder, "worst_images", "*.png")), comparison)
+    path = os.path.join(folder, REPORT_NAME)
+    atomic_write(path, lambda f: f.write(page), mode="w")
+    return path

@@ -1,0 +1,22 @@
+#!/usr/bin/env python
+"""Score a COCO results file from any framework: semantic vs instance, COCO mask AP, report.html.
+
+    python tools/evaluate.py --gt annotations/val.json --results coco_instances_results.json \
+        --output eval/ [--images images/] [--semantic-dir labels/] [--compare other.json] \
+        [TEST.SEGCONTRAST.IOU_THRESHOLD 0.5 ...]
+
+Exit codes: 0 scored (the folder holds metrics.json, per_image.csv, plots and report.html);
+2 bad input, with one message naming the file and every offending result.
+"""
+
+import sys
+import warnings
+
+# Import-time deprecation noise from torch would otherwise precede every report.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
+
+import segcontrast  # noqa: E402,F401  (makes detectron2 usable)
+from segcontrast.engine.evaluate_files import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -108,11 +108,16 @@ def tool_env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def run_tool(script: str, *args: str, timeout: int = 300, **popen) -> subprocess.CompletedProcess:
-    """Run ``tools/<script>`` with the test interpreter; capture its output."""
+def run_tool(script: str, *args: str, timeout: int = 300, extra_env: dict[str, str] | None = None,
+             **popen) -> subprocess.CompletedProcess:
+    """Run ``tools/<script>`` with the test interpreter; capture its output.
+
+    ``extra_env`` is added to :func:`tool_env`; ``popen`` goes to ``subprocess.run``.
+    """
     return subprocess.run(
         [sys.executable, str(REPO / "tools" / script), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, env=tool_env(), **popen,
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env={**tool_env(), **(extra_env or {})}, **popen,
     )
 
 

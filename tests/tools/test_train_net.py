@@ -5,8 +5,8 @@ refusals (no weights, bad data, wrong class count, another run's checkpoints).
 The trainings that several tests read come from the session's ``trained_run`` (one real process
 per mask head). Refusals and runs whose proof does not need a new process call the CLI's main()
 in this process (``run_cli``); the real-process tests are: the three trainings, eval-only equal
-to the end of training, kill -9 then resume, two CPU processes, one refusal, predict and the
-threshold sweep."""
+to the end of training, kill -9 then resume, two CPU processes, one refusal, and predict and the
+threshold sweep (eval-only, predict and the sweep run side by side, see ``weights_runs``)."""
 
 import json
 import shutil
@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -82,14 +83,37 @@ def test_training_writes_logs_checkpoints_and_evaluation(trained_run, leaf):
         assert f"copypaste: Task: {task}" in log, task
 
 
-def test_eval_only_on_final_weights_equals_end_of_training(trained_run, tiny_data, tiny_config,
-                                                           tmp_path):
+@pytest.fixture(scope="module")
+def weights_runs(trained_run, tiny_data, tmp_path_factory):
+    """Eval-only, predict and the threshold sweep on the session's final weights: three real
+    processes, run side by side (one thread each). {name: (process, its output folder)}."""
+    runs = trained_run.many("mask_rcnn_focal", "mask_rcnn_posbce")
+    focal, posbce = runs["mask_rcnn_focal"], runs["mask_rcnn_posbce"]
+    folder = tmp_path_factory.mktemp("weights_runs")
+    commands = {
+        "eval_only": ["train_net.py", "--config", focal.config, "--eval-only",
+                      *dataset_args(tiny_data), "MODEL.WEIGHTS", str(focal.out / "model_final.pth"),
+                      "OUTPUT_DIR", str(folder / "eval_only")],
+        "predict": ["predict.py", "--config", focal.config,
+                    "--weights", str(focal.out / "model_final.pth"),
+                    "--input", str(Path(tiny_data["image_root"]) / "val"),
+                    "--output", str(folder / "predict"), "--semantic-png", "--confidence", "0.0"],
+        "sweep": ["tune_mask_threshold.py", "--config", posbce.config, *dataset_args(tiny_data),
+                  "--weights", str(posbce.out / "model_final.pth"),
+                  "--thresholds", "0.3,0.5,0.7", "--metric", "semantic/mIoU",
+                  "--output", str(folder / "sweep")],
+    }
+    with ThreadPoolExecutor(len(commands)) as pool:
+        results = list(pool.map(lambda command: run_tool(*command), commands.values()))
+    return {name: (result, folder / name)
+            for name, result in zip(commands, results, strict=True)}
+
+
+def test_eval_only_on_final_weights_equals_end_of_training(trained_run, weights_runs):
     out = trained_run("mask_rcnn_focal").out
-    result = run_tool("train_net.py", "--config", tiny_config("mask_rcnn_focal"), "--eval-only",
-                      *dataset_args(tiny_data), "MODEL.WEIGHTS", str(out / "model_final.pth"),
-                      "OUTPUT_DIR", str(tmp_path))
+    result, again_dir = weights_runs["eval_only"]
     _assert_ok(result)
-    at_end, again = _contrast_metrics(out), _contrast_metrics(tmp_path)
+    at_end, again = _contrast_metrics(out), _contrast_metrics(again_dir)
     for group in ("semantic", "instance", "segm", "contrast"):
         assert again[group] == at_end[group], group
 
@@ -155,9 +179,12 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(trained_run, tiny_dat
 
 
 def test_two_cpu_processes(tiny_data, tiny_config, tmp_path):
+    # The eager loss: each worker would otherwise compile the loss kernel (seconds of CPU), and
+    # what is proved here is the two processes' training and evaluation.
     result = run_tool("train_net.py", "--config", tiny_config("mask_rcnn_posbce"),
                       "--num-gpus", "2", *dataset_args(tiny_data), "SOLVER.MAX_ITER", "2",
-                      "OUTPUT_DIR", str(tmp_path), timeout=400)
+                      "OUTPUT_DIR", str(tmp_path), timeout=400,
+                      extra_env={"SEGCONTRAST_LOSS_BACKEND": "eager"})
     _assert_ok(result)
     assert (tmp_path / "model_final.pth").is_file()
     assert _training_iterations(tmp_path)[-1] == 1
@@ -241,13 +268,9 @@ def test_datasets_from_the_config_and_ap_equal_to_coco_evaluator(tiny_data, tiny
         assert ours["segm"][key] == pytest.approx(theirs[key], abs=1e-3), key
 
 
-def test_predict_writes_overlays_results_and_label_maps(trained_run, tiny_data, tiny_config,
-                                                        tmp_path):
-    out = trained_run("mask_rcnn_focal").out
+def test_predict_writes_overlays_results_and_label_maps(weights_runs, tiny_data):
     images = Path(tiny_data["image_root"]) / "val"
-    result = run_tool("predict.py", "--config", tiny_config("mask_rcnn_focal"),
-                      "--weights", str(out / "model_final.pth"), "--input", str(images),
-                      "--output", str(tmp_path), "--semantic-png", "--confidence", "0.0")
+    result, tmp_path = weights_runs["predict"]
     _assert_ok(result)
     stems = sorted(p.stem for p in images.glob("*.png"))
     assert sorted(p.stem for p in tmp_path.glob("*_semantic.png")) == [
@@ -258,13 +281,9 @@ def test_predict_writes_overlays_results_and_label_maps(trained_run, tiny_data, 
                for p in predictions)
 
 
-def test_mask_threshold_sweep_matches_evaluation_at_its_threshold(trained_run, tiny_data,
-                                                                   tiny_config, tmp_path):
+def test_mask_threshold_sweep_matches_evaluation_at_its_threshold(trained_run, weights_runs):
     out = trained_run("mask_rcnn_posbce").out
-    result = run_tool("tune_mask_threshold.py", "--config", tiny_config("mask_rcnn_posbce"),
-                      *dataset_args(tiny_data), "--weights", str(out / "model_final.pth"),
-                      "--thresholds", "0.3,0.5,0.7", "--metric", "semantic/mIoU",
-                      "--output", str(tmp_path))
+    result, tmp_path = weights_runs["sweep"]
     _assert_ok(result)
     sweep = json.loads((tmp_path / "threshold_sweep.json").read_text())
     assert sweep["thresholds"] == [0.3, 0.5, 0.7]

@@ -176,8 +176,9 @@ class TrainedRuns:
     def _train(self, leaf: str) -> TrainedRun:
         out = self._folder / leaf
         config = self._config(leaf)
+        # Several trainings share the cores: a longer limit than one tool run's.
         result = run_tool("train_net.py", "--config", config, *dataset_args(self._data),
-                          "OUTPUT_DIR", str(out))
+                          "OUTPUT_DIR", str(out), timeout=600)
         return TrainedRun(out=out, result=result, leaf=leaf, config=config)
 
 

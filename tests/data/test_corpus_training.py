@@ -30,6 +30,8 @@ def _load_make_corpus():
     return module
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 mc = _load_make_corpus()
 USABLE = [case.name for case in mc.CASES if case.outcome != "error"]
 NUM_CLASSES = 4

@@ -26,6 +26,7 @@ def tiny_train(tmp_path):
     unregister_coco_dataset("nan_check_train")
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_nan_loss_stops_training_naming_iteration_and_checkpoint(tiny_train, tmp_path):
     out = tmp_path / "out"
     cfg = load_config(str(REPO / "configs" / "shapes" / "mask_rcnn_bce.yaml"), [

@@ -1,15 +1,22 @@
 """Evaluate a synthetic dataset in 2 gloo processes and in 1; save both (test_distributed.py).
 
 python tests/evaluation/distributed_check.py OUTPUT_DIR
+
+The two workers are forked from this process after its imports (a spawned worker would import
+torch and Detectron2 again, seconds each) and set up exactly as ``segcontrast.engine.launch``
+sets up its workers; the single-process evaluation runs here meanwhile.
 """
 
 import pickle
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import segcontrast  # noqa: F401
+import segcontrast.evaluation.plots  # noqa: F401  (imported once, before the fork)
+import torch.multiprocessing as mp
 from detectron2.utils import comm
-from segcontrast.engine.launch import launch
+from segcontrast.engine.launch import _distributed_worker, _find_free_port
 from segcontrast.evaluation import SegContrastEvaluator
 from synthetic import (  # this folder is on sys.path when run as a script
     register_synthetic_dataset,
@@ -18,6 +25,7 @@ from synthetic import (  # this folder is on sys.path when run as a script
 )
 
 NAME = "segcontrast_distributed_check"
+WORLD = 2
 
 
 def evaluate(rank: int, world: int, output_dir: Path):
@@ -35,6 +43,7 @@ def evaluate(rank: int, world: int, output_dir: Path):
 
 
 def worker(output_dir: str) -> None:
+    assert comm.get_world_size() == WORLD and comm.get_local_size() == WORLD
     results = evaluate(comm.get_rank(), comm.get_world_size(), Path(output_dir) / "two")
     if comm.is_main_process():
         (Path(output_dir) / "two.pkl").write_bytes(pickle.dumps(results))
@@ -44,6 +53,14 @@ def worker(output_dir: str) -> None:
 
 if __name__ == "__main__":
     out = sys.argv[1]
-    launch(worker, 2, dist_url="auto", args=(out,))
+    url = f"tcp://127.0.0.1:{_find_free_port()}"
+    # Arguments as segcontrast.engine.launch passes them: (function, world size, processes per
+    # machine, machine rank, URL, function arguments, timeout).
+    workers = mp.start_processes(
+        _distributed_worker, args=(worker, WORLD, WORLD, 0, url, (out,), timedelta(minutes=5)),
+        nprocs=WORLD, join=False, start_method="fork",
+    )
     single = evaluate(0, 1, Path(out) / "one")
     (Path(out) / "one.pkl").write_bytes(pickle.dumps(single))
+    while not workers.join():  # raises if a worker failed
+        pass

@@ -1,0 +1,167 @@
+"""The tools with a semantic model beside the instance model: a tiny Panoptic FPN trained with
+tools/train_net.py (both semantic columns, eval-only equal to the end of training), the threshold
+tool and predict.py on it, and a SemanticSegmentor through predict.py and the refusals."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from detectron2.modeling import build_model
+from PIL import Image
+from segcontrast.config import load_config
+from segcontrast.engine.predictor import Predictor, predict_images
+from segcontrast.engine.train_cli import main as train_net_main
+
+from .conftest import dataset_args, run_tool
+
+pytestmark = pytest.mark.slow
+
+PANOPTIC = "panoptic_posce"
+SEMANTIC = "semantic_focal"
+
+
+def _metrics(output_dir: Path) -> dict:
+    return json.loads((output_dir / "inference" / "tiny_val" / "metrics.json").read_text())
+
+
+def _assert_ok(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def _assert_refused(result, *fragments):
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def panoptic_run(tmp_path_factory, tiny_data, tiny_config):
+    """One finished 20-iteration Panoptic FPN run (pos-weighted semantic head)."""
+    out = tmp_path_factory.mktemp("panoptic")
+    result = run_tool("train_net.py", "--config", tiny_config(PANOPTIC), *dataset_args(tiny_data),
+                      "OUTPUT_DIR", str(out))
+    _assert_ok(result)
+    return out
+
+
+@pytest.fixture(scope="module")
+def semantic_weights(tmp_path_factory, tiny_config):
+    """Weights of a tiny SemanticSegmentor: untrained, and biased to one label everywhere."""
+    folder = tmp_path_factory.mktemp("semantic")
+    cfg = load_config(tiny_config(SEMANTIC), [])
+    torch.manual_seed(0)
+    state = build_model(cfg).state_dict()
+    paths = {}
+    for name, label in (("untrained", None), ("background", 0), ("triangle", 3)):
+        weights = {k: v.clone() for k, v in state.items()}
+        if label is not None:
+            weights["sem_seg_head.predictor.bias"][label] += 1000.0
+        paths[name] = folder / f"{name}.pth"
+        torch.save({"model": weights}, paths[name])
+    return paths
+
+
+def test_panoptic_fpn_trains_checkpoints_and_reports_both_semantic_columns(panoptic_run):
+    out = panoptic_run
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
+    assert {"model_0000009.pth", "model_final.pth"} <= {p.name for p in out.glob("*.pth")}
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    trained = [r for r in rows if "total_loss" in r]
+    assert trained[-1]["iteration"] == 19
+    assert all(np.isfinite(r["loss_sem_seg"]) and np.isfinite(r["loss_mask"]) for r in trained)
+    assert all(r["sem_seg/pos_weight"] >= 1 for r in trained)  # the weight each step used
+    metrics = _metrics(out)
+    assert list(metrics)[:6] == ["semantic", "semantic_from_instances", "instance", "segm",
+                                 "contrast", "details"]
+    assert "from the semantic head" in metrics["details"]["explanation"]
+    log = (out / "log.txt").read_text()
+    assert "sem mIoU (head)" in log and "sem mIoU (painted)" in log
+    assert "semantic IoU (painted instances)" in log
+    plots = out / "inference" / "tiny_val"
+    assert (plots / "per_class_iou.png").stat().st_size > 0
+
+
+def test_eval_only_equals_the_end_of_training(panoptic_run, tiny_data, tiny_config, tmp_path):
+    result = run_tool("train_net.py", "--config", tiny_config(PANOPTIC), "--eval-only",
+                      *dataset_args(tiny_data), "MODEL.WEIGHTS",
+                      str(panoptic_run / "model_final.pth"), "OUTPUT_DIR", str(tmp_path))
+    _assert_ok(result)
+    at_end, again = _metrics(panoptic_run), _metrics(tmp_path)
+    for group in ("semantic", "semantic_from_instances", "instance", "segm", "contrast"):
+        assert again[group] == at_end[group], group
+    header = (tmp_path / "inference" / "tiny_val" / "per_image.csv").read_text().splitlines()[0]
+    assert header.startswith("image_id,semantic_mIoU,semantic_mIoU_from_instances,")
+    assert "sem mIoU (painted)" in result.stdout + result.stderr
+
+
+def test_threshold_tool_on_panoptic_fpn_matches_its_evaluation(panoptic_run, tiny_data,
+                                                              tiny_config, tmp_path):
+    result = run_tool("tune_mask_threshold.py", "--config", tiny_config(PANOPTIC),
+                      *dataset_args(tiny_data), "--weights", str(panoptic_run / "model_final.pth"),
+                      "--thresholds", "0.3,0.5", "--output", str(tmp_path))
+    _assert_ok(result)
+    sweep = json.loads((tmp_path / "threshold_sweep.json").read_text())
+    at_end, at_half = _metrics(panoptic_run), sweep["results"][1]
+    for group in ("semantic", "semantic_from_instances", "instance", "segm"):
+        assert at_half[group] == at_end[group], group
+    # The semantic head does not depend on the mask threshold.
+    assert sweep["results"][0]["semantic"] == at_half["semantic"]
+
+
+def test_predict_with_panoptic_fpn_writes_the_semantic_heads_labels(panoptic_run, tiny_data,
+                                                                   tiny_config, tmp_path):
+    images = sorted((Path(tiny_data["image_root"]) / "val").glob("*.png"))
+    result = run_tool("predict.py", "--config", tiny_config(PANOPTIC), "--weights",
+                      str(panoptic_run / "model_final.pth"), "--input", str(images[0]),
+                      "--output", str(tmp_path), "--semantic-png")
+    _assert_ok(result)
+    assert "predict: 1 images" in result.stdout
+    cfg = load_config(tiny_config(PANOPTIC), [])
+    _, outputs = Predictor(cfg, str(panoptic_run / "model_final.pth")).predict_file(images[0])
+    labels = np.array(Image.open(tmp_path / f"{images[0].stem}_semantic.png"))
+    assert np.array_equal(labels, outputs["sem_seg"].argmax(0).numpy())
+    assert isinstance(json.loads((tmp_path / "predictions.json").read_text()), list)
+
+
+def test_predict_with_a_semantic_segmentor_draws_its_labels(semantic_weights, tiny_data,
+                                                           tiny_config, tmp_path):
+    image_path = sorted((Path(tiny_data["image_root"]) / "val").glob("*.png"))[0]
+    rgb = np.array(Image.open(image_path).convert("RGB"))
+    result = run_tool("predict.py", "--config", tiny_config(SEMANTIC), "--weights",
+                      str(semantic_weights["triangle"]), "--input", str(image_path),
+                      "--output", str(tmp_path / "cli"), "--semantic-png")
+    _assert_ok(result)
+    assert "predict: 1 images" in result.stdout
+    # In process, the same loop with weights that predict background everywhere.
+    cfg = load_config(tiny_config(SEMANTIC), [])
+    predict_images(Predictor(cfg, str(semantic_weights["background"])), [image_path],
+                   str(tmp_path / "bare"), semantic_png=True)
+    for folder, label in (("cli", 3), ("bare", 0)):
+        labels = np.array(Image.open(tmp_path / folder / f"{image_path.stem}_semantic.png"))
+        assert labels.shape == rgb.shape[:2] and (labels == label).all()
+        overlay = np.array(Image.open(tmp_path / folder / f"{image_path.stem}.png"))
+        assert overlay.shape == rgb.shape
+        changed = (overlay != rgb).any(axis=2).mean()
+        if label == 0:
+            assert changed == 0  # background is not drawn
+        else:
+            assert changed > 0.9  # the class covers the image
+        assert json.loads((tmp_path / folder / "predictions.json").read_text()) == []
+
+
+def test_refusals_for_semantic_models(semantic_weights, tiny_data, tiny_config, tmp_path,
+                                      capsys):
+    _assert_refused(
+        run_tool("tune_mask_threshold.py", "--config", tiny_config(SEMANTIC),
+                 *dataset_args(tiny_data), "--weights", str(semantic_weights["untrained"]),
+                 "--output", str(tmp_path)),
+        "SemanticSegmentor", "predicts no instance masks")
+    # train_net.py's check, in process (the CLI path is the one tools/test_train_net.py runs).
+    code = train_net_main(["--config", tiny_config(SEMANTIC), *dataset_args(tiny_data),
+                           "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "3", "OUTPUT_DIR", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "MODEL.SEM_SEG_HEAD.NUM_CLASSES is 3" in err
+    assert "tiny_train has 3 categories" in err and "4 labels" in err

@@ -8,11 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from PIL import Image
 from segcontrast.config import load_config
+from segcontrast.data import register_coco_dataset
+from segcontrast.data.semantic_gt import semantic_gt_from_record
+from segcontrast.engine.checkpoint import load_weights_for_eval
 from segcontrast.engine.predictor import Predictor, predict_images
 from segcontrast.engine.train_cli import main as train_net_main
+from segcontrast.engine.trainer import SegContrastTrainer
 
 from .conftest import dataset_args, run_tool
 
@@ -165,3 +170,26 @@ def test_refusals_for_semantic_models(semantic_weights, tiny_data, tiny_config, 
     err = capsys.readouterr().err
     assert code == 2 and "MODEL.SEM_SEG_HEAD.NUM_CLASSES is 3" in err
     assert "tiny_train has 3 categories" in err and "4 labels" in err
+
+
+def test_semantic_segmentor_is_scored_on_the_semantic_side_only(semantic_weights, tiny_data,
+                                                               tiny_config, tmp_path):
+    # In process: the trainer's evaluation of a real SemanticSegmentor whose weights predict
+    # "triangle" everywhere, so that every score is known from the ground truth alone.
+    register_coco_dataset("tiny_val_semantic", tiny_data["val"], tiny_data["image_root"])
+    cfg = load_config(tiny_config(SEMANTIC), ["DATASETS.TEST", "('tiny_val_semantic',)",
+                                               "OUTPUT_DIR", str(tmp_path)])
+    model = build_model(cfg)
+    load_weights_for_eval(model, str(semantic_weights["triangle"]))
+    results = SegContrastTrainer.test(cfg, model)
+    assert list(results) == ["semantic"]
+    labels = np.concatenate([semantic_gt_from_record(r, 3).ravel()
+                             for r in DatasetCatalog.get("tiny_val_semantic")])
+    labels = labels[labels != 255]
+    triangle = 100 * np.mean(labels == 3)
+    assert results["semantic"]["IoU-triangle"] == pytest.approx(triangle, abs=1e-9)
+    assert results["semantic"]["IoU-circle"] == results["semantic"]["IoU-square"] == 0
+    assert results["semantic"]["mIoU"] == pytest.approx(triangle / 3, abs=1e-9)
+    metrics = json.loads(
+        (tmp_path / "inference" / "tiny_val_semantic" / "metrics.json").read_text())
+    assert "need instance predictions" in metrics["details"]["explanation"]

@@ -47,18 +47,19 @@ Reduction = Literal["none", "mean", "sum"]
 _REDUCTIONS = ("none", "mean", "sum")
 
 
-def _target_log_prob(
-    logits: Tensor, targets: Tensor, ignore_index: int
+def _pixel_terms(
+    logits: Tensor, targets: Tensor, ignore_index: int, weights: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``log p_t`` of every pixel (0 where ignored), the non-ignored pixels, the labels.
+    """``log p_t`` of every pixel, its weight (0 where ignored), and the non-ignored pixels.
 
     Args:
         logits (Tensor): (N, C, ...) logits, float32 or float64.
         targets (Tensor): (N, ...) integer labels.
         ignore_index: the label that takes no loss.
+        weights (Tensor): None (1 each) or (C,) per-label weights, the logits' dtype.
 
     Returns:
-        ``(log_pt, valid, labels)``, all (N, ...); ``labels`` are int64 with 0 where ignored.
+        ``(log_pt, pixel_weight, valid)``, all (N, ...).
     """
     if logits.dim() < 2 or targets.shape != logits.shape[:1] + logits.shape[2:]:
         raise ValueError(
@@ -66,17 +67,21 @@ def _target_log_prob(
             f"{tuple(targets.shape)}"
         )
     valid = targets != ignore_index
-    safe = torch.where(valid, targets, torch.zeros((), dtype=targets.dtype, device=targets.device))
-    safe = safe.long()
+    labels = targets.masked_fill(~valid, 0).long()
     num_labels = logits.shape[1]
-    if safe.numel() and (int(safe.min()) < 0 or int(safe.max()) >= num_labels):
-        raise ValueError(
-            f"targets hold labels outside [0, {num_labels}) other than the ignore label "
-            f"{ignore_index}"
-        )
-    log_p = F.log_softmax(logits, dim=1)
-    log_pt = log_p.gather(1, safe.unsqueeze(1)).squeeze(1)
-    return log_pt.masked_fill(~valid, 0.0), valid, safe
+    if labels.numel():
+        low, high = torch.aminmax(labels)
+        if int(low) < 0 or int(high) >= num_labels:
+            raise ValueError(
+                f"targets hold labels outside [0, {num_labels}) other than the ignore label "
+                f"{ignore_index}"
+            )
+    log_pt = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+    if weights is None:
+        pixel_weight = valid.to(log_pt.dtype)
+    else:
+        pixel_weight = weights[labels].masked_fill_(~valid, 0.0)
+    return log_pt, pixel_weight, valid
 
 
 def _compute_dtype(logits: Tensor) -> torch.dtype:
@@ -133,17 +138,15 @@ def softmax_focal_loss(
         raise ValueError(f"gamma must be >= 0, got {gamma!r}")
     dtype = _compute_dtype(logits)
     with torch.autocast(logits.device.type, enabled=False):
-        log_pt, valid, labels = _target_log_prob(logits.to(dtype), targets, ignore_index)
-        loss = -log_pt
+        logits = logits.to(dtype)
+        w = None if alpha is None else _label_weights(alpha, logits.shape[1], logits)
+        log_pt, pixel_weight, valid = _pixel_terms(logits, targets, ignore_index, w)
         if gamma != 0:
             # 1 - p_t without cancellation; clamped so that a gamma below 1 has a finite gradient
             # where p_t rounds to 1 (the clamp's gradient is then 0, as the loss's is).
             one_minus = (-torch.expm1(log_pt)).clamp_min(torch.finfo(dtype).tiny)
-            loss = loss * (one_minus if gamma == 1 else one_minus.pow(gamma))
-        if alpha is not None:
-            w = _label_weights(alpha, logits.shape[1], loss)
-            loss = loss * w[labels]
-        return _reduce(loss, valid, reduction)
+            pixel_weight = pixel_weight * (one_minus if gamma == 1 else one_minus.pow(gamma))
+        return _reduce(-log_pt * pixel_weight, valid, reduction)
 
 
 def class_weighted_cross_entropy(
@@ -170,10 +173,10 @@ def class_weighted_cross_entropy(
     _check_reduction(reduction)
     dtype = _compute_dtype(logits)
     with torch.autocast(logits.device.type, enabled=False):
-        log_pt, valid, labels = _target_log_prob(logits.to(dtype), targets, ignore_index)
-        w = _label_weights(weights, logits.shape[1], log_pt)
-        loss = -log_pt * w[labels]
-        return _reduce(loss, valid, reduction)
+        logits = logits.to(dtype)
+        w = _label_weights(weights, logits.shape[1], logits)
+        log_pt, pixel_weight, valid = _pixel_terms(logits, targets, ignore_index, w)
+        return _reduce(-log_pt * pixel_weight, valid, reduction)
 
 
 def auto_pos_weight(

@@ -579,6 +579,8 @@ def write_report(args: argparse.Namespace) -> None:
                          f"{THRESHOLD_GAIN_WORTH_NOTING:g} mask AP or more: "
                          + "; ".join(label for label in labels
                                      if label in findings["threshold"]))
+        if not parts:
+            parts.append("BCE only (the instance model of the second part): nothing to compare")
         summary.append(f"- **{dataset}** — " + ". ".join(parts) + ".")
     semantic_summary, semantic_sections = _semantic_report(args, rng)
     summary += semantic_summary

@@ -233,7 +233,8 @@ def _plot(dataset: str, figures: Path, variants: list, runs: dict, instance: lis
     ax.set_xlabel("iteration")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.suptitle(f"{dataset}: semantic models, mean ± std over seeds")
     fig.tight_layout()
     name = f"{dataset}_semantic.png"
@@ -385,8 +386,9 @@ def _pos_weight_sentence(dataset: str, share: dict, runs: dict, deltas: dict,
     else:
         sentence = (f"**Does the source's pos_weight help where the imbalance is real?** On "
                     f"{dataset}, whole images are {share['median']:.0f}% foreground at the median, "
-                    "so the weight is well above 1 (unlike inside Mask R-CNN's boxes). Against "
-                    "plain CE: " + "; ".join(parts) + ".")
+                    "so the weight is the pos_weight in parentheses, not the 1 it stays at "
+                    "inside Mask R-CNN's box crops (first part). Against plain CE: "
+                    + "; ".join(parts) + ".")
     findings["pos_weight"] = sentence
     return sentence
 

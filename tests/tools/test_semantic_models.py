@@ -1,6 +1,7 @@
 """The tools with a semantic model beside the instance model: a tiny Panoptic FPN trained with
 tools/train_net.py (both semantic columns, eval-only equal to the end of training), the threshold
-tool and predict.py on it, and a SemanticSegmentor through predict.py and the refusals."""
+sweep and prediction on it, and a SemanticSegmentor through predict.py, the trainer's evaluation
+and the refusals. One training run; the rest reuses its weights or in-process models."""
 
 import json
 from pathlib import Path
@@ -8,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.modeling import build_model
 from PIL import Image
 from segcontrast.config import load_config
-from segcontrast.data import register_coco_dataset
+from segcontrast.data import SegContrastDatasetMapper, register_coco_dataset
 from segcontrast.data.semantic_gt import semantic_gt_from_record
 from segcontrast.engine.checkpoint import load_weights_for_eval
 from segcontrast.engine.predictor import Predictor, predict_images
 from segcontrast.engine.train_cli import main as train_net_main
 from segcontrast.engine.trainer import SegContrastTrainer
+from segcontrast.evaluation.threshold_sweep import sweep_mask_thresholds
 
 from .conftest import dataset_args, run_tool
 
@@ -25,6 +27,9 @@ pytestmark = pytest.mark.slow
 
 PANOPTIC = "panoptic_posce"
 SEMANTIC = "semantic_focal"
+# After 20 iterations no detection scores 0.05: keep them all, so that the instance side and the
+# painted-instances column have something to score.
+KEEP_ALL = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.SEGCONTRAST.SCORE_THRESHOLD", "0.0"]
 
 
 def _metrics(output_dir: Path) -> dict:
@@ -47,7 +52,7 @@ def panoptic_run(tmp_path_factory, tiny_data, tiny_config):
     """One finished 20-iteration Panoptic FPN run (pos-weighted semantic head)."""
     out = tmp_path_factory.mktemp("panoptic")
     result = run_tool("train_net.py", "--config", tiny_config(PANOPTIC), *dataset_args(tiny_data),
-                      "OUTPUT_DIR", str(out))
+                      *KEEP_ALL, "OUTPUT_DIR", str(out))
     _assert_ok(result)
     return out
 
@@ -82,6 +87,8 @@ def test_panoptic_fpn_trains_checkpoints_and_reports_both_semantic_columns(panop
     assert list(metrics)[:6] == ["semantic", "semantic_from_instances", "instance", "segm",
                                  "contrast", "details"]
     assert "from the semantic head" in metrics["details"]["explanation"]
+    assert metrics["contrast"]["predictions"] > 0  # the instance side has something to score
+    assert metrics["semantic"] != metrics["semantic_from_instances"]
     log = (out / "log.txt").read_text()
     assert "sem mIoU (head)" in log and "sem mIoU (painted)" in log
     assert "semantic IoU (painted instances)" in log
@@ -91,7 +98,7 @@ def test_panoptic_fpn_trains_checkpoints_and_reports_both_semantic_columns(panop
 
 def test_eval_only_equals_the_end_of_training(panoptic_run, tiny_data, tiny_config, tmp_path):
     result = run_tool("train_net.py", "--config", tiny_config(PANOPTIC), "--eval-only",
-                      *dataset_args(tiny_data), "MODEL.WEIGHTS",
+                      *dataset_args(tiny_data), *KEEP_ALL, "MODEL.WEIGHTS",
                       str(panoptic_run / "model_final.pth"), "OUTPUT_DIR", str(tmp_path))
     _assert_ok(result)
     at_end, again = _metrics(panoptic_run), _metrics(tmp_path)
@@ -102,33 +109,43 @@ def test_eval_only_equals_the_end_of_training(panoptic_run, tiny_data, tiny_conf
     assert "sem mIoU (painted)" in result.stdout + result.stderr
 
 
-def test_threshold_tool_on_panoptic_fpn_matches_its_evaluation(panoptic_run, tiny_data,
-                                                              tiny_config, tmp_path):
-    result = run_tool("tune_mask_threshold.py", "--config", tiny_config(PANOPTIC),
-                      *dataset_args(tiny_data), "--weights", str(panoptic_run / "model_final.pth"),
-                      "--thresholds", "0.3,0.5", "--output", str(tmp_path))
-    _assert_ok(result)
-    sweep = json.loads((tmp_path / "threshold_sweep.json").read_text())
-    at_end, at_half = _metrics(panoptic_run), sweep["results"][1]
+def test_threshold_sweep_on_panoptic_fpn_matches_its_evaluation(panoptic_run, tiny_data,
+                                                               tiny_config):
+    # In process (the tool's CLI runs in tools/test_train_net.py and in the refusal below).
+    register_coco_dataset("tiny_val_panoptic", tiny_data["val"], tiny_data["image_root"])
+    cfg = load_config(tiny_config(PANOPTIC), ["DATASETS.TEST", "('tiny_val_panoptic',)",
+                                               *KEEP_ALL])
+    model = build_model(cfg)
+    load_weights_for_eval(model, str(panoptic_run / "model_final.pth"))
+    loader = build_detection_test_loader(cfg, "tiny_val_panoptic",
+                                         mapper=SegContrastDatasetMapper(cfg, False))
+    sweep = sweep_mask_thresholds(model, loader, "tiny_val_panoptic", [0.3, 0.5],
+                                  score_threshold=0.0)
+    # As metrics.json holds them: NaN (e.g. precision without detections) as null.
+    at_end = _metrics(panoptic_run)
+    at_half = json.loads(json.dumps(sweep.results[1]).replace("NaN", "null"))
     for group in ("semantic", "semantic_from_instances", "instance", "segm"):
         assert at_half[group] == at_end[group], group
     # The semantic head does not depend on the mask threshold.
-    assert sweep["results"][0]["semantic"] == at_half["semantic"]
+    assert sweep.results[0]["semantic"] == at_half["semantic"]
 
 
 def test_predict_with_panoptic_fpn_writes_the_semantic_heads_labels(panoptic_run, tiny_data,
                                                                    tiny_config, tmp_path):
-    images = sorted((Path(tiny_data["image_root"]) / "val").glob("*.png"))
-    result = run_tool("predict.py", "--config", tiny_config(PANOPTIC), "--weights",
-                      str(panoptic_run / "model_final.pth"), "--input", str(images[0]),
-                      "--output", str(tmp_path), "--semantic-png")
-    _assert_ok(result)
-    assert "predict: 1 images" in result.stdout
-    cfg = load_config(tiny_config(PANOPTIC), [])
-    _, outputs = Predictor(cfg, str(panoptic_run / "model_final.pth")).predict_file(images[0])
-    labels = np.array(Image.open(tmp_path / f"{images[0].stem}_semantic.png"))
-    assert np.array_equal(labels, outputs["sem_seg"].argmax(0).numpy())
-    assert isinstance(json.loads((tmp_path / "predictions.json").read_text()), list)
+    images = sorted((Path(tiny_data["image_root"]) / "val").glob("*.png"))[:2]
+    cfg = load_config(tiny_config(PANOPTIC), KEEP_ALL)
+    predictor = Predictor(cfg, str(panoptic_run / "model_final.pth"))
+    summary = predict_images(predictor, images, str(tmp_path), semantic_png=True,
+                             confidence=0.0)
+    assert summary.predicted == 2
+    for path in images:
+        _, outputs = predictor.predict_file(path)
+        assert list(outputs) == ["sem_seg", "instances"]  # COMBINE.ENABLED False: no panoptic
+        labels = np.array(Image.open(tmp_path / f"{path.stem}_semantic.png"))
+        assert np.array_equal(labels, outputs["sem_seg"].argmax(0).numpy())
+        assert (tmp_path / f"{path.stem}.png").is_file()
+    records = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(records) == summary.num_results and summary.num_results > 0
 
 
 def test_predict_with_a_semantic_segmentor_draws_its_labels(semantic_weights, tiny_data,

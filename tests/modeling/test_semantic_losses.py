@@ -64,6 +64,21 @@ def test_weighted_ce_equals_torch_cross_entropy_with_weights(dtype):
         rtol=tol, atol=tol)
 
 
+def test_weighted_ce_equals_the_float64_formula():
+    logits, targets = _batch(seed=8, scale=6.0)
+    weights = [1.0, 4.0, 2.5, 7.0]
+    x = logits.double()
+    p = x.exp() / x.exp().sum(dim=1, keepdim=True)
+    valid = targets != IGNORE
+    t = torch.where(valid, targets, 0)
+    per_pixel = -torch.tensor(weights, dtype=torch.float64)[t] * p.gather(1, t[:, None])[:, 0].log()
+    ref = per_pixel[valid].sum() / valid.sum()
+    torch.testing.assert_close(class_weighted_cross_entropy(logits.double(), targets, weights),
+                               ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(class_weighted_cross_entropy(logits, targets, weights).double(),
+                               ref, rtol=1e-5, atol=1e-6)
+
+
 def test_two_label_weighted_ce_is_the_sources_pos_weighted_bce():
     logits, targets = _batch(seed=1, c=2, ignore_fraction=0.0)
     w = 6.5

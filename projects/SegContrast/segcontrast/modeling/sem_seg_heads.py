@@ -227,12 +227,14 @@ class PosWeightedSemSegFPNHead(_LossOnlySemSegHead):
         num_labels = self.predictor.out_channels
         if self.pos_weight == "frequency":
             weights = self.frequency_weights()
-            valid = targets != self.ignore_value
-            counts = torch.bincount(targets[valid], minlength=num_labels)[1:num_labels].float()
+            # Ignored pixels are counted as background, which is not used here.
+            labelled = torch.where(targets != self.ignore_value, targets, 0).flatten()
+            counts = torch.bincount(labelled, minlength=num_labels)[1:num_labels].float()
             foreground = weights[1:]
-            used = (foreground * counts).sum() / counts.sum() if counts.sum() > 0 else (
+            total = float(counts.sum())
+            used = float((foreground * counts).sum()) / total if total else float(
                 foreground.mean())
-            return weights, float(used)
+            return weights, used
         if self.pos_weight == "auto":
             weight = auto_pos_weight(targets, self.max_pos_weight, self.ignore_value)
         else:

@@ -41,13 +41,16 @@ bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/bench_losses.py --write-docs
 	$(PY) bench/bench_train_step.py --write-docs
+	$(PY) bench/bench_semantic_step.py --write-docs
+	$(PY) bench/bench_semantic_step.py --arch panoptic --write-docs
 	$(PY) bench/bench_evaluator.py --write-docs
 	$(PY) bench/bench_evaluator.py --scaling --write-docs
 	$(PY) bench/bench_evaluate_files.py --write-docs
 	$(PY) bench/bench_evaluate_files.py --scaling --write-docs
 	$(PY) bench/reliability_report.py --write-docs
 
-# The loss study (hours on a CPU; resumable): docs/STUDY.md and its plots in docs/study/.
+# The loss study (hours on a CPU; resumable): docs/STUDY.md and its plots in docs/study/; mask
+# losses in Mask R-CNN, then pixel losses in a semantic model and semantic vs instance model.
 study: setup
 	$(PY) bench/run_study.py
 

@@ -7,9 +7,15 @@ each; sweeps the mask threshold of every final model on val; and writes docs/STU
 tables (mean +- std over seeds, bootstrap 95% confidence intervals over images, paired
 differences to BCE), training curves and bar charts with error bars.
 
+The second question (bench/semantic_study.py): a semantic model (SemanticSegmentor) trained with
+CE, pos-weighted CE (batch "auto", dataset frequencies) and focal loss (gamma 1, 2, 3), where the
+pixel imbalance is that of whole images; and the semantic model against the instance model (the
+BCE Mask R-CNN runs) on the same val images.
+
     python bench/run_study.py                      # everything (hours on 2 CPU cores)
     python bench/run_study.py --datasets shapes --seeds 0 --iters shapes=100   # a quick look
     python bench/run_study.py --report-only        # rebuild docs/STUDY.md from finished runs
+    python bench/run_study.py --questions semantic # only the second question (and the BCE runs)
 
 Runs are resumable: a finished run (its metrics.json exists) is skipped, an interrupted one is
 resumed from its last checkpoint. Every run's log is in output/study/<dataset>/<variant>/seed<k>.
@@ -35,6 +41,11 @@ from segcontrast.evaluation.bootstrap import bootstrap_mean_ci, paired_seed_imag
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "STUDY.md"
 FIGURES = REPO / "docs" / "study"
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # also when loaded from its path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import semantic_study  # noqa: E402
+from semantic_study import BOUNDARY_FILE, INSTANCE_MODEL, SEMANTIC_VARIANTS  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -122,24 +133,62 @@ def _run_logged(cmd: list, log: Path, env: dict) -> None:
         raise SystemExit(f"study: `{' '.join(cmd)}` failed (exit {result.returncode}); see {log}")
 
 
+def _is_semantic(variant) -> bool:
+    return variant in SEMANTIC_VARIANTS
+
+
+def _needs_boundary(variant) -> bool:
+    # The semantic models, and the instance model they are compared with.
+    return _is_semantic(variant) or variant.name == INSTANCE_MODEL
+
+
+def _job_done(output: Path, dataset: str, variant, seed: int) -> bool:
+    folder = run_dir(output, dataset, variant, seed)
+    done = _metrics_file(folder, dataset).is_file()
+    if not _is_semantic(variant):
+        done = done and (folder / "sweep" / "threshold_sweep.json").is_file()
+    if _needs_boundary(variant):
+        done = done and (folder / BOUNDARY_FILE).is_file()
+    return done
+
+
+def _add_minutes(folder: Path, minutes: float, threads: int) -> None:
+    """Keep each run's CPU minutes (wall time x torch threads), summed over its resumptions."""
+    path = folder / "study_minutes.json"
+    spent = json.loads(path.read_text())["cpu_minutes"] if path.is_file() else 0.0
+    path.write_text(json.dumps({"cpu_minutes": spent + minutes * threads}))
+
+
 def _run_job(args: argparse.Namespace, dataset: str, variant: Variant, seed: int) -> float:
-    """Train (or resume) one run and sweep its threshold; return the minutes it took."""
+    """Train (or resume) one run, sweep its threshold, score its label maps; return minutes."""
     folder = run_dir(args.output, dataset, variant, seed)
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     if not _metrics_file(folder, dataset).is_file():
         _run_logged(_train_command(folder, dataset, variant, seed, args.iters[dataset]),
                     folder / "study.log", env)
-    if not (folder / "sweep" / "threshold_sweep.json").is_file():
+    if not _is_semantic(variant) and not (folder / "sweep" / "threshold_sweep.json").is_file():
         _run_logged(_sweep_command(folder, dataset, variant), folder / "study.log", env)
-    return (time.time() - t0) / 60
+    if _needs_boundary(variant) and not (folder / BOUNDARY_FILE).is_file():
+        _run_logged(semantic_study.boundary_command(folder, dataset, variant.leaf,
+                                                    variant.overrides),
+                    folder / "study.log", env)
+    minutes = (time.time() - t0) / 60
+    _add_minutes(folder, minutes, args.threads)
+    return minutes
+
+
+def _study_variants(questions: list[str]) -> list:
+    variants = list(VARIANTS) if "mask" in questions else [
+        v for v in VARIANTS if v.name == INSTANCE_MODEL]
+    return variants + (list(SEMANTIC_VARIANTS) if "semantic" in questions else [])
 
 
 def run_all(args: argparse.Namespace) -> None:
     # Seed by seed: a study stopped half-way still has every variant with some seeds.
-    jobs = [(d, v, s) for s in args.seeds for d in args.datasets for v in VARIANTS]
-    todo = [job for job in jobs
-            if not (run_dir(args.output, *job) / "sweep" / "threshold_sweep.json").is_file()]
+    jobs = [(d, v, s) for s in args.seeds for d in args.datasets
+            for v in _study_variants(args.questions)]
+    todo = [job for job in jobs if not _job_done(args.output, *job)]
     print(f"study: {len(jobs)} runs, {len(jobs) - len(todo)} done earlier; {args.jobs} at a "
           f"time, {args.threads} torch thread(s) each", flush=True)
     started, minutes = time.time(), []
@@ -391,17 +440,76 @@ def _dataset_section(dataset: str, runs: dict[str, list[dict]], rng,
     return lines + [""]
 
 
+def _cpu_minutes(args: argparse.Namespace, variants) -> tuple[int, float]:
+    """(runs, CPU minutes) the finished runs of these variants report."""
+    runs, minutes = 0, 0.0
+    for dataset in args.datasets:
+        for variant in variants:
+            for seed in args.seeds:
+                path = run_dir(args.output, dataset, variant, seed) / "study_minutes.json"
+                if path.is_file():
+                    runs += 1
+                    minutes += json.loads(path.read_text())["cpu_minutes"]
+    return runs, minutes
+
+
+def _runs_with_boundary(args: argparse.Namespace, dataset: str, variant) -> list[dict]:
+    """The finished runs of a variant, each with its ``semantic_boundary.json`` (or None)."""
+    runs = []
+    for seed in args.seeds:
+        folder = run_dir(args.output, dataset, variant, seed)
+        run = _load_run(folder, dataset)
+        if run is not None:
+            run["boundary"] = semantic_study.load_boundary(folder)
+            runs.append(run)
+    return runs
+
+
+def _semantic_report(args: argparse.Namespace, rng) -> tuple[list[str], list[str]]:
+    """The second question: (its "In short" lines, its sections)."""
+    summary, sections = [], []
+    bce = next(v for v in VARIANTS if v.name == INSTANCE_MODEL)
+    for dataset in args.datasets:
+        runs = {v.name: _runs_with_boundary(args, dataset, v) for v in SEMANTIC_VARIANTS}
+        runs = {name: loaded for name, loaded in runs.items() if loaded}
+        if not runs:
+            continue
+        instance = _runs_with_boundary(args, dataset, bce)
+        findings = {"verdicts": {}, "pos_weight": "", "versus": ""}
+        sections += semantic_study.semantic_section(
+            dataset, runs, instance or None, rng, bootstrap_ci=_bootstrap_ci,
+            paired_ci=_paired_seed_image_ci, figures=FIGURES, findings=findings)
+        words = findings["verdicts"]
+        parts = [f"{word.capitalize()} than CE on per-image semantic mIoU: "
+                 + "; ".join(label for label, w in words.items() if w == word)
+                 for word in ("better", "worse") if word in words.values()]
+        same = [label for label, w in words.items() if w == "no difference"]
+        if same:
+            parts.append("No difference from CE beyond run-to-run noise: " + "; ".join(same))
+        line = f"- **{dataset}, semantic model** — " + (". ".join(parts) + ". " if parts else "")
+        summary.append(line + findings["pos_weight"].replace("**", "") + " "
+                       + findings["versus"])
+    return summary, sections
+
+
 def write_report(args: argparse.Namespace) -> None:
     FIGURES.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     import torch
 
+    semantic_runs, semantic_minutes = _cpu_minutes(args, SEMANTIC_VARIANTS)
     lines = [
-        "# The loss study: which mask loss?",
+        "# The loss study: which mask loss, and which kind of model?",
         "",
         "Written by `make study` (`python bench/run_study.py`); every number and plot below comes",
         "from the runs under `output/study/`. Rebuild this page from finished runs with",
         "`python bench/run_study.py --report-only`.",
+        "",
+        "Two questions: which of the source's pixel losses to give Mask R-CNN's mask head (the "
+        "first part), and, where the pixel imbalance those losses were written for is real (whole "
+        "images, not Mask R-CNN's box crops), which loss to give a semantic model, and what a "
+        "semantic model gives against an instance model on the same images (the second part, "
+        "the sections \"semantic model\").",
         "",
         f"- Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"no GPU; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}.",
@@ -413,6 +521,16 @@ def write_report(args: argparse.Namespace) -> None:
         "(num_neg/num_pos, clamped to [1, 20]) over the batch or per instance; focal with "
         "gamma 1, 2, 3 as the shipped focal configs set it (alpha 0.5, `LOSS_WEIGHT` 4); and "
         "focal with torchvision's alpha 0.25 and weight 1.",
+        "- Second part: Detectron2's `SemanticSegmentor` with the same tiny ResNet-18-GN FPN "
+        "and a semantic FPN head (`configs/<dataset>/semantic_*.yaml`), the same iterations, "
+        "seeds and evaluation; heads: CE (stock `SemSegFPNHead`), pos-weighted CE "
+        "(`PosWeightedSemSegFPNHead`: `POS_WEIGHT auto`, num_background/num_foreground of the "
+        "batch, and `frequency`, per-class weights from the training set's pixel counts, both "
+        "clamped to [1, 20]), focal (`FocalSemSegFPNHead`, gamma 1, 2, 3, no alpha). The instance "
+        "model it is compared with is the BCE Mask R-CNN of the first part. CPU budget: "
+        + (f"{semantic_runs} semantic runs took {semantic_minutes:.0f} CPU-minutes "
+           f"({semantic_minutes / max(semantic_runs, 1):.1f} per run: training, evaluation and "
+           "the label-map step)." if semantic_runs else "not measured yet."),
         "- Small budgets favour whatever learns fastest, not what is best at convergence; "
         "the conclusions below are about this budget.",
         "",
@@ -420,7 +538,7 @@ def write_report(args: argparse.Namespace) -> None:
     summary, sections = ["## In short", ""], []
     for dataset in args.datasets:
         runs = {}
-        for variant in VARIANTS:
+        for variant in [v for v in _study_variants(args.questions) if not _is_semantic(v)]:
             loaded = [_load_run(run_dir(args.output, dataset, variant, s), dataset)
                       for s in args.seeds]
             loaded = [r for r in loaded if r is not None]
@@ -444,9 +562,14 @@ def write_report(args: argparse.Namespace) -> None:
                          f"{THRESHOLD_GAIN_WORTH_NOTING:g} mask AP or more: "
                          + "; ".join(label for label in labels
                                      if label in findings["threshold"]))
+        if not parts:
+            parts.append("BCE only (the instance model of the second part): nothing to compare")
         summary.append(f"- **{dataset}** — " + ". ".join(parts) + ".")
+    semantic_summary, semantic_sections = _semantic_report(args, rng)
+    summary += semantic_summary
     summary += ["", "Details, the threshold sweeps and the plots per dataset below.", ""]
-    DOC.write_text("\n".join(lines + summary + sections))
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text("\n".join(lines + summary + sections + semantic_sections))
     print(f"study: wrote {DOC}")
 
 
@@ -461,6 +584,7 @@ def _iters(values: list[str]) -> dict[str, int]:
 
 
 def main() -> int:
+    global DOC, FIGURES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -471,8 +595,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--report-only", action="store_true",
                         help="only rebuild docs/STUDY.md from finished runs")
+    parser.add_argument("--questions", nargs="+", default=["mask", "semantic"],
+                        choices=["mask", "semantic"],
+                        help="mask: the mask losses; semantic: the semantic model (its "
+                        "comparison also needs the BCE Mask R-CNN runs, which it then runs)")
+    parser.add_argument("--doc", type=Path, default=DOC,
+                        help="the report to write (its figures go to study/ next to it)")
     args = parser.parse_args()
     args.iters = _iters(args.iters)
+    DOC, FIGURES = args.doc.resolve(), args.doc.resolve().parent / "study"
     if not args.report_only:
         run_all(args)
     write_report(args)

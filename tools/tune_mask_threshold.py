@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Find the mask threshold that suits a trained model: sweep it on a validation set.
 
+Works with Mask R-CNN and Panoptic FPN models (anything with instance masks).
+
     python tools/tune_mask_threshold.py --config configs/shapes/mask_rcnn_focal.yaml \
         --weights output/shapes/focal/model_final.pth --output output/shapes/focal/sweep
 
@@ -34,6 +36,7 @@ from segcontrast.evaluation.threshold_sweep import (  # noqa: E402
     sweep_mask_thresholds,
     write_sweep,
 )
+from segcontrast.modeling.postprocessing import has_instance_masks  # noqa: E402
 
 
 def _thresholds(text: str) -> list[float]:
@@ -73,6 +76,12 @@ def _run(args: argparse.Namespace) -> int:
         if not cfg.DATASETS.TEST:
             raise UserInputError("DATASETS.TEST is empty: nothing to sweep on")
         model = SegContrastTrainer.build_model(cfg)
+        if not has_instance_masks(model):
+            raise UserInputError(
+                f"--config {args.config_file}: the model ({cfg.MODEL.META_ARCHITECTURE}, "
+                f"MODEL.MASK_ON {cfg.MODEL.MASK_ON}) predicts no instance masks, so there is no "
+                "mask threshold to tune; a semantic model's labels are the argmax of its logits"
+            )
         classes = load_weights_for_eval(model, args.weights,
                                         allow_unsafe_pickle=args.allow_unsafe_pickle,
                                         num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES)

@@ -29,16 +29,24 @@ def test_two_processes_equal_one_exactly(tmp_path):
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    two = pickle.loads((tmp_path / "two.pkl").read_bytes())
-    one = pickle.loads((tmp_path / "one.pkl").read_bytes())
-    assert list(one) == ["semantic", "instance", "segm", "contrast"]
-    assert _equal(two, one)
-    m_two = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    m_one = json.loads((tmp_path / "one" / "metrics.json").read_text())
-    assert m_two == m_one
-    assert (tmp_path / "two" / "per_image.csv").read_text() == (
-        tmp_path / "one" / "per_image.csv"
-    ).read_text()
-    assert sorted(os.listdir(tmp_path / "two" / "worst_images")) == sorted(
-        os.listdir(tmp_path / "one" / "worst_images")
-    )
+    groups = ["semantic", "instance", "segm", "contrast"]
+    # Instances only (Mask R-CNN), and instances with sem_seg logits (Panoptic FPN).
+    for suffix, expected in (("", groups), ("_sem_seg", [groups[0], "semantic_from_instances",
+                                                          *groups[1:]])):
+        two = pickle.loads((tmp_path / f"two{suffix}.pkl").read_bytes())
+        one = pickle.loads((tmp_path / f"one{suffix}.pkl").read_bytes())
+        assert list(one) == expected
+        assert _equal(two, one)
+        m_two = json.loads((tmp_path / f"two{suffix}" / "metrics.json").read_text())
+        m_one = json.loads((tmp_path / f"one{suffix}" / "metrics.json").read_text())
+        assert m_two == m_one
+        assert (tmp_path / f"two{suffix}" / "per_image.csv").read_text() == (
+            tmp_path / f"one{suffix}" / "per_image.csv"
+        ).read_text()
+        assert sorted(os.listdir(tmp_path / f"two{suffix}" / "worst_images")) == sorted(
+            os.listdir(tmp_path / f"one{suffix}" / "worst_images")
+        )
+    with_head = pickle.loads((tmp_path / "one_sem_seg.pkl").read_bytes())
+    alone = pickle.loads((tmp_path / "one.pkl").read_bytes())
+    assert _equal(with_head["semantic_from_instances"], alone["semantic"])
+    assert with_head["semantic"]["mIoU"] != alone["semantic"]["mIoU"]

@@ -33,7 +33,7 @@ POS_WEIGHT_SCOPES = ("batch", "instance")
 
 # Keys whose value is "auto" or a number. yacs fixes a key's type from its default, so the
 # value is stored as a string; normalize_opts() keeps command-line numbers as strings too.
-STRING_OR_NUMBER_KEYS = ("MODEL.ROI_MASK_HEAD.POS_WEIGHT",)
+STRING_OR_NUMBER_KEYS = ("MODEL.ROI_MASK_HEAD.POS_WEIGHT", "MODEL.SEM_SEG_HEAD.POS_WEIGHT")
 
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ def add_segcontrast_config(cfg: CN) -> None:
     cfg.TEST.SEGCONTRAST.COCO_EVALUATOR = False
     # Number of worst images (by instance mIoU) drawn as GT-vs-prediction overlays.
     cfg.TEST.SEGCONTRAST.NUM_WORST_IMAGES = 6
+
+    add_semantic_head_config(cfg)
 
 
 def parse_pos_weight(value: Any) -> str | float:
@@ -148,6 +150,7 @@ def validate_segcontrast_config(cfg: CN) -> None:
             f"MODEL.ROI_MASK_HEAD.FOCAL_ALPHA = {head.FOCAL_ALPHA!r} is not allowed: "
             "expected a number in [0, 1], or < 0 to disable alpha weighting."
         )
+    validate_semantic_head_config(cfg)
     sc = cfg.TEST.SEGCONTRAST
     for key in ("MASK_THRESHOLD", "IOU_THRESHOLD"):
         value = sc.get(key)
@@ -282,3 +285,113 @@ def load_config(config_file: str, opts: Sequence[str]) -> CN:
         cfg.MODEL.DEVICE = "cpu"
         logger.info("No CUDA device found: running on the CPU (MODEL.DEVICE cpu).")
     return cfg
+
+
+# --- Semantic segmentation heads (MODEL.SEM_SEG_HEAD.*) ----------------------------------------
+
+__all__ += [
+    "SEMANTIC_META_ARCHITECTURES",
+    "SEM_SEG_POS_WEIGHT_MODES",
+    "add_semantic_head_config",
+    "model_has_instances",
+    "model_needs_sem_seg",
+    "parse_semantic_pos_weight",
+    "validate_semantic_head_config",
+]
+
+# Detectron2 meta-architectures that train a semantic head on "sem_seg" targets.
+SEMANTIC_META_ARCHITECTURES = ("SemanticSegmentor", "PanopticFPN")
+# MODEL.SEM_SEG_HEAD.POS_WEIGHT words; any positive number is allowed as well.
+SEM_SEG_POS_WEIGHT_MODES = ("auto", "frequency")
+# The ignore label of the semantic targets painted from instance annotations.
+SEM_SEG_IGNORE_LABEL = 255
+
+
+def add_semantic_head_config(cfg: CN) -> None:
+    """Add the keys of SegContrast's semantic heads to ``cfg.MODEL.SEM_SEG_HEAD``.
+
+    Args:
+        cfg: a config from ``detectron2.config.get_cfg()``; modified in place.
+    """
+    head = cfg.MODEL.SEM_SEG_HEAD
+    # FocalSemSegFPNHead: focusing exponent of -alpha_t (1 - p_t)^gamma log p_t; 0 is CE.
+    head.FOCAL_GAMMA = 2.0
+    # FocalSemSegFPNHead: NUM_CLASSES per-label weights alpha_t, background first; [] = none.
+    head.FOCAL_ALPHA = []
+    # PosWeightedSemSegFPNHead: foreground weight "auto" (num_bg / num_fg of the batch), a number,
+    # or "frequency" (per label, (total - n_c) / n_c over the DATASETS.TRAIN pixels); a string.
+    head.POS_WEIGHT = "auto"
+    # PosWeightedSemSegFPNHead: "auto" and "frequency" weights are clamped to [1, MAX_POS_WEIGHT].
+    head.MAX_POS_WEIGHT = 20.0
+
+
+def model_needs_sem_seg(cfg: CN) -> bool:
+    """Whether the config's model trains on ``"sem_seg"`` targets (a semantic head)."""
+    return cfg.MODEL.META_ARCHITECTURE in SEMANTIC_META_ARCHITECTURES
+
+
+def model_has_instances(cfg: CN) -> bool:
+    """Whether the config's model predicts instances (everything but a ``SemanticSegmentor``)."""
+    return cfg.MODEL.META_ARCHITECTURE != "SemanticSegmentor"
+
+
+def parse_semantic_pos_weight(value: Any) -> str | float:
+    """Read ``MODEL.SEM_SEG_HEAD.POS_WEIGHT``.
+
+    Args:
+        value: "auto", "frequency", a number, or a string holding a number.
+
+    Returns:
+        "auto", "frequency" or a positive float.
+
+    Raises:
+        ConfigValueError: naming the key and the allowed values.
+    """
+    if isinstance(value, str) and value.strip().lower() in SEM_SEG_POS_WEIGHT_MODES:
+        return value.strip().lower()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number > 0 or number == float("inf"):
+        raise ConfigValueError(
+            f"MODEL.SEM_SEG_HEAD.POS_WEIGHT = {value!r} is not allowed: expected 'auto', "
+            "'frequency' or a positive finite number (e.g. '4.0')."
+        )
+    return number
+
+
+def validate_semantic_head_config(cfg: CN) -> None:
+    """Check the ``MODEL.SEM_SEG_HEAD`` keys SegContrast adds or relies on.
+
+    Raises:
+        ConfigValueError: the message names the key, the value and the allowed values.
+    """
+    head = cfg.MODEL.SEM_SEG_HEAD
+    parse_semantic_pos_weight(head.POS_WEIGHT)
+    if not head.MAX_POS_WEIGHT >= 1:
+        raise ConfigValueError(
+            f"MODEL.SEM_SEG_HEAD.MAX_POS_WEIGHT = {head.MAX_POS_WEIGHT!r} is not allowed: "
+            "expected a number >= 1."
+        )
+    if not head.FOCAL_GAMMA >= 0:
+        raise ConfigValueError(
+            f"MODEL.SEM_SEG_HEAD.FOCAL_GAMMA = {head.FOCAL_GAMMA!r} is not allowed: "
+            "expected a number >= 0."
+        )
+    alpha = list(head.FOCAL_ALPHA)
+    if alpha and (
+        len(alpha) != head.NUM_CLASSES
+        or not all(isinstance(a, (int, float)) and 0 <= a < float("inf") for a in alpha)
+    ):
+        raise ConfigValueError(
+            f"MODEL.SEM_SEG_HEAD.FOCAL_ALPHA = {alpha!r} is not allowed: expected [] or "
+            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES ({head.NUM_CLASSES}) non-negative numbers, "
+            "background first."
+        )
+    if model_needs_sem_seg(cfg) and head.IGNORE_VALUE != SEM_SEG_IGNORE_LABEL:
+        raise ConfigValueError(
+            f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE = {head.IGNORE_VALUE!r} is not allowed: the "
+            f"semantic targets painted from instance annotations ignore label "
+            f"{SEM_SEG_IGNORE_LABEL}, so it must be {SEM_SEG_IGNORE_LABEL}."
+        )

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import transforms as T
+from detectron2.data.catalog import Metadata
 from detectron2.engine import DefaultPredictor
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.modeling import build_model
@@ -31,6 +32,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from PIL import Image
 from tqdm import tqdm
 
+from ..config import model_has_instances
 from ..data.image_io import read_image
 from ..evaluation.semantic import paint_semantic_prediction
 from ..modeling.postprocessing import MaskThresholdModel
@@ -111,7 +113,8 @@ class Predictor(DefaultPredictor):
         # DefaultPredictor.__init__ is not called: it would load the weights a second time,
         # with Detectron2's unchecked loader.
         self.cfg = cfg.clone()
-        num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        num_classes = (cfg.MODEL.ROI_HEADS.NUM_CLASSES if model_has_instances(cfg)
+                       else cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES - 1)
         model = build_model(self.cfg)
         self.weights_classes = load_weights_for_eval(
             model, weights or cfg.MODEL.WEIGHTS, allow_unsafe_pickle=allow_unsafe_pickle,
@@ -122,7 +125,10 @@ class Predictor(DefaultPredictor):
             override_flag=classes_flag, config_datasets=tuple(cfg.DATASETS.TEST),
         )
         self.metadata = self.classes.visualizer_metadata()
-        self.model = MaskThresholdModel(model, cfg.TEST.SEGCONTRAST.MASK_THRESHOLD).eval()
+        self.model = MaskThresholdModel(
+            model, cfg.TEST.SEGCONTRAST.MASK_THRESHOLD,
+            combine_panoptic=cfg.MODEL.PANOPTIC_FPN.COMBINE.ENABLED,
+        ).eval()
         self.aug = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )
@@ -143,7 +149,29 @@ class Predictor(DefaultPredictor):
         """
         image = read_image(str(path), format="BGR")
         outputs = self(image)
-        return image, {k: v.to("cpu") for k, v in outputs.items()}
+        return image, {k: _to_cpu(v) for k, v in outputs.items()}
+
+
+def _to_cpu(value):
+    # "panoptic_seg" is a (Tensor, segments_info) pair.
+    if isinstance(value, tuple):
+        return tuple(_to_cpu(v) for v in value)
+    return value.to("cpu") if hasattr(value, "to") else value
+
+
+def _draw_semantic(rgb: np.ndarray, logits: torch.Tensor, thing_classes: list[str],
+                   thing_colors: list | None) -> np.ndarray:
+    """A semantic model's labels over the image: each thing class in its colour, background bare.
+
+    Detectron2's ``draw_sem_seg`` names labels by ``stuff_classes``; here label k + 1 is thing
+    class k, and background (0) is moved past the named labels so that it is not drawn.
+    """
+    labels = logits.argmax(dim=0).numpy().astype(np.int64)
+    shifted = np.where(labels == 0, len(thing_classes), labels - 1)
+    names = Metadata(stuff_classes=list(thing_classes))
+    if thing_colors:
+        names.stuff_colors = list(thing_colors)
+    return Visualizer(rgb, names).draw_sem_seg(shifted).get_image()
 
 
 @dataclass
@@ -242,9 +270,11 @@ def predict_images(
                 results.append(record)
             drawn = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
             drawn = drawn.draw_instance_predictions(instances[instances.scores >= confidence])
+            drawn = drawn.get_image()
         else:
-            drawn = Visualizer(rgb, metadata).draw_sem_seg(outputs["sem_seg"].argmax(dim=0))
-        _save_png(os.path.join(output_dir, f"{stem}.png"), drawn.get_image())
+            drawn = _draw_semantic(rgb, outputs["sem_seg"], metadata.thing_classes,
+                                   metadata.get("thing_colors", None))
+        _save_png(os.path.join(output_dir, f"{stem}.png"), drawn)
         if semantic_png:
             labels = _semantic_labels(outputs, image.shape[:2], mask_threshold, score_threshold)
             _save_png(os.path.join(output_dir, f"{stem}_semantic.png"), labels)

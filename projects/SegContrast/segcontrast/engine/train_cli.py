@@ -26,8 +26,9 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, load_config, model_has_instances, model_needs_sem_seg
 from ..data import (
     DatasetValidationError,
     ensure_builtin_dataset,
@@ -164,6 +165,9 @@ def _register_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
 
 
 def _check_num_classes(cfg: CfgNode, args: argparse.Namespace) -> None:
+    _check_sem_seg_num_classes(cfg, args)
+    if not model_has_instances(cfg):
+        return
     wrong = []
     for name in _used_dataset_names(cfg, args):
         classes = MetadataCatalog.get(name).get("thing_classes", None)
@@ -174,6 +178,24 @@ def _check_num_classes(cfg: CfgNode, args: argparse.Namespace) -> None:
             f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}, but "
             + "; ".join(wrong)
             + ". Set MODEL.ROI_HEADS.NUM_CLASSES to the dataset's category count."
+        )
+
+
+def _check_sem_seg_num_classes(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """A semantic head predicts background plus the K thing classes: NUM_CLASSES is K + 1."""
+    if not model_needs_sem_seg(cfg):
+        return
+    labels = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    wrong = []
+    for name in _used_dataset_names(cfg, args):
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if classes is not None and len(classes) + 1 != labels:
+            wrong.append(f"{name} has {len(classes)} categories ({', '.join(classes)}), so "
+                         f"{len(classes) + 1} labels with background")
+    if wrong:
+        raise UserInputError(
+            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {labels}, but " + "; ".join(wrong)
+            + ". Set MODEL.SEM_SEG_HEAD.NUM_CLASSES to the category count + 1 (background first)."
         )
 
 
@@ -300,6 +322,9 @@ def _limit_cpu_threads() -> None:
 def _worker(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     _limit_cpu_threads()
     default_setup(cfg, args)
+    # default_setup logs "detectron2" and "fvcore" only; the evaluator's report is "segcontrast".
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="segcontrast",
+                 abbrev_name="sc")
     if args.eval_only:
         model = SegContrastTrainer.build_model(cfg)
         if args.eval_untrained:

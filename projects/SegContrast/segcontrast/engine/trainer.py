@@ -249,7 +249,10 @@ class SegContrastTrainer(DefaultTrainer):
         Returns:
             The results of every test dataset (one dataset: its results).
         """
-        thresholded = MaskThresholdModel(model, cfg.TEST.SEGCONTRAST.MASK_THRESHOLD)
+        thresholded = MaskThresholdModel(
+            model, cfg.TEST.SEGCONTRAST.MASK_THRESHOLD,
+            combine_panoptic=cfg.MODEL.PANOPTIC_FPN.COMBINE.ENABLED,
+        )
         return super().test(cfg, thresholded, evaluators)
 
     @classmethod

@@ -25,7 +25,7 @@ from detectron2.evaluation.evaluator import inference_context
 from detectron2.structures import Instances
 from tqdm import tqdm
 
-from ..modeling.postprocessing import paste_at_threshold
+from ..modeling.postprocessing import RawOutputs, postprocess_at_threshold, raw_outputs
 from ..utils import atomic_write
 from .evaluator import SegContrastEvaluator
 
@@ -114,7 +114,9 @@ def sweep_mask_thresholds(
     """Run ``model`` once over ``data_loader``; score its masks at every threshold.
 
     Args:
-        model: a ``GeneralizedRCNN`` with trained weights.
+        model: a ``GeneralizedRCNN`` or ``PanopticFPN`` with trained weights (a Panoptic FPN's
+            semantic head gives the "semantic" group at every threshold, its instances
+            "semantic_from_instances").
         data_loader: the test loader of ``dataset_name`` (batches of model inputs).
         dataset_name: the registered dataset (ground truth of the evaluators).
         thresholds: mask thresholds in (0, 1).
@@ -140,10 +142,10 @@ def sweep_mask_thresholds(
     with inference_context(model), torch.no_grad():
         for inputs in tqdm(data_loader, total=len(data_loader), desc="threshold sweep",
                            unit="batch"):
-            raw = model.inference(inputs, do_postprocess=False)
+            raw = raw_outputs(model, inputs)
             for threshold, evaluator in zip(thresholds, evaluators, strict=True):
-                copies = [_copy_instances(r) for r in raw]
-                evaluator.process(inputs, paste_at_threshold(copies, inputs, threshold))
+                copies = RawOutputs([_copy_instances(r) for r in raw.instances], raw.sem_seg)
+                evaluator.process(inputs, postprocess_at_threshold(copies, inputs, threshold))
     with _quiet("segcontrast.evaluation"):
         results = [dict(evaluator.evaluate()) for evaluator in evaluators]
     return SweepResult(thresholds, results, metric)

@@ -294,6 +294,7 @@ __all__ += [
     "SEM_SEG_POS_WEIGHT_MODES",
     "add_semantic_head_config",
     "model_has_instances",
+    "num_thing_classes",
     "model_needs_sem_seg",
     "parse_semantic_pos_weight",
     "validate_semantic_head_config",
@@ -333,6 +334,17 @@ def model_needs_sem_seg(cfg: CN) -> bool:
 def model_has_instances(cfg: CN) -> bool:
     """Whether the config's model predicts instances (everything but a ``SemanticSegmentor``)."""
     return cfg.MODEL.META_ARCHITECTURE != "SemanticSegmentor"
+
+
+def num_thing_classes(cfg: CN) -> tuple[int, str]:
+    """K, the model's thing classes, and the key it is read from.
+
+    ``MODEL.ROI_HEADS.NUM_CLASSES`` for a model with instances; ``MODEL.SEM_SEG_HEAD.NUM_CLASSES``
+    minus the background label for a ``SemanticSegmentor``.
+    """
+    if model_has_instances(cfg):
+        return cfg.MODEL.ROI_HEADS.NUM_CLASSES, "MODEL.ROI_HEADS.NUM_CLASSES"
+    return cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES - 1, "MODEL.SEM_SEG_HEAD.NUM_CLASSES - 1"
 
 
 def parse_semantic_pos_weight(value: Any) -> str | float:

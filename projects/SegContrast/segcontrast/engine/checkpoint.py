@@ -297,7 +297,9 @@ def load_weights_for_eval(
     if classes is not None and num_classes is not None and classes.num_classes != num_classes:
         raise WeightsError(
             f"MODEL.WEIGHTS = {weights} was trained on {classes.num_classes} classes "
-            f"({classes.describe()}), but MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}. "
+            f"({classes.describe()}), but the config's model has {num_classes} "
+            "(MODEL.ROI_HEADS.NUM_CLASSES; MODEL.SEM_SEG_HEAD.NUM_CLASSES - 1 for a semantic "
+            "model). "
             "Use the config the weights were trained with."
         )
     incompatible = checkpointer._load_model(checkpoint)

@@ -138,8 +138,9 @@ def _check_count(classes: ClassMetadata, num_classes: int) -> None:
     if classes.num_classes != num_classes:
         raise ClassMetadataError(
             f"{classes.source} has {classes.num_classes} classes ({classes.describe()}), but "
-            f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}: use the config the weights were "
-            "trained with, or a dataset with the same classes"
+            f"the config's model has {num_classes} (MODEL.ROI_HEADS.NUM_CLASSES; "
+            "MODEL.SEM_SEG_HEAD.NUM_CLASSES - 1 for a semantic model): use the config the "
+            "weights were trained with, or a dataset with the same classes"
         )
 
 

@@ -32,7 +32,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from PIL import Image
 from tqdm import tqdm
 
-from ..config import model_has_instances
+from ..config import num_thing_classes
 from ..data.image_io import read_image
 from ..evaluation.semantic import paint_semantic_prediction
 from ..modeling.postprocessing import MaskThresholdModel
@@ -113,8 +113,7 @@ class Predictor(DefaultPredictor):
         # DefaultPredictor.__init__ is not called: it would load the weights a second time,
         # with Detectron2's unchecked loader.
         self.cfg = cfg.clone()
-        num_classes = (cfg.MODEL.ROI_HEADS.NUM_CLASSES if model_has_instances(cfg)
-                       else cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES - 1)
+        num_classes = num_thing_classes(cfg)[0]
         model = build_model(self.cfg)
         self.weights_classes = load_weights_for_eval(
             model, weights or cfg.MODEL.WEIGHTS, allow_unsafe_pickle=allow_unsafe_pickle,

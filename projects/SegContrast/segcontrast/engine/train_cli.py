@@ -26,9 +26,14 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
-from ..config import ConfigError, load_config, model_has_instances, model_needs_sem_seg
+from ..config import (
+    ConfigError,
+    load_config,
+    model_has_instances,
+    model_needs_sem_seg,
+    num_thing_classes,
+)
 from ..data import (
     DatasetValidationError,
     ensure_builtin_dataset,
@@ -322,9 +327,6 @@ def _limit_cpu_threads() -> None:
 def _worker(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     _limit_cpu_threads()
     default_setup(cfg, args)
-    # default_setup logs "detectron2" and "fvcore" only; the evaluator's report is "segcontrast".
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="segcontrast",
-                 abbrev_name="sc")
     if args.eval_only:
         model = SegContrastTrainer.build_model(cfg)
         if args.eval_untrained:
@@ -332,7 +334,7 @@ def _worker(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
         else:
             classes = load_weights_for_eval(
                 model, cfg.MODEL.WEIGHTS, allow_unsafe_pickle=args.allow_unsafe_pickle,
-                num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+                num_classes=num_thing_classes(cfg)[0],
             )
             for name in cfg.DATASETS.TEST:
                 check_weights_match_dataset(classes, name)

@@ -19,10 +19,9 @@ CE is then exactly the pos-weighted BCE of the logit difference. A batch whose p
 ignored gives a zero loss still connected to the graph (``F.cross_entropy`` gives NaN).
 
 Numerics: ``log p_t`` comes from ``log_softmax`` (finite for any finite logits; the weighted CE is
-``F.cross_entropy``'s fused kernel) and ``1 - p_t`` is computed as ``-expm1(log p_t)`` would be,
-keeping its digits when ``p_t`` is close to 1. The focal loss's gradient is computed with it, in
-one pass (:class:`_SoftmaxFocal`). Both losses compute in float32 (float64 for float64 logits),
-also inside ``torch.autocast`` with fp16 or bf16 logits.
+``F.cross_entropy``'s fused kernel) and ``1 - p_t`` is ``-expm1(log p_t)``, keeping its digits
+when ``p_t`` is close to 1; autograd does the backward pass. Both losses compute in float32
+(float64 for float64 logits), also inside ``torch.autocast`` with fp16 or bf16 logits.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 __all__ = [
     "IGNORE_INDEX",
@@ -140,63 +138,14 @@ def softmax_focal_loss(
             weight = valid.to(dtype)
         else:
             weight = _label_weights(alpha, logits.shape[1], logits)[labels].masked_fill_(~valid, 0)
-        loss = _SoftmaxFocal.apply(logits, labels, weight, float(gamma))
+        log_pt = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        loss = -(log_pt * weight)
+        if gamma:
+            # 1 - p_t as -expm1(log p_t) keeps its digits where p_t is close to 1; the clamp keeps
+            # the gradient of (1 - p_t)^gamma finite (0) at p_t = 1 for 0 < gamma < 1.
+            one_minus = (-torch.expm1(log_pt)).clamp_min(torch.finfo(dtype).tiny)
+            loss = loss * one_minus.pow(gamma)
         return _reduce(loss, valid, reduction)
-
-
-def _one_minus_exp(x: Tensor, exp_x: Tensor) -> Tensor:
-    """``1 - exp(x)`` for ``x <= 0``, to float precision also near 0 (``-expm1(x)``).
-
-    torch's CPU ``expm1`` is not vectorised (about 15 times the cost of ``exp``); near 0 a
-    Taylor polynomial replaces it (relative error ``|x|^6 / 5040 < 5e-8`` for ``x >= -1/4``),
-    farther out ``1 - exp(x) > 0.22`` loses at most two bits.
-
-    Args:
-        x (Tensor): values <= 0.
-        exp_x (Tensor): ``exp(x)``, already computed.
-    """
-    if x.dtype == torch.float64:
-        return -torch.expm1(x)  # the series is float32-exact only
-    series = x * (1 + x * (1 / 2 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120 + x / 720)))))
-    return torch.where(x > -0.25, series.neg_(), 1 - exp_x)
-
-
-class _SoftmaxFocal(torch.autograd.Function):
-    """Per-pixel ``-w (1 - p_t)^gamma log p_t``, its gradient computed with the loss.
-
-    With ``p`` the softmax over labels, the gradient with respect to the logits is
-    ``k (p - onehot(t))``, ``k = w (1 - p_t)^gamma (1 - gamma p_t log(p_t) / (1 - p_t))``: one
-    factor per pixel, so the backward pass is one multiply over the (N, C, ...) probabilities
-    and a scatter at the targets, as for cross-entropy (autograd through the elementwise chain
-    costs several passes more). ``log(p_t) / (1 - p_t)`` tends to -1 as ``p_t`` tends to 1, where
-    ``k`` tends to 0 for any gamma > 0.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, labels: Tensor, weight: Tensor, gamma: float) -> Tensor:
-        log_p = F.log_softmax(logits, dim=1)
-        log_pt = log_p.gather(1, labels.unsqueeze(1)).squeeze(1)
-        if gamma == 0:
-            ctx.save_for_backward(log_p, labels, weight)
-            return -(log_pt * weight)
-        pt = log_pt.exp()
-        one_minus = _one_minus_exp(log_pt, pt)
-        focus = one_minus if gamma == 1 else one_minus.pow(gamma)
-        loss = -(focus * log_pt * weight)
-        # Where 1 - p_t is 0 the ratio is wrong (0, not -1), but focus, and so k, is 0 there.
-        ratio = log_pt / one_minus.clamp_min(torch.finfo(log_pt.dtype).tiny)
-        k = focus * weight * (1 - gamma * pt * ratio)
-        ctx.save_for_backward(log_p, labels, k)
-        return loss
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_loss: Tensor):
-        log_p, labels, k = ctx.saved_tensors
-        scale = (grad_loss * k).unsqueeze(1)
-        grad = log_p.exp().mul_(scale)
-        grad.scatter_add_(1, labels.unsqueeze(1), -scale)
-        return grad, None, None, None
 
 
 def class_weighted_cross_entropy(

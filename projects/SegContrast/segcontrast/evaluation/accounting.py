@@ -1,0 +1,533 @@
+"""The gap accounting, part 1: which error each prediction and object is, and the oracle fixes.
+
+Within one image, with the instance side's matching (per class, Hungarian, IoU >=
+``iou_threshold``) of the predictions kept by the score threshold. Each error gets exactly one
+type, the first row that applies (docs/EVALUATION.md has the table and worked examples):
+
+1. merged: a prediction covering more than half of each of >= 2 objects of its class.
+   Fix: replace it by its intersection with each of them.
+2. split: an object holding more than half of each of >= 2 predictions of its class that are
+   not duplicates (a prediction is the piece of the object holding most of it). Fix: replace
+   the pieces by their union, with the highest score, where the highest-ranked piece was.
+3. duplicate: a false positive with IoU >= threshold with a matched prediction of its class
+   (the contrast count) or with a matched object of its class. Fix: remove it.
+4. class confusion: a false positive with IoU >= threshold with an object of another class.
+   Fix: give it that object's class (the object of highest IoU); removed instead when that
+   object is matched already or a higher-ranked confusion takes it (it would be a duplicate).
+5. localisation: a false positive whose best IoU with an object of its class is >= 0.1 (and
+   so below the threshold). Fix: replace its mask by that object's; removed instead on the
+   same conditions as 4.
+6. mask quality: a matched prediction with IoU < 1. Fix: replace its mask by its object's.
+7. missed: an object without a match that no row above explains (covered by a merged
+   prediction, split, or the target of a fixed confusion or localisation). Fix: add it as a
+   prediction of score 1.
+8. background: any other false positive (IoU < 0.1 with every object of its class, < threshold
+   with every other). Fix: remove it.
+9. in crowd: a prediction ignored in a crowd region of its class. Fix: remove it.
+10. low score: a prediction below the score threshold (only AP sees it). Fix: remove it.
+
+"All fixes together" applies every row at once, then matches again and finishes the job on
+what the fixes produced: a matched pair gets the object's mask, an unmatched object is added,
+an unmatched prediction is removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..data.masks import MaskCrops, pairwise_intersections
+from .instance import InstanceMatch, class_match, iou_matrix
+from .panoptic import rank_order
+
+__all__ = [
+    "ALL",
+    "ERROR_TYPES",
+    "LOCALISATION_IOU",
+    "ErrorAssignment",
+    "ListIou",
+    "PredList",
+    "assign_errors",
+    "fix_all",
+    "fix_one",
+]
+
+ERROR_TYPES = (
+    "merged",
+    "split",
+    "duplicate",
+    "class_confusion",
+    "localisation",
+    "mask_quality",
+    "missed",
+    "background",
+    "in_crowd",
+    "low_score",
+)
+(MERGED, SPLIT, DUPLICATE, CONFUSION, LOCALISATION, MASK_QUALITY, MISSED, BACKGROUND,
+ IN_CROWD, LOW_SCORE) = range(len(ERROR_TYPES))
+ALL = len(ERROR_TYPES)  # the variant index of "all fixes together"
+# TIDE's background threshold: below this IoU with every object of its class, a false
+# positive is not a badly placed detection of one.
+LOCALISATION_IOU = 0.1
+ADDED_SCORE = 1.0
+
+
+@dataclass
+class ErrorAssignment:
+    """Error types of one image (kept predictions and non-crowd objects).
+
+    Attributes:
+        pred_type: (N,) the row of each kept prediction (index into ``ERROR_TYPES``), -1 for
+            a correct one (matched with IoU 1).
+        pred_target: (N,) the object a confusion, localisation or mask-quality fix uses, -1
+            otherwise.
+        pred_fix_removes: (N,) bool, a confusion or localisation whose fix removes it.
+        merged_objects: per kept prediction the objects a merged one covers (else empty).
+        split_objects: (S,) the split objects; ``split_pieces[s]`` their pieces.
+        split_pieces: per split object its predictions.
+        gt_missed: (G,) bool.
+        counts: (len(ERROR_TYPES),) errors per row (predictions; objects for split and
+            missed; ``low_score`` counts the predictions below the score threshold).
+    """
+
+    pred_type: np.ndarray
+    pred_target: np.ndarray
+    pred_fix_removes: np.ndarray
+    merged_objects: list[np.ndarray]
+    split_objects: np.ndarray
+    split_pieces: list[np.ndarray]
+    gt_missed: np.ndarray
+    counts: np.ndarray
+
+
+def _first_per_target(index: np.ndarray, targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Of the predictions ``index`` aiming at ``targets``, the highest-ranked one per target."""
+    order = index[rank_order(scores[index])]
+    _, first = np.unique(targets[order], return_index=True)
+    keep = np.zeros(len(scores), bool)
+    keep[order[first]] = True
+    return keep
+
+
+def assign_errors(
+    pred_classes: np.ndarray,
+    pred_areas: np.ndarray,
+    pred_scores: np.ndarray,
+    gt_classes: np.ndarray,
+    gt_areas: np.ndarray,
+    inter: np.ndarray,
+    iou: np.ndarray,
+    match: InstanceMatch,
+    iou_threshold: float,
+    num_low_score: int,
+) -> ErrorAssignment:
+    """Give every error of one image its row (module docstring).
+
+    Args:
+        pred_classes: (N,) classes of the kept predictions.
+        pred_areas: (N,) their areas.
+        pred_scores: (N,) their scores.
+        gt_classes: (G,) classes of the non-crowd objects.
+        gt_areas: (G,) their areas.
+        inter: (N, G) intersections.
+        iou: (N, G) IoUs.
+        match: the instance side's matching of these.
+        iou_threshold: smallest IoU of a match.
+        num_low_score: predictions below the score threshold.
+
+    Returns:
+        The assignment.
+    """
+    n, g = inter.shape
+    same = pred_classes[:, None] == gt_classes[None, :]
+    matched_gt = np.zeros(g, bool)
+    matched_gt[match.gt_index] = True
+    gt_of_pred = np.full(n, -1, np.int64)
+    gt_of_pred[match.pred_index] = match.gt_index
+    duplicate_flag = (match.pred_duplicate if match.pred_duplicate is not None
+                      else np.zeros(n, bool))
+    kind = np.full(n, -1, np.int64)
+    target = np.full(n, -1, np.int64)
+
+    covers = (2 * inter > gt_areas[None, :]) & same & (inter > 0)
+    merged = covers.sum(axis=1) >= 2
+    kind[merged] = MERGED
+    merged_objects = [np.flatnonzero(covers[i]) if merged[i] else np.zeros(0, np.int64)
+                      for i in range(n)]
+
+    inside = (2 * inter > pred_areas[:, None]) & same & (inter > 0)
+    inside &= ~duplicate_flag[:, None] & ~merged[:, None]
+    has_owner = inside.any(axis=1)
+    owner = np.full(n, -1, np.int64)
+    if g:
+        owner[has_owner] = np.argmax(np.where(inside, inter, -1), axis=1)[has_owner]
+    pieces_of = np.bincount(owner[has_owner], minlength=g)
+    split_objects = np.flatnonzero(pieces_of >= 2)
+    split_pieces = [np.flatnonzero(owner == s) for s in split_objects]
+    for pieces in split_pieces:
+        kind[pieces] = SPLIT
+
+    false_pos = ~match.pred_matched & ~match.pred_ignored & (kind < 0)
+    on_matched = ((iou >= iou_threshold) & same & matched_gt[None, :]).any(axis=1)
+    duplicate = false_pos & (duplicate_flag | on_matched)
+    kind[duplicate] = DUPLICATE
+
+    other = np.where(same, 0.0, iou)
+    own = np.where(same, iou, 0.0)
+    if g:
+        confused = false_pos & ~duplicate & (other.max(axis=1) >= iou_threshold)
+        target[confused] = np.argmax(other, axis=1)[confused]
+        kind[confused] = CONFUSION
+        localised = false_pos & (kind < 0) & (own.max(axis=1) >= LOCALISATION_IOU)
+        target[localised] = np.argmax(own, axis=1)[localised]
+        kind[localised] = LOCALISATION
+    fix_removes = np.zeros(n, bool)
+    explained = np.zeros(g, bool)
+    for row in (CONFUSION, LOCALISATION):
+        index = np.flatnonzero(kind == row)
+        if index.size:
+            aims = target[index]
+            takes = _first_per_target(index, target, pred_scores) & ~matched_gt[
+                np.maximum(target, 0)
+            ]
+            fix_removes[index] = ~takes[index]
+            explained[aims[takes[index]]] = True
+
+    quality = match.pred_matched & (kind < 0)
+    quality[quality] = iou[np.flatnonzero(quality), gt_of_pred[quality]] < 1.0
+    kind[quality] = MASK_QUALITY
+    target[quality] = gt_of_pred[quality]
+    kind[false_pos & (kind < 0)] = BACKGROUND
+    kind[match.pred_ignored & (kind < 0)] = IN_CROWD
+
+    if merged.any():
+        explained |= covers[merged].any(axis=0)
+    explained[split_objects] = True
+    gt_missed = ~matched_gt & ~explained
+    counts = np.bincount(kind[kind >= 0], minlength=len(ERROR_TYPES)).astype(np.int64)
+    counts[SPLIT] = len(split_objects)
+    counts[MISSED] = int(np.count_nonzero(gt_missed))
+    counts[LOW_SCORE] = num_low_score
+    return ErrorAssignment(kind, target, fix_removes, merged_objects, split_objects,
+                           split_pieces, gt_missed, counts)
+
+
+@dataclass
+class PredList:
+    """Predictions of one image as an ordered list (the order breaks score ties).
+
+    Attributes:
+        masks: the masks.
+        classes: (M,) classes.
+        scores: (M,) scores.
+        ap_areas: (M,) areas for COCO's area ranges.
+        source: (M,) index of the original prediction an entry is identical to, -1 for a
+            new or changed one.
+        mask_source: (M,) index of the original prediction whose mask an entry has, -1.
+        gt_copy: (M,) index of the non-crowd object whose mask an entry has, -1.
+        touched_classes: classes whose predictions a fix changed (before or after).
+        touched_boxes: (B, 4) boxes of the masks a fix removed or added.
+    """
+
+    masks: MaskCrops
+    classes: np.ndarray
+    scores: np.ndarray
+    ap_areas: np.ndarray
+    source: np.ndarray
+    mask_source: np.ndarray
+    gt_copy: np.ndarray
+    touched_classes: set[int] = field(default_factory=set)
+    touched_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+
+    @classmethod
+    def original(cls, masks: MaskCrops, classes: np.ndarray, scores: np.ndarray,
+                 ap_areas: np.ndarray) -> PredList:
+        """The model's predictions, unchanged."""
+        n = len(masks)
+        return cls(masks, np.asarray(classes, np.int64), np.asarray(scores, np.float64),
+                   np.asarray(ap_areas, np.float64), np.arange(n), np.arange(n),
+                   np.full(n, -1, np.int64))
+
+
+class ListIou:
+    """IoUs of prediction lists with an image's annotations (pycocotools' rule).
+
+    Rows of entries with an original prediction's mask or an object's mask are reused, not
+    recomputed.
+
+    Args:
+        iou: (N, A) the original predictions' IoUs with all annotations.
+        gt: all annotation masks.
+        crowd: (A,) crowd flags.
+        regular: (G,) the non-crowd annotations.
+    """
+
+    def __init__(self, iou: np.ndarray, gt: MaskCrops, crowd: np.ndarray,
+                 regular: np.ndarray) -> None:
+        self.iou, self.gt, self.crowd, self.regular = iou, gt, crowd, regular
+        self._gt_rows: np.ndarray | None = None
+
+    def _rows(self, masks: MaskCrops) -> np.ndarray:
+        inter = pairwise_intersections(masks, self.gt)
+        return iou_matrix(inter, masks.areas, self.gt.areas, self.crowd)
+
+    def __call__(self, pred: PredList) -> np.ndarray:
+        """(M, A) IoUs of the list's entries."""
+        out = np.zeros((len(pred.masks), len(self.crowd)), np.float64)
+        own = pred.mask_source >= 0
+        out[own] = self.iou[pred.mask_source[own]]
+        copy = pred.gt_copy >= 0
+        if copy.any():
+            if self._gt_rows is None:
+                self._gt_rows = self._rows(self.gt.subset(self.regular))
+            out[copy] = self._gt_rows[pred.gt_copy[copy]]
+        other = np.flatnonzero(~own & ~copy)
+        if other.size:
+            out[other] = self._rows(pred.masks.subset(other))
+        return out
+
+
+@dataclass
+class _New:
+    box: np.ndarray
+    crop: np.ndarray
+    area: int
+    cls: int
+    score: float
+    mask_source: int = -1
+    gt_copy: int = -1
+
+
+def _tight(crop: np.ndarray, x0: int, y0: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.flatnonzero(crop.any(axis=1))
+    if rows.size == 0:
+        return np.zeros(4, np.int64), np.zeros((0, 0), bool)
+    cols = np.flatnonzero(crop.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box = np.array([x0 + c0, y0 + r0, x0 + c1, y0 + r1], np.int64)
+    return box, np.ascontiguousarray(crop[r0:r1, c0:c1])
+
+
+def _intersection(a: MaskCrops, i: int, b: MaskCrops, j: int) -> tuple[np.ndarray, np.ndarray]:
+    ba, bb = a.boxes[i], b.boxes[j]
+    x0, y0 = max(ba[0], bb[0]), max(ba[1], bb[1])
+    x1, y1 = min(ba[2], bb[2]), min(ba[3], bb[3])
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros(4, np.int64), np.zeros((0, 0), bool)
+    ca = a.crops[i][y0 - ba[1] : y1 - ba[1], x0 - ba[0] : x1 - ba[0]]
+    cb = b.crops[j][y0 - bb[1] : y1 - bb[1], x0 - bb[0] : x1 - bb[0]]
+    return _tight(ca & cb, int(x0), int(y0))
+
+
+def _union(masks: MaskCrops, index: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    boxes = masks.boxes[list(index)]
+    boxes = boxes[masks.areas[list(index)] > 0]
+    if len(boxes) == 0:
+        return np.zeros(4, np.int64), np.zeros((0, 0), bool)
+    x0, y0 = boxes[:, 0].min(), boxes[:, 1].min()
+    x1, y1 = boxes[:, 2].max(), boxes[:, 3].max()
+    canvas = np.zeros((y1 - y0, x1 - x0), bool)
+    for i in index:
+        if masks.areas[i]:
+            bx = masks.boxes[i]
+            canvas[bx[1] - y0 : bx[3] - y0, bx[0] - x0 : bx[2] - x0] |= masks.crops[i]
+    return _tight(canvas, int(x0), int(y0))
+
+
+def _new(box: np.ndarray, crop: np.ndarray, cls: int, score: float) -> _New:
+    return _New(box, crop, int(np.count_nonzero(crop)), int(cls), float(score))
+
+
+def _copy_of(gt: MaskCrops, j: int, cls: int, score: float) -> _New:
+    return _New(gt.boxes[j], gt.crops[j], int(gt.areas[j]), int(cls), float(score), gt_copy=j)
+
+
+@dataclass
+class _Ops:
+    """Changes to a prediction list: removals, replacements (in place) and additions."""
+
+    remove: set[int] = field(default_factory=set)
+    replace: dict[int, list[_New]] = field(default_factory=dict)
+    add: list[_New] = field(default_factory=list)
+
+    def update(self, other: _Ops) -> None:
+        self.remove |= other.remove
+        self.replace.update(other.replace)
+        self.add += other.add
+
+
+def _apply(base: PredList, ops: _Ops) -> PredList:
+    n = len(base.masks)
+    gone = np.zeros(n, bool)
+    gone[list(ops.remove | set(ops.replace))] = True
+    order: list[tuple[int, int]] = []  # (base index, -1) or (-1, index into news)
+    news: list[_New] = []
+    for i in range(n):
+        if not gone[i]:
+            order.append((i, -1))
+            continue
+        for new in ops.replace.get(i, []):
+            order.append((-1, len(news)))
+            news.append(new)
+    for new in ops.add:
+        order.append((-1, len(news)))
+        news.append(new)
+    index = np.array([i for i, _ in order], np.int64)
+    from_base = index >= 0
+    kept = index[from_base]
+    m = len(order)
+    boxes = np.zeros((m, 4), np.int64)
+    boxes[from_base] = base.masks.boxes[kept]
+    areas = np.zeros(m, np.int64)
+    areas[from_base] = base.masks.areas[kept]
+    classes = np.zeros(m, np.int64)
+    classes[from_base] = base.classes[kept]
+    scores = np.zeros(m, np.float64)
+    scores[from_base] = base.scores[kept]
+    ap_areas = np.zeros(m, np.float64)
+    ap_areas[from_base] = base.ap_areas[kept]
+    source = np.full(m, -1, np.int64)
+    source[from_base] = base.source[kept]
+    mask_source = np.full(m, -1, np.int64)
+    mask_source[from_base] = base.mask_source[kept]
+    gt_copy = np.full(m, -1, np.int64)
+    gt_copy[from_base] = base.gt_copy[kept]
+    crops = [base.masks.crops[i] if i >= 0 else news[k].crop for i, k in order]
+    for pos, (_, k) in enumerate(order):
+        if k >= 0:
+            new = news[k]
+            boxes[pos], areas[pos], classes[pos], scores[pos] = (new.box, new.area, new.cls,
+                                                                 new.score)
+            ap_areas[pos] = float(new.area)
+            mask_source[pos], gt_copy[pos] = new.mask_source, new.gt_copy
+    touched_classes = set(base.touched_classes)
+    touched_classes.update(int(c) for c in base.classes[gone])
+    touched_classes.update(new.cls for new in news)
+    touched_boxes = np.concatenate([base.touched_boxes, base.masks.boxes[gone],
+                                    np.array([new.box for new in news],
+                                             np.int64).reshape(-1, 4)])
+    masks = MaskCrops(boxes, crops, areas, base.masks.height, base.masks.width)
+    return PredList(masks, classes, scores, ap_areas, source, mask_source, gt_copy,
+                    touched_classes, touched_boxes.astype(np.int64))
+
+
+def _ops(row: int, errors: ErrorAssignment, pred: PredList, keep: np.ndarray,
+         gt: MaskCrops, gt_classes: np.ndarray) -> _Ops:
+    """The fix of one row, on the original list (``keep`` maps kept to list indices)."""
+    ops = _Ops()
+    kind = errors.pred_type
+    if row == MERGED:
+        for k in np.flatnonzero(kind == MERGED):
+            i = int(keep[k])
+            pieces = []
+            for j in errors.merged_objects[k]:
+                box, crop = _intersection(pred.masks, i, gt, int(j))
+                pieces.append(_new(box, crop, pred.classes[i], pred.scores[i]))
+            ops.replace[i] = pieces
+    elif row == SPLIT:
+        for pieces in errors.split_pieces:
+            members = keep[pieces]
+            first = int(members[rank_order(pred.scores[members])[0]])
+            box, crop = _union(pred.masks, members)
+            ops.replace[first] = [_new(box, crop, pred.classes[first], pred.scores[first])]
+            ops.remove |= {int(i) for i in members if i != first}
+    elif row in (DUPLICATE, BACKGROUND, IN_CROWD):
+        ops.remove |= {int(keep[k]) for k in np.flatnonzero(kind == row)}
+    elif row in (CONFUSION, LOCALISATION, MASK_QUALITY):
+        for k in np.flatnonzero(kind == row):
+            i, j = int(keep[k]), int(errors.pred_target[k])
+            if errors.pred_fix_removes[k]:
+                ops.remove.add(i)
+            elif row == CONFUSION:
+                m = pred.masks
+                ops.replace[i] = [_New(m.boxes[i], m.crops[i], int(m.areas[i]),
+                                       int(gt_classes[j]), float(pred.scores[i]),
+                                       int(pred.mask_source[i]), int(pred.gt_copy[i]))]
+            else:
+                ops.replace[i] = [_copy_of(gt, j, pred.classes[i], pred.scores[i])]
+    elif row == MISSED:
+        ops.add = [_copy_of(gt, int(j), gt_classes[j], ADDED_SCORE)
+                   for j in np.flatnonzero(errors.gt_missed) if gt.areas[j] > 0]
+    elif row == LOW_SCORE:
+        low = np.ones(len(pred.masks), bool)
+        low[keep] = False
+        ops.remove |= {int(i) for i in np.flatnonzero(low)}
+    return ops
+
+
+def fix_one(row: int, errors: ErrorAssignment, pred: PredList, keep: np.ndarray,
+            gt: MaskCrops, gt_classes: np.ndarray) -> PredList:
+    """The predictions with only the errors of ``row`` fixed.
+
+    Args:
+        row: index into ``ERROR_TYPES``.
+        errors: the image's assignment.
+        pred: the original predictions (all of them, below the score threshold too).
+        keep: (N,) list indices of the kept predictions (the assignment's order).
+        gt: the non-crowd objects' masks.
+        gt_classes: their classes.
+
+    Returns:
+        The fixed list.
+    """
+    return _apply(pred, _ops(row, errors, pred, keep, gt, gt_classes))
+
+
+def match_list(pred: PredList, iou: np.ndarray, gt_classes: np.ndarray,
+               iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class Hungarian matching of a whole list to the non-crowd objects.
+
+    Args:
+        pred: the list.
+        iou: (M, G) its IoUs with the non-crowd objects.
+        gt_classes: (G,) their classes.
+        iou_threshold: smallest IoU of a match.
+
+    Returns:
+        (list indices, object indices, IoUs) of the matched pairs.
+    """
+    rows_a, cols_a = class_match(iou, pred.classes, gt_classes, iou_threshold)
+    return rows_a, cols_a, iou[rows_a, cols_a]
+
+
+def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskCrops,
+            gt_classes: np.ndarray, iou_threshold: float,
+            list_iou: ListIou) -> tuple[PredList, np.ndarray]:
+    """Every row's fix at once, then the finishing pass (module docstring).
+
+    Args:
+        errors: the image's assignment.
+        pred: the original predictions (all of them).
+        keep: (N,) list indices of the kept predictions.
+        gt: the non-crowd objects' masks.
+        gt_classes: their classes.
+        iou_threshold: smallest IoU of a match.
+        list_iou: the image's IoUs (``gt`` are its non-crowd objects).
+
+    Returns:
+        One prediction per object with pixels, equal to it (each keeps the score of the fixed
+        prediction matched to it, 1 when added), nothing else; and its (M, A) IoUs.
+    """
+    ops = _Ops()
+    for row in range(len(ERROR_TYPES)):
+        ops.update(_ops(row, errors, pred, keep, gt, gt_classes))
+    first = _apply(pred, ops)
+    iou = list_iou(first)
+    rows, cols, pair_iou = match_list(first, iou[:, list_iou.regular], gt_classes,
+                                      iou_threshold)
+    finish = _Ops()
+    matched = np.zeros(len(first.masks), bool)
+    matched[rows] = True
+    finish.remove = {int(i) for i in np.flatnonzero(~matched)}
+    for i, j, value in zip(rows.tolist(), cols.tolist(), pair_iou.tolist(), strict=True):
+        if value < 1.0:
+            finish.replace[i] = [_copy_of(gt, j, first.classes[i], first.scores[i])]
+    found = np.zeros(len(gt), bool)
+    found[cols] = True
+    finish.add = [_copy_of(gt, int(j), gt_classes[j], ADDED_SCORE)
+                  for j in np.flatnonzero(~found) if gt.areas[j] > 0]
+    final = _apply(first, finish)
+    return final, list_iou(final)

@@ -23,7 +23,9 @@ NAME = "segcontrast_distributed_check"
 def evaluate(rank: int, world: int, output_dir: Path):
     dicts = synthetic_dataset(10, height=64, width=80, seed=11)
     register_synthetic_dataset(NAME, dicts, 10)
-    evaluator = SegContrastEvaluator(NAME, str(output_dir), num_worst_images=3)
+    evaluator = SegContrastEvaluator(NAME, str(output_dir), num_worst_images=3,
+                                     score_threshold=0.3,
+                                     panoptic_output_dir=str(output_dir / "panoptic"))
     evaluator.reset()
     per_rank = (len(dicts) + world - 1) // world  # contiguous shards, like InferenceSampler
     for d in dicts[rank * per_rank : (rank + 1) * per_rank]:

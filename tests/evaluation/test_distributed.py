@@ -1,4 +1,5 @@
-"""Two gloo processes give exactly the single-process results."""
+"""Two gloo processes give exactly the single-process results (PQ and the gap accounting
+included, and the same panoptic files)."""
 
 import json
 import math
@@ -31,7 +32,8 @@ def test_two_processes_equal_one_exactly(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = pickle.loads((tmp_path / "two.pkl").read_bytes())
     one = pickle.loads((tmp_path / "one.pkl").read_bytes())
-    assert list(one) == ["semantic", "instance", "segm", "contrast"]
+    assert list(one) == ["semantic", "instance", "segm", "contrast", "panoptic", "accounting"]
+    assert one["accounting"]["count-all"] > 0 and one["accounting"]["count-low_score"] > 0
     assert _equal(two, one)
     m_two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     m_one = json.loads((tmp_path / "one" / "metrics.json").read_text())
@@ -42,3 +44,12 @@ def test_two_processes_equal_one_exactly(tmp_path):
     assert sorted(os.listdir(tmp_path / "two" / "worst_images")) == sorted(
         os.listdir(tmp_path / "one" / "worst_images")
     )
+    for name in ("panoptic_gt", "panoptic_pred"):  # each process wrote its own images' PNGs
+        assert (tmp_path / "two" / "panoptic" / f"{name}.json").read_text() == (
+            tmp_path / "one" / "panoptic" / f"{name}.json").read_text()
+        pngs = sorted(os.listdir(tmp_path / "one" / "panoptic" / name))
+        assert len(pngs) == 10
+        assert sorted(os.listdir(tmp_path / "two" / "panoptic" / name)) == pngs
+        for png in pngs:
+            assert (tmp_path / "two" / "panoptic" / name / png).read_bytes() == (
+                tmp_path / "one" / "panoptic" / name / png).read_bytes()

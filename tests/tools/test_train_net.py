@@ -2,6 +2,8 @@
 checkpoints, eval-only equal to the end of training, resuming, two CPU processes, and the
 refusals (no weights, bad data, wrong class count, another run's checkpoints)."""
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -11,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from panopticapi.evaluation import pq_compute
 
 from .conftest import REPO, dataset_args, run_tool
 
@@ -79,11 +82,23 @@ def test_eval_only_on_final_weights_equals_end_of_training(trained, tiny_data, t
     out, _ = trained["mask_rcnn_focal"]
     result = run_tool("train_net.py", "--config", tiny_config("mask_rcnn_focal"), "--eval-only",
                       *dataset_args(tiny_data), "MODEL.WEIGHTS", str(out / "model_final.pth"),
-                      "OUTPUT_DIR", str(tmp_path))
+                      "--panoptic-out", str(tmp_path / "panoptic"), "OUTPUT_DIR", str(tmp_path))
     _assert_ok(result)
     at_end, again = _contrast_metrics(out), _contrast_metrics(tmp_path)
-    for group in ("semantic", "instance", "segm", "contrast"):
+    for group in ("semantic", "instance", "segm", "contrast", "panoptic", "accounting"):
         assert again[group] == at_end[group], group
+    # the log opens the report with the accounting's sentence and has the PQ table
+    log = result.stdout + result.stderr
+    assert again["details"]["accounting"]["sentence"] in log
+    assert "Panoptic quality" in log and "Gap accounting" in log
+    # --panoptic-out: COCO panoptic files that panopticapi scores as the evaluator did
+    folder = tmp_path / "panoptic" / "tiny_val"
+    gt_json = json.loads((folder / "panoptic_gt.json").read_text())
+    assert len(gt_json["annotations"]) == 4
+    assert len(list((folder / "panoptic_pred").glob("*.png"))) == 4
+    with contextlib.redirect_stdout(io.StringIO()):
+        theirs = pq_compute(str(folder / "panoptic_gt.json"), str(folder / "panoptic_pred.json"))
+    assert abs(theirs["All"]["pq"] * 100 - again["panoptic"]["PQ_all"]) < 1e-9
 
 
 def test_resume_continues_from_the_saved_iteration(trained, tiny_data, tiny_config, tmp_path):

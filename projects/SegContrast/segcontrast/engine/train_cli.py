@@ -89,6 +89,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an OUTPUT_DIR that holds another run's "
                         "checkpoints (they are overwritten)")
+    parser.add_argument("--panoptic-out", metavar="DIR", default="",
+                        help="write the evaluated panoptic segments (ground truth and "
+                        "predictions) as COCO panoptic PNG + JSON under DIR/<dataset> "
+                        "(TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR)")
     return parser
 
 
@@ -183,7 +187,10 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         ConfigValueError, DatasetValidationError, UserInputError: bad input, to be shown to
             the user without a traceback.
     """
-    cfg = load_config(args.config_file, args.opts or [])
+    opts = list(args.opts or [])
+    if getattr(args, "panoptic_out", ""):
+        opts += ["TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR", args.panoptic_out]
+    cfg = load_config(args.config_file, opts)
     _register_datasets(cfg, args)
     _check_num_classes(cfg, args)
     _pick_mask_format(cfg, args)

@@ -360,55 +360,41 @@ class _Ops:
 
 
 def _apply(base: PredList, ops: _Ops) -> PredList:
+    """The list with the changes made: replacements in place, additions at the end."""
     n = len(base.masks)
     gone = np.zeros(n, bool)
     gone[list(ops.remove | set(ops.replace))] = True
-    order: list[tuple[int, int]] = []  # (base index, -1) or (-1, index into news)
-    news: list[_New] = []
-    for i in range(n):
-        if not gone[i]:
-            order.append((i, -1))
-            continue
-        for new in ops.replace.get(i, []):
-            order.append((-1, len(news)))
-            news.append(new)
-    for new in ops.add:
-        order.append((-1, len(news)))
-        news.append(new)
-    index = np.array([i for i, _ in order], np.int64)
-    from_base = index >= 0
-    kept = index[from_base]
-    m = len(order)
-    boxes = np.zeros((m, 4), np.int64)
-    boxes[from_base] = base.masks.boxes[kept]
-    areas = np.zeros(m, np.int64)
-    areas[from_base] = base.masks.areas[kept]
-    classes = np.zeros(m, np.int64)
-    classes[from_base] = base.classes[kept]
-    scores = np.zeros(m, np.float64)
-    scores[from_base] = base.scores[kept]
-    ap_areas = np.zeros(m, np.float64)
-    ap_areas[from_base] = base.ap_areas[kept]
-    source = np.full(m, -1, np.int64)
-    source[from_base] = base.source[kept]
-    mask_source = np.full(m, -1, np.int64)
-    mask_source[from_base] = base.mask_source[kept]
-    gt_copy = np.full(m, -1, np.int64)
-    gt_copy[from_base] = base.gt_copy[kept]
-    crops = [base.masks.crops[i] if i >= 0 else news[k].crop for i, k in order]
-    for pos, (_, k) in enumerate(order):
-        if k >= 0:
-            new = news[k]
-            boxes[pos], areas[pos], classes[pos], scores[pos] = (new.box, new.area, new.cls,
-                                                                 new.score)
-            ap_areas[pos] = float(new.area)
-            mask_source[pos], gt_copy[pos] = new.mask_source, new.gt_copy
+    stay = np.flatnonzero(~gone)
+    news = [new for i in sorted(ops.replace) for new in ops.replace[i]] + ops.add
+    # sort keys: an entry at 2 i, its replacements at 2 i + 1 (in order), additions last
+    keys = np.concatenate([
+        2 * stay,
+        np.array([2 * i + 1 for i in sorted(ops.replace) for _ in ops.replace[i]]
+                 + [2 * n + 1] * len(ops.add), np.int64),
+    ]).astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    k = len(news)
+
+    def merged(own: np.ndarray, fresh: list) -> np.ndarray:
+        return np.concatenate([own[stay], np.asarray(fresh, own.dtype).reshape(
+            (k, *own.shape[1:]))])[order]
+
+    boxes = merged(base.masks.boxes, [new.box for new in news])
+    areas = merged(base.masks.areas, [new.area for new in news])
+    classes = merged(base.classes, [new.cls for new in news])
+    scores = merged(base.scores, [new.score for new in news])
+    ap_areas = merged(base.ap_areas, [float(new.area) for new in news])
+    source = merged(base.source, [-1] * k)
+    mask_source = merged(base.mask_source, [new.mask_source for new in news])
+    gt_copy = merged(base.gt_copy, [new.gt_copy for new in news])
+    all_crops = [base.masks.crops[i] for i in stay.tolist()] + [new.crop for new in news]
+    crops = [all_crops[i] for i in order.tolist()]
     touched_classes = set(base.touched_classes)
-    touched_classes.update(int(c) for c in base.classes[gone])
+    touched_classes.update(base.classes[gone].tolist())
     touched_classes.update(new.cls for new in news)
     touched_boxes = np.concatenate([base.touched_boxes, base.masks.boxes[gone],
-                                    np.array([new.box for new in news],
-                                             np.int64).reshape(-1, 4)])
+                                    boxes[len(stay):][:0] if not k else
+                                    np.array([new.box for new in news], np.int64)])
     masks = MaskCrops(boxes, crops, areas, base.masks.height, base.masks.width)
     return PredList(masks, classes, scores, ap_areas, source, mask_source, gt_copy,
                     touched_classes, touched_boxes.astype(np.int64))

@@ -22,7 +22,7 @@ from .accounting import ALL, ErrorAssignment, ListIou, PredList, fix_all, fix_on
 from .coco_ap import MAX_DETS
 from .instance import class_match
 from .panoptic import GtPanoptic, PredPanoptic, panoptic_stats, pred_segments
-from .semantic import IGNORE_LABEL, paint_window
+from .semantic import IGNORE_LABEL
 
 __all__ = ["ImageAccounting", "ImageContext", "VariantStats", "account_image", "variant_stats"]
 
@@ -87,21 +87,25 @@ class VariantStats:
 def _ap_patch(fixed: PredList, iou: np.ndarray, gt_by_class: dict[int, np.ndarray],
               touched: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The AP records of the touched classes, exactly as :meth:`ApImage.build` groups them."""
+    if not touched:
+        return np.zeros((0, 3), np.int64), np.zeros((0, 2)), np.zeros(0)
     order = np.lexsort((-fixed.scores, fixed.classes))
     sorted_classes = fixed.classes[order]
-    lo = np.searchsorted(sorted_classes, touched, side="left")
-    hi = np.searchsorted(sorted_classes, touched, side="right")
+    lo = np.searchsorted(sorted_classes, touched, side="left").tolist()
+    hi = np.searchsorted(sorted_classes, touched, side="right").tolist()
     groups, dets, ious = [], [], []
     empty = np.zeros(0, np.int64)
-    for c, a, b in zip(touched, lo.tolist(), hi.tolist(), strict=True):
+    for c, a, b in zip(touched, lo, hi, strict=True):
         d = order[a : min(b, a + MAX_DETS)]
         g = gt_by_class.get(c, empty)
         groups.append((c, len(d), len(g)))
-        dets.append(np.stack([fixed.scores[d], fixed.ap_areas[d]], axis=1))
-        ious.append(iou[d[:, None], g].ravel())
-    if not groups:
-        return np.zeros((0, 3), np.int64), np.zeros((0, 2)), np.zeros(0)
-    return (np.array(groups, np.int64), np.concatenate(dets), np.concatenate(ious))
+        dets.append(d)
+        if len(d) and len(g):
+            ious.append(iou[d[:, None], g].ravel())
+    d_all = np.concatenate(dets)
+    return (np.array(groups, np.int64),
+            np.stack([fixed.scores[d_all], fixed.ap_areas[d_all]], axis=1),
+            np.concatenate(ious) if ious else np.zeros(0))
 
 
 def _clusters(boxes: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -121,6 +125,12 @@ def _clusters(boxes: np.ndarray) -> list[tuple[int, int, int, int]]:
             else:
                 out.append(list(b))
         boxes = out
+    if len(boxes) > 1:
+        # one window instead of many when they fill most of their bounding box anyway
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        if 2 * sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) > (x1 - x0) * (y1 - y0):
+            return [(x0, y0, x1, y1)]
     return [tuple(b) for b in boxes]
 
 
@@ -141,19 +151,35 @@ class _PixelCodes:
 
 def _confusion_delta(ctx: ImageContext, codes: _PixelCodes, kept: MaskCrops,
                      classes: np.ndarray, scores: np.ndarray, touched: np.ndarray) -> np.ndarray:
-    """Change of the painted confusion matrix: repaint only windows around touched masks."""
+    """Change of the painted confusion matrix: repaint only windows around touched masks.
+
+    The painting is :func:`.semantic.paint_window`'s (ascending score, later wins on ties).
+    """
     num_labels = codes.num_labels
+    windows = _clusters(touched)
+    if not windows:
+        return np.zeros((num_labels, num_labels), np.int64)
+    order = np.argsort(scores, kind="stable")
+    order = order[kept.areas[order] > 0]
+    b = kept.boxes[order]
+    w = np.array(windows, np.int64)
+    hits = ((b[None, :, 0] < w[:, None, 2]) & (b[None, :, 2] > w[:, None, 0])
+            & (b[None, :, 1] < w[:, None, 3]) & (b[None, :, 3] > w[:, None, 1]))
+    boxes = kept.boxes.tolist()
+    values = (classes + 1).astype(np.uint8)
     fresh, stale = [], []
-    for window in _clusters(touched):
-        x0, y0, x1, y1 = window
-        new = paint_window(kept, classes, scores, window)
-        differs = new != ctx.painted[y0:y1, x0:x1]
-        fresh.append(codes.gt[y0:y1, x0:x1][differs] + new[differs].astype(codes.dtype))
-        stale.append(codes.original[y0:y1, x0:x1][differs])
-    counts = np.zeros(codes.bins, np.int64)
-    if fresh:
-        counts += np.bincount(np.concatenate(fresh), minlength=codes.bins)
-        counts -= np.bincount(np.concatenate(stale), minlength=codes.bins)
+    for (wx0, wy0, wx1, wy1), hit in zip(windows, hits, strict=True):
+        new = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
+        for i in order[hit].tolist():
+            x0, y0, x1, y1 = boxes[i]
+            cx0, cy0, cx1, cy1 = max(x0, wx0), max(y0, wy0), min(x1, wx1), min(y1, wy1)
+            np.copyto(new[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0], values[i],
+                      where=kept.crops[i][cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
+        differs = new != ctx.painted[wy0:wy1, wx0:wx1]
+        fresh.append(codes.gt[wy0:wy1, wx0:wx1][differs] + new[differs].astype(codes.dtype))
+        stale.append(codes.original[wy0:wy1, wx0:wx1][differs])
+    counts = np.bincount(np.concatenate(fresh), minlength=codes.bins)
+    counts -= np.bincount(np.concatenate(stale), minlength=codes.bins)
     return counts[: num_labels * num_labels].reshape(num_labels, num_labels)
 
 
@@ -191,8 +217,10 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
     classes, scores = fixed.classes[kept], fixed.scores[kept]
     # matching is per class: only the touched classes can change
     gt_classes = gt.classes[ctx.regular]
-    gi = np.flatnonzero(np.isin(gt_classes, touched))
-    pi = np.flatnonzero(np.isin(classes, touched))
+    is_touched = np.zeros(ctx.num_classes, bool)
+    is_touched[touched] = True
+    gi = np.flatnonzero(is_touched[gt_classes])
+    pi = np.flatnonzero(is_touched[classes])
     pair = iou[kept[pi][:, None], ctx.regular[gi]]
     r, col = class_match(pair, classes[pi], gt_classes[gi], ctx.iou_threshold)
     gt_iou = ctx.gt_iou.copy()
@@ -209,7 +237,8 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
         segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold,
                                  reuse=(ctx.pan_pred, source, fixed.touched_boxes),
                                  gt_copy=fixed.gt_copy[kept])
-        pq = panoptic_stats(classes + 1, segments, ctx.pan_gt, num_labels)
+        pq = (panoptic_stats(classes + 1, segments, ctx.pan_gt, num_labels)
+              if segments.changed else ctx.pq)
     return VariantStats(confusion, gt_iou, pq, *ap)
 
 

@@ -100,7 +100,9 @@ def class_match(iou: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarra
     if (candidate.sum(0) > 1).any() or (candidate.sum(1) > 1).any():
         conflict = np.unique(np.concatenate([
             gt_classes[candidate.sum(0) > 1], pred_classes[candidate.sum(1) > 1]]))
-        simple = ~np.isin(pred_classes[rows], conflict)
+        in_conflict = np.zeros(int(max(pred_classes.max(), gt_classes.max())) + 1, bool)
+        in_conflict[conflict] = True
+        simple = ~in_conflict[pred_classes[rows]]
         rows_all, cols_all = [rows[simple]], [cols[simple]]
         for cls in conflict:
             pi = np.flatnonzero(pred_classes == cls)

@@ -46,8 +46,9 @@ class GtPanoptic:
     """One image's non-overlapping ground-truth segments.
 
     Attributes:
-        labels: (H, W) int32 label of every pixel: 0 background, ``r + 1`` the segment of the
-            r-th non-crowd instance, then one crowd segment per class, and last VOID.
+        labels: (H, W) uint16 (int32 beyond 65535 labels) label of every pixel: 0
+            background, ``r + 1`` the segment of the r-th non-crowd instance, then one crowd
+            segment per class, and last VOID.
         categories: (L,) category of each label (0 background, k + 1 class k; -1 for VOID).
         crowd: (L,) bool, a crowd segment.
         areas: (L,) int64 pixels of each label.
@@ -114,7 +115,7 @@ def gt_segments(gt: GroundTruth) -> GtPanoptic:
     n = len(regular)
     num_labels = n + len(crowd_classes) + 2
     void = num_labels - 1
-    labels = np.zeros((masks.height, masks.width), np.int32)
+    labels = np.zeros((masks.height, masks.width), np.uint16 if num_labels < 65536 else np.int32)
     areas = np.zeros(num_labels, np.int64)
     for r, i in enumerate(regular):
         if masks.areas[i] > 0:
@@ -140,12 +141,15 @@ class PredPanoptic:
         areas: (N,) int64 segment areas (0 when not kept).
         hist: (N, L) int64 pixels of each segment on each ground-truth label.
         crops: N segment masks within the prediction's box (None when not kept).
+        changed: when updated from earlier segments (``pred_segments``' ``reuse``), whether
+            any segment differs from them (True otherwise).
     """
 
     kept: np.ndarray
     areas: np.ndarray
     hist: np.ndarray
     crops: list[np.ndarray | None]
+    changed: bool = True
 
 
 def rank_order(scores: np.ndarray) -> np.ndarray:
@@ -218,6 +222,12 @@ def pred_segments(masks: MaskCrops, scores: np.ndarray, gt: GtPanoptic,
             crops[i] = reuse_seg.crops[j]
     box_list = masks.boxes.tolist()
     kept_list: list[int] = []
+    changed = reuse is None
+    if reuse is not None:
+        # an earlier segment gone: its pixels are someone else's (or background) now
+        present = np.zeros(len(reuse_seg.kept), bool)
+        present[source[source >= 0]] = True
+        changed = bool((reuse_seg.kept & ~present).any())
     for i in order.tolist():
         if not visit[i]:
             if kept[i]:
@@ -258,7 +268,17 @@ def pred_segments(masks: MaskCrops, scores: np.ndarray, gt: GtPanoptic,
             hist[i] = np.bincount(gt.labels[y0:y1, x0:x1][segment], minlength=num_labels)
             crops[i] = segment
         kept_list.append(i)
-    return PredPanoptic(kept, areas, hist, crops)
+    if not changed and reuse is not None:
+        visited = np.flatnonzero(visit)
+        src = source[visited]
+        new = src < 0
+        old = ~new
+        changed = bool(kept[visited[new]].any()) or not (
+            np.array_equal(kept[visited[old]], reuse_seg.kept[src[old]])
+            and np.array_equal(areas[visited[old]], reuse_seg.areas[src[old]])
+            and np.array_equal(hist[visited[old]], reuse_seg.hist[src[old]])
+        )
+    return PredPanoptic(kept, areas, hist, crops, changed)
 
 
 def panoptic_stats(pred_categories: np.ndarray, pred: PredPanoptic, gt: GtPanoptic,

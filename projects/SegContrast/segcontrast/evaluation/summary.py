@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .accounting_summary import accounting_results, panoptic_matrix
-from .coco_ap import coco_segm_ap
+from .coco_ap import MatchedDetections, accumulate, ground_truth_counts, match_detections
 from .explanation import explain, explain_accounting
 from .panoptic import FN, FP, TP, panoptic_scores
 from .records import EvalState, ImageRecord
@@ -166,9 +166,19 @@ def instance_group(arrays: _InstanceArrays, counts: dict[str, int], names: Seque
     return group, absent, only_predicted
 
 
-def segm_group(images: Sequence[ImageRecord], names: Sequence[str]) -> OrderedDict:
-    """The "segm" results: COCO mask AP, as pycocotools' COCOeval computes it."""
-    ap = coco_segm_ap([r.ap for r in images], len(names))
+def segm_group(images: Sequence[ImageRecord], names: Sequence[str],
+               matched: MatchedDetections | None = None) -> OrderedDict:
+    """The "segm" results: COCO mask AP, as pycocotools' COCOeval computes it.
+
+    Args:
+        images: the records, in image-id order.
+        names: K class names.
+        matched: their detections already matched (:func:`.coco_ap.match_detections`).
+    """
+    records = [r.ap for r in images]
+    if matched is None:
+        matched = match_detections(records, len(names))
+    ap = accumulate(matched, ground_truth_counts(records, len(names)), len(names))
     group: OrderedDict[str, float] = OrderedDict(ap.stats())
     for k, ap_k in enumerate(ap.per_class()):
         group[f"AP-{names[k]}"] = float(ap_k)
@@ -265,6 +275,7 @@ def summarize(
             np.array([r.semantic_miou_from_instances for r in images]), names,
         )
     arrays = _InstanceArrays.gather(images)
+    matched = None
     inst_absent: list[int] = []
     inst_only_pred: list[int] = []
     if state.has_instances:
@@ -272,7 +283,8 @@ def summarize(
             arrays, counts, names, boundary_iou=boundary_iou
         )
         results["instance"] = instance
-        results["segm"] = segm_group(images, names)
+        matched = match_detections([r.ap for r in images], len(names))
+        results["segm"] = segm_group(images, names, matched)
         results["contrast"] = contrast_group(
             counts, len(images), sem, inst_absent, inst_only_pred
         )
@@ -283,7 +295,7 @@ def summarize(
         results["panoptic"], extra["panoptic_per_class"] = panoptic_group(pq_stats, names)
     if any(r.accounting is not None for r in images):
         results["accounting"], extra["accounting"] = accounting_results(
-            state, names, with_pq=with_pq
+            state, names, with_pq=with_pq, matched=matched
         )
         extra["accounting"]["sentence"] = explain_accounting(results)
     matched = arrays.gt_iou > 0

@@ -26,9 +26,8 @@ type, the first row that applies (docs/EVALUATION.md has the table and worked ex
 9. in crowd: a prediction ignored in a crowd region of its class. Fix: remove it.
 10. low score: a prediction below the score threshold (only AP sees it). Fix: remove it.
 
-"All fixes together" applies every row at once, then matches again and finishes the job on
-what the fixes produced: a matched pair gets the object's mask, an unmatched object is added,
-an unmatched prediction is removed.
+"All fixes together" fixes every error at once: one exact copy of each object, in the place of
+the prediction whose fix produces it (:func:`fix_all`), nothing else.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.masks import MaskCrops, pairwise_intersections
-from .instance import InstanceMatch, class_match, iou_matrix
+from .instance import InstanceMatch, iou_matrix
 from .panoptic import rank_order
 
 __all__ = [
@@ -91,6 +90,7 @@ class ErrorAssignment:
         gt_missed: (G,) bool.
         counts: (len(ERROR_TYPES),) errors per row (predictions; objects for split and
             missed; ``low_score`` counts the predictions below the score threshold).
+        pred_match: (N,) the object each kept prediction is matched to, -1.
     """
 
     pred_type: np.ndarray
@@ -101,6 +101,7 @@ class ErrorAssignment:
     split_pieces: list[np.ndarray]
     gt_missed: np.ndarray
     counts: np.ndarray
+    pred_match: np.ndarray
 
 
 def _first_per_target(index: np.ndarray, targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -212,7 +213,7 @@ def assign_errors(
     counts[MISSED] = int(np.count_nonzero(gt_missed))
     counts[LOW_SCORE] = num_low_score
     return ErrorAssignment(kind, target, fix_removes, merged_objects, split_objects,
-                           split_pieces, gt_missed, counts)
+                           split_pieces, gt_missed, counts, gt_of_pred)
 
 
 @dataclass
@@ -462,27 +463,18 @@ def fix_one(row: int, errors: ErrorAssignment, pred: PredList, keep: np.ndarray,
     return _apply(pred, _ops(row, errors, pred, keep, gt, gt_classes))
 
 
-def match_list(pred: PredList, iou: np.ndarray, gt_classes: np.ndarray,
-               iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per class Hungarian matching of a whole list to the non-crowd objects.
-
-    Args:
-        pred: the list.
-        iou: (M, G) its IoUs with the non-crowd objects.
-        gt_classes: (G,) their classes.
-        iou_threshold: smallest IoU of a match.
-
-    Returns:
-        (list indices, object indices, IoUs) of the matched pairs.
-    """
-    rows_a, cols_a = class_match(iou, pred.classes, gt_classes, iou_threshold)
-    return rows_a, cols_a, iou[rows_a, cols_a]
-
-
 def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskCrops,
-            gt_classes: np.ndarray, iou_threshold: float,
-            list_iou: ListIou) -> tuple[PredList, np.ndarray]:
-    """Every row's fix at once, then the finishing pass (module docstring).
+            gt_classes: np.ndarray) -> PredList:
+    """Every error fixed: one exact copy of each object with pixels, and nothing else.
+
+    The copy of an object takes the place (list position and score) of the prediction whose
+    fix produces it: its match; else, for an unmatched object, the highest-ranked of the
+    merged predictions covering it, its split's union, and the confusion or localisation
+    fixed onto it; else it is added with score 1 (a miss). Every other prediction is removed
+    (duplicates, background, in crowd, below the score threshold, and fixed predictions left
+    without an object). Where an object's fix needs other rows too (a merged prediction's
+    part is then made exact, as mask quality would), this is what applying the rows in turn
+    ends with.
 
     Args:
         errors: the image's assignment.
@@ -490,30 +482,36 @@ def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskC
         keep: (N,) list indices of the kept predictions.
         gt: the non-crowd objects' masks.
         gt_classes: their classes.
-        iou_threshold: smallest IoU of a match.
-        list_iou: the image's IoUs (``gt`` are its non-crowd objects).
 
     Returns:
-        One prediction per object with pixels, equal to it (each keeps the score of the fixed
-        prediction matched to it, 1 when added), nothing else; and its (M, A) IoUs.
+        The fixed list.
     """
+    g = len(gt)
+    rank = np.empty(len(keep), np.int64)
+    rank[rank_order(pred.scores[keep])] = np.arange(len(keep))
+    owner = np.full(g, -1, np.int64)  # kept index whose place each object's copy takes
+    matched = errors.pred_match >= 0
+    owner[errors.pred_match[matched]] = np.flatnonzero(matched)
+    candidates: list[tuple[int, int]] = []  # (object, kept index)
+    for k in np.flatnonzero(errors.pred_type == MERGED):
+        candidates += [(int(j), int(k)) for j in errors.merged_objects[k]]
+    for j, pieces in zip(errors.split_objects.tolist(), errors.split_pieces, strict=True):
+        candidates.append((j, int(pieces[np.argmin(rank[pieces])])))
+    fixed_onto = np.isin(errors.pred_type, (CONFUSION, LOCALISATION)) & ~errors.pred_fix_removes
+    candidates += [(int(errors.pred_target[k]), int(k)) for k in np.flatnonzero(fixed_onto)]
+    for j, k in sorted(candidates, key=lambda c: rank[c[1]]):
+        if owner[j] < 0:
+            owner[j] = k
     ops = _Ops()
-    for row in range(len(ERROR_TYPES)):
-        ops.update(_ops(row, errors, pred, keep, gt, gt_classes))
-    first = _apply(pred, ops)
-    iou = list_iou(first)
-    rows, cols, pair_iou = match_list(first, iou[:, list_iou.regular], gt_classes,
-                                      iou_threshold)
-    finish = _Ops()
-    matched = np.zeros(len(first.masks), bool)
-    matched[rows] = True
-    finish.remove = {int(i) for i in np.flatnonzero(~matched)}
-    for i, j, value in zip(rows.tolist(), cols.tolist(), pair_iou.tolist(), strict=True):
-        if value < 1.0:
-            finish.replace[i] = [_copy_of(gt, j, first.classes[i], first.scores[i])]
-    found = np.zeros(len(gt), bool)
-    found[cols] = True
-    finish.add = [_copy_of(gt, int(j), gt_classes[j], ADDED_SCORE)
-                  for j in np.flatnonzero(~found) if gt.areas[j] > 0]
-    final = _apply(first, finish)
-    return final, list_iou(final)
+    ops.remove = set(range(len(pred.masks)))
+    for j in range(g):
+        if gt.areas[j] == 0:
+            continue
+        k = int(owner[j])
+        if k < 0:
+            ops.add.append(_copy_of(gt, j, gt_classes[j], ADDED_SCORE))
+            continue
+        i = int(keep[k])
+        ops.remove.discard(i)
+        ops.replace.setdefault(i, []).append(_copy_of(gt, j, gt_classes[j], pred.scores[i]))
+    return _apply(pred, ops)

@@ -229,7 +229,7 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
     confusion = _confusion_delta(ctx, codes, masks, classes, scores, fixed.touched_boxes)
     pq = None
     if ctx.pan_gt is not None and ctx.pan_pred is not None:
-        local = np.full(len(ctx.iou), -1, np.int64)
+        local = np.full(len(ctx.iou), -1, np.int64)  # list index -> kept index
         local[keep] = np.arange(len(keep))
         src = fixed.source[kept]
         source = np.full(len(src), -1, np.int64)
@@ -314,18 +314,17 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
     confusions: dict[int, np.ndarray] = {}
     for row in rows:
         if row == ALL:
-            fixed, iou = fix_all(errors, original, keep, gt_reg, gt_classes,
-                                 ctx.iou_threshold, list_iou)
+            fixed = fix_all(errors, original, keep, gt_reg, gt_classes)
         else:
             fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
-            iou = list_iou(fixed)
+        iou = list_iou(fixed)
         stats = variant_stats(ctx, fixed, keep, iou, codes, gt_by_class)
         if stats.confusion_delta.any():
             confusions[row] = stats.confusion_delta
-        if not np.array_equal(stats.gt_iou, ctx.gt_iou):
+        if stats.gt_iou is not ctx.gt_iou and not np.array_equal(stats.gt_iou, ctx.gt_iou):
             iou_variants.append(row)
             gt_ious.append(stats.gt_iou)
-        if stats.pq is not None and ctx.pq is not None:
+        if stats.pq is not None and ctx.pq is not None and stats.pq is not ctx.pq:
             differs = np.flatnonzero((stats.pq != ctx.pq).any(axis=1))
             for c in differs:
                 pq_rows.append([row, c, *stats.pq[c]])

@@ -17,7 +17,6 @@ from ..data.semantic_gt import paint_semantic_gt
 from .accounting import (
     ERROR_TYPES,
     ErrorAssignment,
-    ListIou,
     PredList,
     assign_errors,
     fix_all,
@@ -217,9 +216,7 @@ def oracle_predictions(
     errors = inst.errors(pred, iou_threshold)
     original = PredList.original(pred.masks, pred.classes, pred.scores, pred.ap_areas)
     if row == "all":
-        list_iou = ListIou(inst.iou, gt.masks, gt.crowd, inst.regular)
-        fixed, _ = fix_all(errors, original, keep, inst.gt_regular, inst.gt_classes,
-                           iou_threshold, list_iou)
+        fixed = fix_all(errors, original, keep, inst.gt_regular, inst.gt_classes)
     else:
         fixed = fix_one(ERROR_TYPES.index(row), errors, original, keep, inst.gt_regular,
                         inst.gt_classes)

@@ -117,8 +117,20 @@ def gt_segments(gt: GroundTruth) -> GtPanoptic:
     void = num_labels - 1
     labels = np.zeros((masks.height, masks.width), np.uint16 if num_labels < 65536 else np.int32)
     areas = np.zeros(num_labels, np.int64)
-    for r, i in enumerate(regular):
-        if masks.areas[i] > 0:
+    # an instance whose box meets no other annotation's box keeps all its pixels
+    b = masks.boxes
+    meets = ((b[:, None, 0] < b[None, :, 2]) & (b[:, None, 2] > b[None, :, 0])
+             & (b[:, None, 1] < b[None, :, 3]) & (b[:, None, 3] > b[None, :, 1]))
+    np.fill_diagonal(meets, False)
+    alone = ~meets.any(axis=1)
+    for r, i in enumerate(regular.tolist()):
+        if masks.areas[i] == 0:
+            continue
+        if alone[i]:
+            x0, y0, x1, y1 = b[i]
+            np.copyto(labels[y0:y1, x0:x1], r + 1, where=masks.crops[i])
+            areas[r + 1] = masks.areas[i]
+        else:
             _paint(labels, areas, masks.boxes[i], masks.crops[i], r + 1, void)
     for i in crowd:
         value = n + 1 + int(np.searchsorted(crowd_classes, gt.classes[i]))

@@ -11,6 +11,7 @@ from segcontrast.data.masks import GroundTruth
 from segcontrast.evaluation import SegContrastEvaluator
 from segcontrast.evaluation.accounting import ERROR_TYPES
 from segcontrast.evaluation.accounting_summary import VARIANT_NAMES
+from segcontrast.evaluation.explanation import explain_accounting
 from segcontrast.evaluation.image_eval import Predictions, oracle_predictions
 
 from tests.evaluation.helpers import (
@@ -348,9 +349,22 @@ def test_exception_an_object_without_pixels():
     a = box_mask(H, W, 0, 0, 10, 10)
     record = image_dict(1, [a, np.zeros((H, W), bool)], [0, 0])
     acc = _accounting([record], [instances([a], [0], [0.9])])
-    # nothing can match an empty mask: it stays missed, instance mIoU stops at 50
+    # nothing can match an empty mask: it stays missed, instance mIoU stops at 50, AP's
+    # recall at 1/2; it has no panoptic segment (no false negative) and no pixels
     assert acc["instance_mIoU"] + acc["delta_instance_mIoU-all"] == pytest.approx(50.0)
+    assert acc["AP"] + acc["delta_AP-all"] == pytest.approx(10 * AP_HALF)
+    assert acc["PQ"] + acc["delta_PQ-all"] == 100.0
+    assert acc["semantic_mIoU"] + acc["delta_semantic_mIoU-all"] == 100.0
     assert acc["count-missed"] == 1 and acc["delta_instance_mIoU-missed"] == 0.0
+
+
+def test_exception_semantic_miou_undefined():
+    a = box_mask(H, W, 0, 0, 10, 10)
+    # the same pixels annotated with two classes: all ignored, semantic mIoU undefined
+    acc = _accounting([image_dict(1, [a, a], [0, 1])], [instances([a], [0], [0.9])])
+    assert math.isnan(acc["semantic_mIoU"])
+    assert math.isnan(acc["delta_semantic_mIoU-all"])
+    assert math.isnan(acc["delta_semantic_mIoU-missed"])
 
 
 def test_exception_panoptic_drop_rule_on_overlapping_objects():
@@ -362,3 +376,22 @@ def test_exception_panoptic_drop_rule_on_overlapping_objects():
     assert acc["PQ"] + acc["delta_PQ-all"] == pytest.approx(100 / 1.5)
     for metric in ("semantic_mIoU", "instance_mIoU", "AP"):
         assert acc[metric] + acc[f"delta_{metric}-all"] == pytest.approx(100.0, abs=1e-9)
+
+
+def test_the_sentence_the_report_opens_with():
+    a, b = box_mask(H, W, 0, 0, 10, 10), box_mask(H, W, 0, 10, 10, 20)
+    far = box_mask(H, W, 12, 30, 20, 40)
+    name = register([image_dict(1, [a, b, far], [0, 0, 0])], ["x"])
+    res = evaluate(name, {1: instances([a | b], [0], [0.9])})
+    sentence = explain_accounting(res)
+    # merged: per-object IoUs 0.5, 0, 0 become 1, 1, 0 (+50), invisible to the semantic
+    # side (200 of its 280 pixels right either way); the missed one: +33.3, seen by both
+    assert sentence.startswith("Semantic mIoU 71.4 vs instance mIoU 16.7: the instance side "
+                               "loses most to merged objects (+50.0 if separated) and missed "
+                               "objects (+33.3)")
+    assert sentence.endswith("merging costs the semantic side only +0.0: it cannot see it.")
+    perfect = evaluate(name, {1: instances([a, b, far], [0, 0, 0], [0.9, 0.8, 0.7])})
+    assert explain_accounting(perfect).endswith("no single fix would raise the instance side.")
+    missed_only = evaluate(name, {1: instances([a, b], [0, 0], [0.9, 0.8])})
+    assert explain_accounting(missed_only).endswith(
+        "missing objects costs the semantic side +28.6 too.")

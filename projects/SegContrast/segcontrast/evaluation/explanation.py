@@ -94,7 +94,7 @@ def explain_accounting(results: dict) -> str:
     text = f"{head}: the instance side loses most to " + " and ".join(parts)
     focus = next((row for _, row in top if row in _STRUCTURAL), top[0][1])
     gain = acc[f"delta_instance_mIoU-{focus}"]
-    cost = acc[f"delta_semantic_mIoU-{focus}"]
+    cost = acc[f"delta_semantic_mIoU-{focus}"] + 0.0  # no "-0.0"
     gerund = _ROWS[focus][2]
     if abs(cost) < 0.25 * gain:
         text += (f"; {gerund} costs the semantic side only {cost:+.1f}: it cannot see it.")

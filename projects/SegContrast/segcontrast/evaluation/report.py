@@ -193,10 +193,16 @@ def _accounting_table(summary: Summary) -> str:
     rows = []
     for row in summary.details["accounting"]["rows"]:
         rows.append([row["error"], row["count"],
-                     *(f"{row[f'delta_{k}']:+.2f}" for k in metrics),
+                     *(_signed(row[f"delta_{k}"]) for k in metrics),
                      _ACCOUNTING_MEANINGS.get(row["error"], "")])
     rows.append(["(original)", "", *(_fmt(acc[k]) for k in metrics), ""])
-    return _table(rows, ["error", "count", *(labels[k] for k in metrics), "fix"])
+    return tabulate(rows, headers=["error", "count", *(labels[k] for k in metrics), "fix"],
+                    tablefmt="pipe", disable_numparse=True,
+                    colalign=("left", "right", *("right",) * len(metrics), "left"))
+
+
+def _signed(value: float) -> str:
+    return "" if math.isnan(value) else f"{value + 0.0:+.2f}"
 
 
 def format_report(summary: Summary, dataset_name: str) -> str:

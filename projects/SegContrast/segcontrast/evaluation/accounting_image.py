@@ -45,6 +45,7 @@ class ImageContext:
         score_threshold: predictions below it are only scored by AP.
         iou_threshold: smallest IoU of a match.
         overlap_threshold: panoptic drop rule.
+        confusion: (K + 1, K + 1) the painted predictions' confusion matrix of this image.
     """
 
     gt: GroundTruth
@@ -60,6 +61,7 @@ class ImageContext:
     score_threshold: float
     iou_threshold: float
     overlap_threshold: float
+    confusion: np.ndarray | None = None
 
 
 @dataclass
@@ -185,7 +187,8 @@ def _confusion_delta(ctx: ImageContext, codes: _PixelCodes, kept: MaskCrops,
 
 def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
                   iou: np.ndarray, codes: _PixelCodes | None = None,
-                  gt_by_class: dict[int, np.ndarray] | None = None) -> VariantStats:
+                  gt_by_class: dict[int, np.ndarray] | None = None,
+                  exact_copies: bool = False) -> VariantStats:
     """Recompute what the headline metrics need for one fixed variant of the image.
 
     Args:
@@ -195,6 +198,12 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
         iou: (M, A) the fixed predictions' IoUs with all annotations.
         codes: the image's pixel codes (made here when not given).
         gt_by_class: per class its annotations, in annotation order (made when not given).
+        exact_copies: the kept predictions are one exact copy of every non-crowd object with
+            pixels and nothing else ("all fixes together"). Then every pixel that is not ignored
+            is painted with its ground-truth label (an object pixel of one class by a copy of
+            that class, every other pixel by none), so the painted confusion matrix is the
+            diagonal of the image's ground-truth label counts, and every object with pixels is
+            matched with IoU 1: both follow without repainting or matching.
 
     Returns:
         The variant's statistics.
@@ -215,6 +224,11 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
                             ctx.pq, *ap)
     masks = fixed.masks.subset(kept)
     classes, scores = fixed.classes[kept], fixed.scores[kept]
+    if exact_copies and ctx.confusion is not None and len(kept) == len(fixed.masks):
+        gt_iou = (gt.masks.areas[ctx.regular] > 0).astype(np.float64)
+        confusion = np.diag(ctx.confusion.sum(axis=1)) - ctx.confusion
+        return VariantStats(confusion, gt_iou, _panoptic(ctx, fixed, keep, kept, masks, scores,
+                                                         classes), *ap)
     # matching is per class: only the touched classes can change
     gt_classes = gt.classes[ctx.regular]
     is_touched = np.zeros(ctx.num_classes, bool)
@@ -227,19 +241,26 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
     gt_iou[gi] = 0.0
     gt_iou[gi[col]] = pair[r, col]
     confusion = _confusion_delta(ctx, codes, masks, classes, scores, fixed.touched_boxes)
-    pq = None
-    if ctx.pan_gt is not None and ctx.pan_pred is not None:
-        local = np.full(len(ctx.iou), -1, np.int64)  # list index -> kept index
-        local[keep] = np.arange(len(keep))
-        src = fixed.source[kept]
-        source = np.full(len(src), -1, np.int64)
-        source[src >= 0] = local[src[src >= 0]]
-        segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold,
-                                 reuse=(ctx.pan_pred, source, fixed.touched_boxes),
-                                 gt_copy=fixed.gt_copy[kept])
-        pq = (panoptic_stats(classes + 1, segments, ctx.pan_gt, num_labels)
-              if segments.changed else ctx.pq)
-    return VariantStats(confusion, gt_iou, pq, *ap)
+    return VariantStats(confusion, gt_iou,
+                        _panoptic(ctx, fixed, keep, kept, masks, scores, classes), *ap)
+
+
+def _panoptic(ctx: ImageContext, fixed: PredList, keep: np.ndarray, kept: np.ndarray,
+              masks: MaskCrops, scores: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
+    """The variant's PQ statistics, updating the image's predicted segments."""
+    if ctx.pan_gt is None or ctx.pan_pred is None:
+        return None
+    local = np.full(len(ctx.iou), -1, np.int64)  # list index -> kept index
+    local[keep] = np.arange(len(keep))
+    src = fixed.source[kept]
+    source = np.full(len(src), -1, np.int64)
+    source[src >= 0] = local[src[src >= 0]]
+    segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold,
+                             reuse=(ctx.pan_pred, source, fixed.touched_boxes),
+                             gt_copy=fixed.gt_copy[kept])
+    if not segments.changed:
+        return ctx.pq
+    return panoptic_stats(classes + 1, segments, ctx.pan_gt, ctx.num_classes + 1)
 
 
 @dataclass
@@ -318,7 +339,8 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
         else:
             fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
         iou = list_iou(fixed)
-        stats = variant_stats(ctx, fixed, keep, iou, codes, gt_by_class)
+        stats = variant_stats(ctx, fixed, keep, iou, codes, gt_by_class,
+                              exact_copies=row == ALL)
         if stats.confusion_delta.any():
             confusions[row] = stats.confusion_delta
         if stats.gt_iou is not ctx.gt_iou and not np.array_equal(stats.gt_iou, ctx.gt_iou):

@@ -304,7 +304,7 @@ def evaluate_image(
             gt=gt, regular=regular, gt_labels=gt_labels, painted=painted_labels, iou=iou,
             gt_iou=match.gt_iou, pan_gt=pan_gt, pan_pred=pan_pred, pq=pq, num_classes=num_classes,
             score_threshold=score_threshold, iou_threshold=iou_threshold,
-            overlap_threshold=overlap_threshold,
+            overlap_threshold=overlap_threshold, confusion=painted,
         )
         original = PredList.original(pred.masks, pred.classes, pred.scores, pred.ap_areas)
         accounting_record, accounting_confusion = account_image(context, errors, original,

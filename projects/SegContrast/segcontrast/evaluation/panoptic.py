@@ -192,7 +192,8 @@ def pred_segments(masks: MaskCrops, scores: np.ndarray, gt: GtPanoptic,
             is identical to (same mask, same rank among the unchanged ones), -1 for a new
             one; ``changed_boxes`` (B, 4) the boxes of the earlier entries that are gone. A
             prediction is recomputed only when it is new, overlaps a gone one, or overlaps a
-            recomputed one ranked above it.
+            recomputed one ranked above it. The result then has no segment crops (only an
+            image's own segments are exported).
         gt_copy: (N,) the non-crowd instance (index into the ground truth's instances) whose
             exact mask a prediction is, -1 otherwise; such a mask's pixels are its own
             segment's and VOID, which saves counting them.
@@ -230,8 +231,6 @@ def pred_segments(masks: MaskCrops, scores: np.ndarray, gt: GtPanoptic,
         kept[same] = reuse_seg.kept[src]
         areas[same] = reuse_seg.areas[src]
         hist[same] = reuse_seg.hist[src]
-        for i, j in zip(same.tolist(), src.tolist(), strict=True):
-            crops[i] = reuse_seg.crops[j]
     box_list = masks.boxes.tolist()
     kept_list: list[int] = []
     changed = reuse is None
@@ -274,10 +273,11 @@ def pred_segments(masks: MaskCrops, scores: np.ndarray, gt: GtPanoptic,
         if lost == 0 and copy >= 0:
             hist[i, copy + 1] = gt.areas[copy + 1]
             hist[i, void] = area - gt.areas[copy + 1]
-            crops[i] = crop
+            segment = crop
         else:
             segment = crop & ~taken if lost else crop
             hist[i] = np.bincount(gt.labels[y0:y1, x0:x1][segment], minlength=num_labels)
+        if reuse is None:
             crops[i] = segment
         kept_list.append(i)
     if not changed and reuse is not None:

@@ -272,9 +272,9 @@ class ImageAccounting:
         variants: (V,) int8 the variants computed for this image (its errors; ``ALL``).
         iou_variants: (U,) int8 those whose per-object IoUs differ from the image's.
         gt_iou: (U, G) their fixed per-object IoUs.
-        pq_rows: (R, 6) float64 ``variant, category, TP, FP, FN, IoU sum`` of the
-            categories whose statistics a variant changes.
-        ap_groups: (Q, 4) int64 ``variant, class, detections, ground truth`` of every class a
+        pq_rows: (R, 5) int32 ``variant, category, TP, FP, FN`` of the categories whose
+            statistics a variant changes; ``pq_iou`` (R,) float64 their IoU sums.
+        ap_groups: (Q, 4) int32 ``variant, class, detections, ground truth`` of every class a
             variant touched.
         ap_dets: (D, 2) float64 score and area of those detections.
         ap_ious: their IoUs with the image's ground truth of their class, flattened.
@@ -285,6 +285,7 @@ class ImageAccounting:
     iou_variants: np.ndarray
     gt_iou: np.ndarray
     pq_rows: np.ndarray
+    pq_iou: np.ndarray
     ap_groups: np.ndarray
     ap_dets: np.ndarray
     ap_ious: np.ndarray
@@ -297,7 +298,7 @@ class ImageAccounting:
         rows = np.flatnonzero(self.ap_groups[:, 0] == variant)
         if rows.size == 0:
             return None
-        counts = self.ap_groups[:, 2]
+        counts = self.ap_groups[:, 2].astype(np.int64)
         d_start = np.concatenate(([0], np.cumsum(counts)))
         i_start = np.concatenate(([0], np.cumsum(counts * self.ap_groups[:, 3])))
         d0, d1 = d_start[rows[0]], d_start[rows[-1] + 1]
@@ -360,8 +361,9 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
         variants=np.array(rows, np.int8),
         iou_variants=np.array(iou_variants, np.int8),
         gt_iou=(np.stack(gt_ious) if gt_ious else np.zeros((0, g))).astype(np.float64),
-        pq_rows=np.array(pq_rows, np.float64).reshape(-1, 6),
-        ap_groups=(np.concatenate(groups) if groups else np.zeros((0, 4))).astype(np.int64),
+        pq_rows=np.array(pq_rows, np.float64).reshape(-1, 6)[:, :5].astype(np.int32),
+        pq_iou=np.array(pq_rows, np.float64).reshape(-1, 6)[:, 5].copy(),
+        ap_groups=(np.concatenate(groups) if groups else np.zeros((0, 4))).astype(np.int32),
         ap_dets=(np.concatenate(dets) if dets else np.zeros((0, 2))).astype(np.float64),
         ap_ious=(np.concatenate(ious) if ious else np.zeros(0)).astype(np.float64),
     )

@@ -84,14 +84,14 @@ class _Variants:
                 iou_index[variant].append(np.arange(offsets[i], offsets[i + 1]))
                 iou_values[variant].append(row)
             if len(acc.pq_rows):
-                rows = acc.pq_rows
-                for variant in np.unique(rows[:, 0]).astype(int).tolist():
-                    pq_rows[variant].append((i, rows[rows[:, 0] == variant]))
+                rows = np.column_stack([acc.pq_rows.astype(np.float64), acc.pq_iou])
+                for variant in np.unique(acc.pq_rows[:, 0]).tolist():
+                    pq_rows[variant].append((i, rows[acc.pq_rows[:, 0] == variant]))
             if not len(acc.ap_groups):
                 continue
             ap = r.ap
             own = {int(c): q for q, c in enumerate(ap.classes.tolist())}
-            groups = acc.ap_groups
+            groups = acc.ap_groups.astype(np.int64)
             d_end = np.cumsum(groups[:, 2]).tolist()
             i_end = np.cumsum(groups[:, 2] * groups[:, 3]).tolist()
             d0 = i0 = 0

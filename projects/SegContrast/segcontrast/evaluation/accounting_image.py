@@ -1,4 +1,4 @@
-"""The gap accounting, part 2: what each fixed variant of one image adds to the statistics.
+"""The gap accounting, part 3: what each fixed variant of one image adds to the statistics.
 
 A variant is only computed for an image where its error occurs (elsewhere it is the image's
 own predictions, so its statistics are the image's own). What is kept is just what the four
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.masks import GroundTruth, MaskCrops
-from .accounting import ALL, ErrorAssignment, ListIou, PredList, fix_all, fix_one
+from .accounting import ALL, ErrorAssignment
+from .accounting_fixes import ListIou, PredList, fix_all, fix_one
 from .coco_ap import MAX_DETS
 from .instance import class_match
 from .panoptic import GtPanoptic, PredPanoptic, panoptic_stats, pred_segments

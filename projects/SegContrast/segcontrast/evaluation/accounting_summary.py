@@ -1,4 +1,4 @@
-"""The gap accounting, part 3: the dataset-level deltas of every fixed variant.
+"""The gap accounting, part 4: the dataset-level deltas of every fixed variant.
 
 Each variant's four headline metrics are recomputed by the same code as the originals, from
 the image statistics with the fixed ones substituted for the images where its error occurs;

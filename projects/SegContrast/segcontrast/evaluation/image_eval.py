@@ -14,14 +14,8 @@ import torch
 
 from ..data.masks import GroundTruth, MaskCrops, crops_from_dense, pairwise_intersections
 from ..data.semantic_gt import paint_semantic_gt
-from .accounting import (
-    ERROR_TYPES,
-    ErrorAssignment,
-    PredList,
-    assign_errors,
-    fix_all,
-    fix_one,
-)
+from .accounting import ERROR_TYPES, ErrorAssignment, assign_errors
+from .accounting_fixes import PredList, fix_all, fix_one
 from .accounting_image import ImageContext, account_image
 from .boundary import boundary_iou_pairs
 from .coco_ap import ApImage

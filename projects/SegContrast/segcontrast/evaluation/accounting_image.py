@@ -328,11 +328,12 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
     gt_reg = ctx.gt.masks.subset(ctx.regular)
     gt_classes = ctx.gt.classes[ctx.regular]
     list_iou = ListIou(ctx.iou, ctx.gt.masks, ctx.gt.crowd, ctx.regular)
-    codes = _PixelCodes(ctx.gt_labels, ctx.painted, ctx.num_classes + 1)
     gt_by_class = _by_class(ctx.gt.classes)
     rows = [int(r) for r in np.flatnonzero(errors.counts > 0)]
+    codes = None
     if rows:
         rows.append(ALL)
+        codes = _PixelCodes(ctx.gt_labels, ctx.painted, ctx.num_classes + 1)
     iou_variants, gt_ious, pq_rows, groups, dets, ious = [], [], [], [], [], []
     confusions: dict[int, np.ndarray] = {}
     for row in rows:

@@ -81,14 +81,14 @@ def test_eval_only_on_final_weights_equals_end_of_training(trained, tiny_data, t
                                                            tmp_path):
     out, _ = trained["mask_rcnn_focal"]
     result = run_tool("train_net.py", "--config", tiny_config("mask_rcnn_focal"), "--eval-only",
-                      *dataset_args(tiny_data), "MODEL.WEIGHTS", str(out / "model_final.pth"),
-                      "--panoptic-out", str(tmp_path / "panoptic"), "OUTPUT_DIR", str(tmp_path))
+                      *dataset_args(tiny_data), "--panoptic-out", str(tmp_path / "panoptic"),
+                      "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(tmp_path))
     _assert_ok(result)
     at_end, again = _contrast_metrics(out), _contrast_metrics(tmp_path)
     for group in ("semantic", "instance", "segm", "contrast", "panoptic", "accounting"):
         assert again[group] == at_end[group], group
     # the log opens the report with the accounting's sentence and has the PQ table
-    log = result.stdout + result.stderr
+    log = (tmp_path / "log.txt").read_text()
     assert again["details"]["accounting"]["sentence"] in log
     assert "Panoptic quality" in log and "Gap accounting" in log
     # --panoptic-out: COCO panoptic files that panopticapi scores as the evaluator did

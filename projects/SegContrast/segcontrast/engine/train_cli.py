@@ -22,6 +22,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import ConfigError, load_config
 from ..data import (
@@ -226,6 +227,9 @@ def _worker(args: argparse.Namespace) -> dict[str, Any] | None:
     _limit_cpu_threads()
     cfg = setup_cfg(args)
     default_setup(cfg, args)
+    # the project's messages (the evaluator's report among them) to the console and log.txt
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="segcontrast",
+                 abbrev_name="sc")
     if args.eval_only:
         model = SegContrastTrainer.build_model(cfg)
         if args.eval_untrained:

@@ -291,9 +291,8 @@ def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskC
     merged predictions covering it, its split's union, and the confusion or localisation
     fixed onto it; else it is added with score 1 (a miss). Every other prediction is removed
     (duplicates, background, in crowd, below the score threshold, and fixed predictions left
-    without an object). Where an object's fix needs other rows too (a merged prediction's
-    part is then made exact, as mask quality would), this is what applying the rows in turn
-    ends with.
+    without an object). Each fix is made complete: a merged prediction's parts, for example,
+    are exact copies here, as mask quality would make them.
 
     Args:
         errors: the image's assignment.

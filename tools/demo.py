@@ -44,6 +44,9 @@ ROWS = (
     ("segm", "AP", "mask AP"),
     ("segm", "AP50", "mask AP50"),
     ("segm", "AP75", "mask AP75"),
+    ("panoptic", "PQ", "PQ (things)"),
+    ("panoptic", "SQ", "SQ"),
+    ("panoptic", "RQ", "RQ"),
     ("contrast", "merged", "merged predictions (count)"),
     ("contrast", "split", "split GT instances (count)"),
     ("contrast", "missed", "missed GT instances (count)"),
@@ -121,12 +124,14 @@ def main() -> int:
     trained = load_metrics(out / "eval")
     table = format_table(load_metrics(out / "untrained"), trained)
     explanation = trained.get("details", {}).get("explanation", "")
+    accounting = trained.get("details", {}).get("accounting", {}).get("sentence", "")
     minutes = (time.time() - started) / 60
     summary = (
         f"`make demo` (`python tools/demo.py`), {CONFIG}, on {os.cpu_count()} CPU cores "
         f"({platform.processor() or platform.machine()}), {minutes:.1f} min in all "
         "(data generation, untrained baseline, training, evaluation, overlays). "
         "Scores on `shapes_val`, in percent except counts:\n\n" + table
+        + (f"\n\nThe gap accounting of the trained model: {accounting}" if accounting else "")
         + (f"\n\nThe evaluator's reading of the trained model: {explanation}"
            if explanation else "")
     )

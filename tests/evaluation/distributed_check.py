@@ -47,7 +47,9 @@ def semantic_logits(record: dict, num_classes: int = 10) -> torch.Tensor:
 def evaluate(rank: int, world: int, output_dir: Path, with_sem_seg: bool = False):
     dicts = synthetic_dataset(10, height=64, width=80, seed=11)
     register_synthetic_dataset(NAME, dicts, 10)
-    evaluator = SegContrastEvaluator(NAME, str(output_dir), num_worst_images=3)
+    evaluator = SegContrastEvaluator(NAME, str(output_dir), num_worst_images=3,
+                                     score_threshold=0.3,
+                                     panoptic_output_dir=str(output_dir / "panoptic"))
     evaluator.reset()
     per_rank = (len(dicts) + world - 1) // world  # contiguous shards, like InferenceSampler
     for d in dicts[rank * per_rank : (rank + 1) * per_rank]:

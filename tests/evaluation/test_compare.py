@@ -105,7 +105,7 @@ def test_weights_of_one_give_the_evaluators_numbers(scored):
 def test_weighted_ap_equals_coco_ap_on_the_repeated_images(scored):
     _, (ev, _), _ = scored
     records = [r.ap for r in ev.state.images]
-    matches = coco_ap_matches(records)
+    matches = coco_ap_matches(records, K)
     rng = np.random.default_rng(7)
     weights = resample_weights(len(records), 5, rng)
     weights[0, :3] = 0  # images left out entirely

@@ -29,7 +29,7 @@ from .synthetic import (
     synthetic_predictions,
 )
 
-GROUPS = ("semantic", "instance", "segm", "contrast")
+GROUPS = ("semantic", "instance", "segm", "contrast", "panoptic", "accounting")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,12 @@ def test_results_are_floats_only_and_work_with_detectron2(tmp_path, synthetic, c
         assert key in res["segm"]
     for key in ("merged", "split", "duplicates", "class_confusions", "missed", "false_positives"):
         assert key in res["contrast"]
+    for key in ("PQ", "SQ", "RQ", "PQ_all", "SQ_all", "RQ_all", "PQ-class0", "PQ-background"):
+        assert key in res["panoptic"]
+    for key in ("semantic_mIoU", "instance_mIoU", "PQ", "AP", "count-merged",
+                "delta_semantic_mIoU-merged", "delta_instance_mIoU-missed", "delta_PQ-split",
+                "delta_AP-duplicate", "delta_AP-all"):
+        assert key in res["accounting"]
 
 
 def test_output_files(tmp_path, synthetic, caplog):
@@ -85,6 +91,7 @@ def test_output_files(tmp_path, synthetic, caplog):
         "per_image.csv",
         "per_class_iou.png",
         "confusion_matrix.png",
+        "accounting.png",
         "worst_images",
     } <= set(names)
     assert not [n for n in names if n.startswith(".tmp-")]
@@ -117,6 +124,7 @@ def test_output_files(tmp_path, synthetic, caplog):
     for png in [
         "per_class_iou.png",
         "confusion_matrix.png",
+        "accounting.png",
         os.path.join("worst_images", overlays[0]),
     ]:
         with Image.open(tmp_path / png) as im:
@@ -125,6 +133,17 @@ def test_output_files(tmp_path, synthetic, caplog):
     assert "Per class, semantic vs instance" in report
     assert "Where they disagree" in report
     assert "Only the instance side sees" in report or "No merges" in report
+    # the report opens with the accounting's sentence, then has the PQ and accounting tables
+    sentence = metrics["details"]["accounting"]["sentence"]
+    first = report.index("SegContrast evaluation of")
+    assert report.index(sentence) < report.index("Per class, semantic vs instance") and (
+        first < report.index(sentence))
+    assert "Panoptic quality" in report and "Gap accounting" in report
+    for row in ("merged", "mask_quality", "missed", "low_score", "all"):
+        assert f"| {row}" in report
+    rows = {r["error"]: r for r in metrics["details"]["accounting"]["rows"]}
+    assert rows["all"]["delta_AP"] == pytest.approx(res["accounting"]["delta_AP-all"])
+    assert len(metrics["details"]["panoptic_per_class"]) == 11
 
 
 def test_evaluate_on_zero_images_warns_and_returns_nothing(caplog):
@@ -180,6 +199,9 @@ def test_build_from_config(tmp_path):
     add_segcontrast_config(cfg)
     cfg.TEST.SEGCONTRAST.IOU_THRESHOLD = 0.7
     cfg.TEST.SEGCONTRAST.BOUNDARY_IOU = False
+    cfg.TEST.SEGCONTRAST.ACCOUNTING = False
+    cfg.TEST.SEGCONTRAST.PANOPTIC_OVERLAP_THRESHOLD = 0.25
+    cfg.TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR = str(tmp_path / "panoptic")
     ev = build_segcontrast_evaluator(cfg, name, str(tmp_path))
     pred = box_mask(8, 8, 0, 0, 4, 4)
     pred[0:4, 3] = False
@@ -190,3 +212,8 @@ def test_build_from_config(tmp_path):
     assert "boundary_IoU" not in res["instance"]
     assert not math.isnan(res["semantic"]["mIoU"])
     assert (tmp_path / "metrics.json").is_file()
+    assert "accounting" not in res and "panoptic" in res
+    settings = json.loads((tmp_path / "metrics.json").read_text())["settings"]
+    assert settings["panoptic_overlap_threshold"] == 0.25 and settings["accounting"] is False
+    assert (tmp_path / "panoptic" / name / "panoptic_gt.json").is_file()
+    assert (tmp_path / "panoptic" / name / "panoptic_pred" / "1.png").is_file()

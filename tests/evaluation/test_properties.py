@@ -76,11 +76,22 @@ def test_any_input_gives_scores_in_range(scene, iou_threshold, soft, score_thres
         score_threshold=score_threshold,
         boundary_dilation_ratio=ratio,
     ).evaluate()
-    for group in ("semantic", "instance", "segm"):
+    for group in ("semantic", "instance", "segm", "panoptic"):
         for key, value in res[group].items():
+            if key in ("TP", "FP", "FN"):
+                assert value >= 0 and value == int(value), key
+                continue
             assert math.isnan(value) or 0.0 <= value <= 100.0 + 1e-9, (group, key, value)
     for key, value in res["contrast"].items():
         assert value >= 0 and value == int(value), key
+    acc = res["accounting"]
+    for key, value in acc.items():
+        if key.startswith("delta_"):  # every fixed value is a score too
+            metric = key[len("delta_"):].rsplit("-", 1)[0]
+            fixed = acc[metric] + value
+            assert math.isnan(fixed) or -1e-9 <= fixed <= 100.0 + 1e-9, (key, fixed)
+        elif key.startswith("count-"):
+            assert value >= 0 and value == int(value), key
 
 
 @SETTINGS
@@ -137,9 +148,9 @@ def test_results_do_not_depend_on_image_order(scene, permutation_seed):
     dicts, preds, names = _dataset(scene)
     name = register(dicts, names)
     order = np.random.default_rng(permutation_seed).permutation(len(dicts))
-    assert _same(
-        _run(name, dicts, preds).evaluate(), _run(name, dicts, preds, order=order).evaluate()
-    )
+    res = _run(name, dicts, preds).evaluate()
+    assert {"panoptic", "accounting"} <= set(res)  # PQ and the accounting are compared too
+    assert _same(res, _run(name, dicts, preds, order=order).evaluate())
 
 
 @SETTINGS

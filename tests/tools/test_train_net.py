@@ -8,6 +8,8 @@ in this process (``run_cli``); the real-process tests are: the three trainings, 
 to the end of training, kill -9 then resume, two CPU processes, one refusal, and predict and the
 threshold sweep (eval-only, predict and the sweep run side by side, see ``weights_runs``)."""
 
+import contextlib
+import io
 import json
 import shutil
 import signal
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from panopticapi.evaluation import pq_compute
 from segcontrast.engine.train_cli import main as train_main
 
 from .conftest import REPO, dataset_args, run_cli, run_tool, tool_env
@@ -92,7 +95,8 @@ def weights_runs(trained_run, tiny_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights_runs")
     commands = {
         "eval_only": ["train_net.py", "--config", focal.config, "--eval-only",
-                      *dataset_args(tiny_data), "MODEL.WEIGHTS", str(focal.out / "model_final.pth"),
+                      *dataset_args(tiny_data), "--panoptic-out", str(folder / "panoptic"),
+                      "MODEL.WEIGHTS", str(focal.out / "model_final.pth"),
                       "OUTPUT_DIR", str(folder / "eval_only")],
         "predict": ["predict.py", "--config", focal.config,
                     "--weights", str(focal.out / "model_final.pth"),
@@ -114,8 +118,20 @@ def test_eval_only_on_final_weights_equals_end_of_training(trained_run, weights_
     result, again_dir = weights_runs["eval_only"]
     _assert_ok(result)
     at_end, again = _contrast_metrics(out), _contrast_metrics(again_dir)
-    for group in ("semantic", "instance", "segm", "contrast"):
+    for group in ("semantic", "instance", "segm", "contrast", "panoptic", "accounting"):
         assert again[group] == at_end[group], group
+    # the log opens the report with the accounting's sentence and has the PQ table
+    log = (again_dir / "log.txt").read_text()
+    assert again["details"]["accounting"]["sentence"] in log
+    assert "Panoptic quality" in log and "Gap accounting" in log
+    # --panoptic-out: COCO panoptic files that panopticapi scores as the evaluator did
+    folder = again_dir.parent / "panoptic" / "tiny_val"
+    gt_json = json.loads((folder / "panoptic_gt.json").read_text())
+    assert len(gt_json["annotations"]) == 4
+    assert len(list((folder / "panoptic_pred").glob("*.png"))) == 4
+    with contextlib.redirect_stdout(io.StringIO()):
+        theirs = pq_compute(str(folder / "panoptic_gt.json"), str(folder / "panoptic_pred.json"))
+    assert abs(theirs["All"]["pq"] * 100 - again["panoptic"]["PQ_all"]) < 1e-9
 
 
 def test_resume_continues_from_the_saved_iteration(trained_run, tiny_data, tmp_path):

@@ -89,6 +89,17 @@ def add_segcontrast_config(cfg: CN) -> None:
     cfg.TEST.SEGCONTRAST.COCO_EVALUATOR = False
     # Number of worst images (by instance mIoU) drawn as GT-vs-prediction overlays.
     cfg.TEST.SEGCONTRAST.NUM_WORST_IMAGES = 6
+    # Panoptic quality (PQ, SQ, RQ) of the instance predictions, as panopticapi computes it.
+    cfg.TEST.SEGCONTRAST.PANOPTIC = True
+    # The gap accounting: what fixing each error type would gain in semantic mIoU, instance
+    # mIoU, PQ and mask AP (exact recomputations).
+    cfg.TEST.SEGCONTRAST.ACCOUNTING = True
+    # Panoptic segments: a prediction that would lose more than this fraction of its mask to
+    # higher-scored ones is dropped (Detectron2's combine_semantic_and_instance_outputs).
+    cfg.TEST.SEGCONTRAST.PANOPTIC_OVERLAP_THRESHOLD = 0.5
+    # If set, write ground-truth and predicted panoptic segments here as COCO panoptic PNG +
+    # JSON (one subfolder per dataset), readable by panopticapi and other panoptic tools.
+    cfg.TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR = ""
 
     add_semantic_head_config(cfg)
 
@@ -158,6 +169,16 @@ def validate_segcontrast_config(cfg: CN) -> None:
             raise ConfigValueError(
                 f"TEST.SEGCONTRAST.{key} = {value!r} is not allowed: expected a number in (0, 1)."
             )
+    if not 0 <= sc.PANOPTIC_OVERLAP_THRESHOLD <= 1:
+        raise ConfigValueError(
+            f"TEST.SEGCONTRAST.PANOPTIC_OVERLAP_THRESHOLD = {sc.PANOPTIC_OVERLAP_THRESHOLD!r} is "
+            "not allowed: expected a number in [0, 1]."
+        )
+    if sc.PANOPTIC_OUTPUT_DIR and not sc.PANOPTIC:
+        raise ConfigValueError(
+            "TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR is set but TEST.SEGCONTRAST.PANOPTIC is "
+            "False: the panoptic segments are only built with PANOPTIC True."
+        )
     if not 0 <= sc.SCORE_THRESHOLD < 1:
         raise ConfigValueError(
             f"TEST.SEGCONTRAST.SCORE_THRESHOLD = {sc.SCORE_THRESHOLD!r} is not allowed: "

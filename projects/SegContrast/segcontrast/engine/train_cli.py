@@ -111,6 +111,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an OUTPUT_DIR that holds another run's "
                         "checkpoints (they are overwritten)")
+    parser.add_argument("--panoptic-out", metavar="DIR", default="",
+                        help="write the evaluated panoptic segments (ground truth and "
+                        "predictions) as COCO panoptic PNG + JSON under DIR/<dataset> "
+                        "(TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR)")
     return parser
 
 
@@ -273,7 +277,10 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         ConfigValueError, DatasetValidationError, UserInputError: bad input, to be shown to
             the user without a traceback.
     """
-    return prepare_cfg(load_config(args.config_file, args.opts or []), args)
+    opts = list(args.opts or [])
+    if getattr(args, "panoptic_out", ""):
+        opts += ["TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR", args.panoptic_out]
+    return prepare_cfg(load_config(args.config_file, opts), args)
 
 
 def check_output_dir(cfg: CfgNode, args: argparse.Namespace) -> None:

@@ -33,12 +33,19 @@ import numpy as np
 __all__ = [
     "AREA_RANGES",
     "IOU_THRESHOLDS",
+    "MAX_DETS",
     "RECALL_THRESHOLDS",
     "ApImage",
     "ApMatches",
     "CocoAp",
+    "MatchedDetections",
+    "accumulate",
     "coco_ap_matches",
     "coco_segm_ap",
+    "ground_truth_counts",
+    "group_data",
+    "match_detections",
+    "match_groups",
     "weighted_ap",
 ]
 
@@ -51,6 +58,7 @@ AREA_RANGES = np.array(
 AREA_NAMES = ("all", "small", "medium", "large")
 MAX_DETS = 100
 _MAX_ELEMENTS = 250_000  # per padded array of a matching chunk: bounds evaluate()'s memory
+_WEIGHTED_ELEMENTS = 1_000_000  # per (resamples, detections, thresholds) block of weighted_ap
 
 
 @dataclass
@@ -137,6 +145,76 @@ class ApImage:
             ious=ious.astype(np.float64),
         )
 
+    def replace_detections(
+        self,
+        classes: np.ndarray,
+        det_counts: np.ndarray,
+        det_scores: np.ndarray,
+        det_areas: np.ndarray,
+        ious: np.ndarray,
+        keep_others: bool = True,
+    ) -> ApImage:
+        """This image with the detections of some classes replaced, its ground truth kept.
+
+        Args:
+            classes: (Q,) the classes whose detections are replaced, increasing.
+            det_counts: (Q,) their new detection counts (0: none left).
+            det_scores: new detections, per class as :meth:`build` orders them.
+            det_areas: their areas.
+            ious: per class the (D, G) IoUs with this image's ground truth of the class,
+                flattened and concatenated.
+            keep_others: keep the groups of the other classes (False: only the replaced).
+
+        Returns:
+            The new records (a class with neither detections nor ground truth has no group).
+        """
+        own = {int(c): q for q, c in enumerate(self.classes)}
+        new = {int(c): q for q, c in enumerate(classes)}
+        d_start = np.concatenate(([0], np.cumsum(det_counts))).astype(np.int64)
+        g_counts = np.array([self.gt_offsets[own[int(c)] + 1] - self.gt_offsets[own[int(c)]]
+                             if int(c) in own else 0 for c in classes], np.int64)
+        i_start = np.concatenate(([0], np.cumsum(det_counts * g_counts))).astype(np.int64)
+        own_iou = np.concatenate(([0], np.cumsum(np.diff(self.det_offsets)
+                                                 * np.diff(self.gt_offsets)))).astype(np.int64)
+        out_classes, n_det, n_gt = [], [], []
+        scores, areas, iou_parts, g_index = [], [], [], []
+        for c in sorted((set(own) if keep_others else set()) | set(new)):
+            q = own.get(c)
+            g0, g1 = (self.gt_offsets[q], self.gt_offsets[q + 1]) if q is not None else (0, 0)
+            if c in new:
+                p = new[c]
+                d0, d1 = d_start[p], d_start[p + 1]
+                dets = (det_scores[d0:d1], det_areas[d0:d1], ious[i_start[p] : i_start[p + 1]])
+            else:
+                d0, d1 = self.det_offsets[q], self.det_offsets[q + 1]
+                dets = (self.det_scores[d0:d1], self.det_areas[d0:d1],
+                        self.ious[own_iou[q] : own_iou[q + 1]])
+            if len(dets[0]) == 0 and g1 == g0:
+                continue
+            out_classes.append(c)
+            n_det.append(len(dets[0]))
+            n_gt.append(g1 - g0)
+            scores.append(dets[0])
+            areas.append(dets[1])
+            iou_parts.append(dets[2])
+            g_index.append(np.arange(g0, g1))
+        g_all = np.concatenate(g_index).astype(np.int64) if g_index else np.zeros(0, np.int64)
+
+        def cat(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+
+        return ApImage(
+            classes=np.array(out_classes, np.int64),
+            det_offsets=np.concatenate(([0], np.cumsum(n_det))).astype(np.int64),
+            gt_offsets=np.concatenate(([0], np.cumsum(n_gt))).astype(np.int64),
+            det_scores=cat(scores),
+            det_areas=cat(areas),
+            gt_crowd=self.gt_crowd[g_all],
+            gt_areas=self.gt_areas[g_all],
+            gt_id_zero=self.gt_id_zero[g_all],
+            ious=cat(iou_parts),
+        )
+
 
 @dataclass
 class CocoAp:
@@ -157,6 +235,14 @@ class CocoAp:
             s = s[np.where(iou == IOU_THRESHOLDS)[0]]
         s = s[:, :, :, AREA_NAMES.index(area)]
         return float(np.mean(s[s > -1])) if np.any(s > -1) else -1.0
+
+    def ap(self) -> float:
+        """AP (IoU 0.50:0.95, area "all") in percent, NaN where COCOeval gives -1.
+
+        Needs only the first area range, so it also serves results matched for it alone.
+        """
+        value = self._summarize()
+        return value * 100 if value >= 0 else math.nan
 
     def stats(self) -> dict[str, float]:
         """AP, AP50, AP75, APs, APm, APl in percent (NaN where COCOeval gives -1)."""
@@ -239,7 +325,7 @@ def _match_chunk(
     if np.any(np.diff(n_det) < 0):
         raise AssertionError("groups must come sorted by detection count")
     b_count, d_max, g_max = len(groups), int(n_det.max()), int(n_gt.max())
-    a_count, t_count = len(AREA_RANGES), len(IOU_THRESHOLDS)
+    a_count, t_count = gt_ignore.shape[1], len(IOU_THRESHOLDS)
 
     sizes = n_det * n_gt
     owner = np.repeat(np.arange(b_count), sizes)
@@ -292,49 +378,120 @@ def _match_chunk(
 
 
 @dataclass
-class ApMatches:
-    """COCO's matching of every detection, before accumulation over images.
+class MatchedDetections:
+    """Detections after COCO's per-image matching, ready for accumulation.
 
     Attributes:
-        num_images: images of the records, in their order.
-        det_image: (ND,) index of each detection's image.
-        det_class: (ND,) class of each detection.
-        det_scores: (ND,) float64 scores.
-        tp: (ND, A, T) bool, a true positive per area range and IoU threshold.
-        fp: (ND, A, T) bool, a false positive (neither a match nor ignored).
-        gt_image: (NG,) index of each ground truth's image.
-        gt_class: (NG,) class of each ground truth.
-        gt_ignore: (NG, A) bool, ignored per area range (crowd, or area outside the range).
+        classes: (D,) class of each detection.
+        scores: (D,) its score.
+        keys: (D,) int64 order among equal scores: COCOeval's (image, position in its group).
+        groups: (D,) int64 ``image * K + class`` of each detection (to replace groups).
+        tp: (D, A, T) bool true positive per area range and IoU threshold.
+        fp: (D, A, T) bool false positive (ignored detections are neither).
     """
 
-    num_images: int
-    det_image: np.ndarray
-    det_class: np.ndarray
-    det_scores: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+    keys: np.ndarray
+    groups: np.ndarray
     tp: np.ndarray
     fp: np.ndarray
-    gt_image: np.ndarray
-    gt_class: np.ndarray
-    gt_ignore: np.ndarray
+
+    @staticmethod
+    def concat(parts: Sequence[MatchedDetections]) -> MatchedDetections:
+        """One set from several (their order does not matter for accumulation)."""
+        return MatchedDetections(*(np.concatenate([getattr(p, f) for p in parts])
+                                   for f in ("classes", "scores", "keys", "groups", "tp", "fp")))
+
+    def without_groups(self, groups: np.ndarray) -> MatchedDetections:
+        """The detections outside the given ``image * K + class`` groups."""
+        keep = ~np.isin(self.groups, groups)
+        return MatchedDetections(self.classes[keep], self.scores[keep], self.keys[keep],
+                                 self.groups[keep], self.tp[keep], self.fp[keep])
 
 
-def coco_ap_matches(images: Sequence[ApImage]) -> ApMatches:
-    """Run COCO's evaluate (maxDets 100) on stored records: each detection's outcome.
+def _gt_ignore(data: dict[str, np.ndarray], areas: np.ndarray = AREA_RANGES) -> np.ndarray:
+    lo, hi = areas[:, 0], areas[:, 1]
+    gt_area = data["gt_areas"][:, None]
+    return data["gt_crowd"][:, None] | (gt_area < lo) | (gt_area > hi)  # (NG, A)
 
-    Matching depends on one image alone, so resampling images (a bootstrap) reuses it and
-    only repeats the accumulation (:func:`weighted_ap`).
+
+def match_detections(images: Sequence[ApImage], num_classes: int,
+                     ranks: Sequence[int] | None = None,
+                     areas: np.ndarray = AREA_RANGES) -> MatchedDetections:
+    """COCO's evaluate step (greedy matching per image, class, area range and threshold).
 
     Args:
-        images: per-image records in increasing image-id order (COCOeval's order).
+        images: per-image records.
+        num_classes: K.
+        ranks: each record's position in COCOeval's image order (default: list order).
+        areas: the area ranges (default COCO's four; ``AREA_RANGES[:1]`` for AP alone).
 
     Returns:
-        The outcome of every detection and the ignore flags of every ground truth.
+        The matched detections.
     """
-    data = _concat(images)
-    t_count, a_count = len(IOU_THRESHOLDS), len(AREA_RANGES)
-    lo, hi = AREA_RANGES[:, 0], AREA_RANGES[:, 1]
-    gt_area = data["gt_areas"][:, None]
-    gt_ignore = data["gt_crowd"][:, None] | (gt_area < lo) | (gt_area > hi)  # (NG, A)
+    group_image = np.repeat(
+        np.asarray(ranks if ranks is not None else range(len(images)), np.int64),
+        [len(im.classes) for im in images],
+    ) if images else np.zeros(0, np.int64)
+    return match_groups(_concat(images), group_image, num_classes, areas)
+
+
+def group_data(classes: np.ndarray, n_det: np.ndarray, n_gt: np.ndarray,
+               det_scores: np.ndarray, det_areas: np.ndarray, gt_crowd: np.ndarray,
+               gt_areas: np.ndarray, gt_id_zero: np.ndarray,
+               ious: np.ndarray) -> dict[str, np.ndarray]:
+    """(image, class) groups given as concatenated arrays, in :func:`match_groups`' form.
+
+    Args:
+        classes: (Q,) class of each group.
+        n_det: (Q,) detections per group; ``det_scores``, ``det_areas`` concatenated.
+        n_gt: (Q,) ground truth per group; ``gt_crowd``, ``gt_areas``, ``gt_id_zero``
+            concatenated.
+        det_scores: detection scores, per group as :class:`ApImage` orders them.
+        det_areas: their areas.
+        gt_crowd: ground-truth crowd flags.
+        gt_areas: their annotation areas.
+        gt_id_zero: their annotation id is 0.
+        ious: per group its (D, G) IoUs, flattened and concatenated.
+
+    Returns:
+        The dict :func:`match_groups` takes.
+    """
+    n_det = np.asarray(n_det, np.int64)
+    n_gt = np.asarray(n_gt, np.int64)
+    return {
+        "classes": np.asarray(classes, np.int64),
+        "n_det": n_det,
+        "n_gt": n_gt,
+        "det_start": np.concatenate(([0], np.cumsum(n_det)))[:-1],
+        "gt_start": np.concatenate(([0], np.cumsum(n_gt)))[:-1],
+        "iou_start": np.concatenate(([0], np.cumsum(n_det * n_gt)))[:-1],
+        "det_scores": np.asarray(det_scores, np.float64),
+        "det_areas": np.asarray(det_areas, np.float64),
+        "gt_crowd": np.asarray(gt_crowd, bool),
+        "gt_areas": np.asarray(gt_areas, np.float64),
+        "gt_id_zero": np.asarray(gt_id_zero, bool),
+        "ious": np.asarray(ious, np.float64),
+    }
+
+
+def match_groups(data: dict[str, np.ndarray], group_image: np.ndarray, num_classes: int,
+                 areas: np.ndarray = AREA_RANGES) -> MatchedDetections:
+    """:func:`match_detections` on groups already concatenated (:func:`group_data`).
+
+    Args:
+        data: the groups.
+        group_image: (Q,) each group's image position in COCOeval's order.
+        num_classes: K.
+        areas: the area ranges.
+
+    Returns:
+        The matched detections.
+    """
+    t_count, a_count = len(IOU_THRESHOLDS), len(areas)
+    lo, hi = areas[:, 0], areas[:, 1]
+    gt_ignore = _gt_ignore(data, areas)
     det_area = data["det_areas"][:, None]
     det_outside = (det_area < lo) | (det_area > hi)  # (ND, A)
 
@@ -348,50 +505,60 @@ def coco_ap_matches(images: Sequence[ApImage]) -> ApMatches:
         matched[idx] = eff
         matched_ignored[idx] = mig
     det_ignored = matched_ignored | (~matched & det_outside[:, :, None])
-    group_image = np.repeat(np.arange(len(images)), [len(im.classes) for im in images])
-    return ApMatches(
-        num_images=len(images),
-        det_image=np.repeat(group_image, data["n_det"]),
-        det_class=np.repeat(data["classes"], data["n_det"]),
-        det_scores=data["det_scores"],
+    det_image = np.repeat(np.asarray(group_image, np.int64), data["n_det"])
+    position = np.arange(n_total) - np.repeat(data["det_start"], data["n_det"])
+    det_class = np.repeat(data["classes"], data["n_det"])
+    return MatchedDetections(
+        classes=det_class,
+        scores=data["det_scores"],
+        keys=det_image * (MAX_DETS + 1) + position,
+        groups=det_image * num_classes + det_class,
         tp=matched & ~det_ignored,
         fp=~matched & ~det_ignored,
-        gt_image=np.repeat(group_image, data["n_gt"]),
-        gt_class=np.repeat(data["classes"], data["n_gt"]),
-        gt_ignore=gt_ignore,
     )
 
 
-def coco_segm_ap(images: Sequence[ApImage], num_classes: int) -> CocoAp:
-    """Run COCO's evaluate + accumulate (maxDets 100) on stored records.
+def ground_truth_counts(images: Sequence[ApImage], num_classes: int,
+                        areas: np.ndarray = AREA_RANGES) -> np.ndarray:
+    """(K, A) ground truth that is not ignored, per class and area range (COCO's npig)."""
+    data = _concat(images)
+    gt_class = np.repeat(data["classes"], data["n_gt"])
+    keep = ~_gt_ignore(data, areas)
+    out = np.zeros((num_classes, len(areas)), np.int64)
+    for a in range(len(areas)):
+        out[:, a] = np.bincount(gt_class[keep[:, a]], minlength=num_classes)[:num_classes]
+    return out
+
+
+def accumulate(dets: MatchedDetections, npig: np.ndarray, num_classes: int) -> CocoAp:
+    """COCO's accumulate step: precision and recall over all images, per class and area.
 
     Args:
-        images: per-image records in increasing image-id order (COCOeval's order).
-        num_classes: K; class k of the records is the k-th category in id order.
+        dets: the matched detections of every image.
+        npig: (K, A) non-ignored ground truth counts (A: the area ranges matched).
+        num_classes: K.
 
     Returns:
-        Precision and recall arrays.
+        Precision and recall arrays (over the A area ranges matched).
     """
-    m = coco_ap_matches(images)
-    t_count, r_count, a_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(AREA_RANGES)
+    t_count, r_count, a_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), npig.shape[1]
     precision = -np.ones((t_count, r_count, num_classes, a_count))
     recall = -np.ones((t_count, num_classes, a_count))
-    tp_flags, fp_flags, gt_ignore = m.tp, m.fp, m.gt_ignore
-    det_class, gt_class = m.det_class, m.gt_class
     eps = np.spacing(1)
+    # by class, then decreasing score, then COCOeval's concatenation order (its mergesort)
+    order = np.lexsort((dets.keys, -dets.scores, dets.classes))
+    sorted_classes = dets.classes[order]
+    bounds = np.searchsorted(sorted_classes, np.arange(num_classes + 1), side="left")
     for k in range(num_classes):
-        dets = np.flatnonzero(det_class == k)
-        order = np.argsort(-m.det_scores[dets], kind="mergesort")
-        dets = dets[order]
-        gts = gt_class == k
+        selected = order[bounds[k] : bounds[k + 1]]
         for a in range(a_count):
-            npig = int(np.count_nonzero(gts & ~gt_ignore[:, a]))
-            if npig == 0:
+            gt_count = int(npig[k, a])
+            if gt_count == 0:
                 continue
-            tp_sum = np.cumsum(tp_flags[dets, a, :], axis=0).astype(float)  # (nd, T)
-            fp_sum = np.cumsum(fp_flags[dets, a, :], axis=0).astype(float)
-            nd = len(dets)
-            rc = tp_sum / npig
+            tp_sum = np.cumsum(dets.tp[selected, a, :], axis=0).astype(float)  # (nd, T)
+            fp_sum = np.cumsum(dets.fp[selected, a, :], axis=0).astype(float)
+            nd = len(selected)
+            rc = tp_sum / gt_count
             pr = tp_sum / (fp_sum + tp_sum + eps)
             recall[:, k, a] = rc[-1] if nd else 0
             if nd == 0:
@@ -407,7 +574,71 @@ def coco_segm_ap(images: Sequence[ApImage], num_classes: int) -> CocoAp:
     return CocoAp(precision=precision, recall=recall)
 
 
-_WEIGHTED_ELEMENTS = 1_000_000  # per (resamples, detections, thresholds) block of weighted_ap
+def coco_segm_ap(images: Sequence[ApImage], num_classes: int) -> CocoAp:
+    """Run COCO's evaluate + accumulate (maxDets 100) on stored records.
+
+    Args:
+        images: per-image records in increasing image-id order (COCOeval's order).
+        num_classes: K; class k of the records is the k-th category in id order.
+
+    Returns:
+        Precision and recall arrays.
+    """
+    return accumulate(match_detections(images, num_classes),
+                      ground_truth_counts(images, num_classes), num_classes)
+
+
+@dataclass
+class ApMatches:
+    """COCO's matching of every detection, with each detection's and ground truth's image.
+
+    What a bootstrap over images needs: matching depends on one image alone, so resampling
+    images reuses it and only repeats the accumulation (:func:`weighted_ap`).
+
+    Attributes:
+        det_image: (ND,) index of each detection's image (position in the records).
+        det_class: (ND,) class of each detection.
+        det_scores: (ND,) float64 scores.
+        tp: (ND, A, T) bool, a true positive per area range and IoU threshold.
+        fp: (ND, A, T) bool, a false positive (neither a match nor ignored).
+        gt_image: (NG,) index of each ground truth's image.
+        gt_class: (NG,) class of each ground truth.
+        gt_ignore: (NG, A) bool, ignored per area range (crowd, or area outside the range).
+    """
+
+    det_image: np.ndarray
+    det_class: np.ndarray
+    det_scores: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    gt_image: np.ndarray
+    gt_class: np.ndarray
+    gt_ignore: np.ndarray
+
+
+def coco_ap_matches(images: Sequence[ApImage], num_classes: int) -> ApMatches:
+    """:func:`match_detections` of the records, plus the images of detections and ground truth.
+
+    Args:
+        images: per-image records in increasing image-id order (COCOeval's order).
+        num_classes: K.
+
+    Returns:
+        The outcome of every detection and the ignore flags of every ground truth.
+    """
+    dets = match_detections(images, num_classes)
+    data = _concat(images)
+    group_image = np.repeat(np.arange(len(images)), [len(im.classes) for im in images])
+    return ApMatches(
+        det_image=dets.keys // (MAX_DETS + 1),
+        det_class=dets.classes,
+        det_scores=dets.scores,
+        tp=dets.tp,
+        fp=dets.fp,
+        gt_image=np.repeat(group_image, data["n_gt"]),
+        gt_class=np.repeat(data["classes"], data["n_gt"]),
+        gt_ignore=_gt_ignore(data),
+    )
 
 
 def weighted_ap(matches: ApMatches, num_classes: int, weights: np.ndarray) -> dict[str, np.ndarray]:

@@ -144,7 +144,7 @@ def resampled_metrics(state: EvalState, num_classes: int, weights: np.ndarray, *
             b_sum = np.array([m.sum() for m in matched])
             b_count = np.array([len(m) for m in matched], np.float64)
             out[("instance", "boundary_IoU")] = weights @ b_sum / (weights @ b_count) * 100.0
-    ap = weighted_ap(coco_ap_matches([r.ap for r in images]), num_classes, weights)
+    ap = weighted_ap(coco_ap_matches([r.ap for r in images], num_classes), num_classes, weights)
     out[("segm", "AP")], out[("segm", "AP50")] = ap["AP"], ap["AP50"]
     counts = np.array([[r.counts.get(key, 0) for key in CONTRAST_COUNTS] for r in images],
                       np.float64).reshape(len(images), len(CONTRAST_COUNTS))

@@ -22,9 +22,11 @@ from detectron2.utils import comm
 from tqdm import tqdm
 
 from ..data.masks import GroundTruth, describe_image
+from .accounting_summary import VARIANT_NAMES
 from .boundary import boundary_dilation
 from .html_report import write_html_report
 from .image_eval import Predictions, evaluate_image
+from .panoptic_export import category_ids, write_panoptic_json, write_panoptic_pngs
 from .records import EvalState, WorstImage, image_sort_key
 from .report import format_report, write_metrics_json, write_per_image_csv
 from .semantic import check_num_classes
@@ -54,6 +56,13 @@ class SegContrastEvaluator(DatasetEvaluator):
             instance metrics; COCO AP always uses all of them.
         source: what was scored (e.g. the results file), written to ``metrics.json`` as
             ``"source"``; its ``"notes"`` (a list of sentences) appear in the report.
+        panoptic: compute PQ, SQ, RQ (the "panoptic" group) of instance predictions.
+        accounting: compute the gap accounting (the "accounting" group): what each error
+            type costs semantic mIoU, instance mIoU, PQ and mask AP.
+        panoptic_overlap_threshold: a prediction losing more than this fraction of its mask
+            to higher-scored ones gets no panoptic segment.
+        panoptic_output_dir: write the ground-truth and predicted panoptic segments there as
+            COCO panoptic PNG + JSON (None or "": not written).
     """
 
     def __init__(
@@ -69,6 +78,10 @@ class SegContrastEvaluator(DatasetEvaluator):
         num_worst_images: int = 6,
         score_threshold: float = 0.0,
         source: dict[str, Any] | None = None,
+        panoptic: bool = True,
+        accounting: bool = True,
+        panoptic_overlap_threshold: float = 0.5,
+        panoptic_output_dir: str | None = None,
     ) -> None:
         if not 0 < iou_threshold <= 1:
             raise ValueError(f"iou_threshold = {iou_threshold}: expected a number in (0, 1]")
@@ -76,6 +89,9 @@ class SegContrastEvaluator(DatasetEvaluator):
             raise ValueError(f"mask_threshold = {mask_threshold}: expected a number in (0, 1)")
         if not boundary_dilation_ratio > 0:
             raise ValueError(f"boundary_dilation_ratio = {boundary_dilation_ratio}: expected > 0")
+        if not 0 <= panoptic_overlap_threshold <= 1:
+            raise ValueError(f"panoptic_overlap_threshold = {panoptic_overlap_threshold}: "
+                             "expected a number in [0, 1]")
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
@@ -86,6 +102,13 @@ class SegContrastEvaluator(DatasetEvaluator):
         self._num_worst = int(num_worst_images)
         self._score_threshold = float(score_threshold)
         self._source = dict(source) if source else None
+        self._panoptic = bool(panoptic)
+        self._accounting = bool(accounting)
+        self._overlap_threshold = float(panoptic_overlap_threshold)
+        self._panoptic_dir = panoptic_output_dir or None
+        if self._panoptic_dir and not self._panoptic:
+            raise ValueError("panoptic_output_dir is set but panoptic is off: the panoptic "
+                             "segments are only built with panoptic=True")
         dicts = DatasetCatalog.get(dataset_name)
         self._gt = {record["image_id"]: record for record in dicts}
         metadata = MetadataCatalog.get(dataset_name)
@@ -97,6 +120,9 @@ class SegContrastEvaluator(DatasetEvaluator):
             )
         self._class_names = list(classes)
         check_num_classes(len(self._class_names))
+        self._categories = category_ids(
+            len(self._class_names), metadata.get("thing_dataset_id_to_contiguous_id", None)
+        )
         self.reset()
 
     @property
@@ -178,9 +204,20 @@ class SegContrastEvaluator(DatasetEvaluator):
             iou_threshold=self._iou_threshold,
             score_threshold=self._score_threshold,
             boundary_dilation=dilation,
+            panoptic=self._panoptic,
+            accounting=self._accounting,
+            overlap_threshold=self._overlap_threshold,
         )
         rec, keep = result.record, result.keep
         self._state.add_confusions(result.confusion, result.confusion_from_instances)
+        if rec.accounting is not None:
+            self._state.add_accounting_confusion(result.accounting_confusion,
+                                                 len(VARIANT_NAMES))
+        if self._panoptic_dir and result.panoptic_gt is not None:
+            rec.panoptic_segments = write_panoptic_pngs(
+                self._panoptic_dir, image_id, result.panoptic_gt, result.panoptic_pred,
+                pred.masks.boxes[keep], pred.classes[keep], self._categories,
+            )
         self._state.images.append(rec)
         if self._state.wants_worst(rec.worst_image_score, image_id):
             self._state.add_worst(
@@ -210,7 +247,8 @@ class SegContrastEvaluator(DatasetEvaluator):
 
         Returns:
             On the main process ``{"semantic": {...}, "instance": {...}, "segm": {...},
-            "contrast": {...}}`` of floats (percent, counts as numbers), or an empty dict
+            "contrast": {...}, "panoptic": {...}, "accounting": {...}}`` of floats (percent,
+            counts as numbers; the last two for instance models when on), or an empty dict
             when no image was processed; None on other processes.
         """
         if self._distributed and comm.get_world_size() > 1:
@@ -239,7 +277,20 @@ class SegContrastEvaluator(DatasetEvaluator):
         logger.info("\n" + format_report(summary, self._dataset_name))
         if self._output_dir:
             self._write_outputs(state, summary)
+        if self._panoptic_dir:
+            self._write_panoptic_json(state)
         return copy.deepcopy(summary.results)
+
+    def _write_panoptic_json(self, state: EvalState) -> None:
+        assert self._panoptic_dir is not None
+        images = [
+            {"image_id": r.image_id, "file_name": r.file_name, "height": r.height,
+             "width": r.width, "panoptic": r.panoptic_segments}
+            for r in state.images if r.panoptic_segments is not None
+        ]
+        write_panoptic_json(self._panoptic_dir, images, self._class_names, self._categories)
+        logger.info("Panoptic segments (COCO panoptic PNG + JSON) of %d images written to %s",
+                    len(images), self._panoptic_dir)
 
     def _settings(self) -> dict[str, Any]:
         extra = {"source": self._source} if self._source else {}
@@ -252,6 +303,9 @@ class SegContrastEvaluator(DatasetEvaluator):
                 "boundary_iou": self._boundary_iou,
                 "boundary_dilation_ratio": self._dilation_ratio,
                 "score_threshold": self._score_threshold,
+                "panoptic": self._panoptic,
+                "accounting": self._accounting,
+                "panoptic_overlap_threshold": self._overlap_threshold,
             },
             "class_names": self._class_names,
         }
@@ -292,6 +346,9 @@ class SegContrastEvaluator(DatasetEvaluator):
         plots.plot_confusion(
             os.path.join(out, "confusion_matrix.png"), ["background", *names], state.confusion
         )
+        if "accounting" in summary.details:
+            plots.plot_accounting(os.path.join(out, "accounting.png"),
+                                  summary.details["accounting"]["rows"])
         records = {image_sort_key(r.image_id): r for r in state.images}
         for rank, worst in enumerate(
             tqdm(state.worst, desc="worst-image overlays", unit="img", leave=False)
@@ -332,7 +389,9 @@ def build_segcontrast_evaluator(
 ) -> SegContrastEvaluator:
     """The evaluator with the settings of ``cfg.TEST.SEGCONTRAST``.
 
-    ``SCORE_THRESHOLD`` is optional (0.0, i.e. every prediction, when the config has none).
+    ``SCORE_THRESHOLD`` is optional (0.0, i.e. every prediction, when the config has none),
+    and so are the panoptic and accounting keys (their defaults). The panoptic files go to
+    ``PANOPTIC_OUTPUT_DIR/<dataset_name>``.
 
     Args:
         cfg: a config with SegContrast keys.
@@ -355,4 +414,9 @@ def build_segcontrast_evaluator(
         num_worst_images=sc.NUM_WORST_IMAGES,
         score_threshold=sc.get("SCORE_THRESHOLD", 0.0),
         source=source,
+        panoptic=sc.get("PANOPTIC", True),
+        accounting=sc.get("ACCOUNTING", True),
+        panoptic_overlap_threshold=sc.get("PANOPTIC_OVERLAP_THRESHOLD", 0.5),
+        panoptic_output_dir=(os.path.join(sc.PANOPTIC_OUTPUT_DIR, dataset_name)
+                             if sc.get("PANOPTIC_OUTPUT_DIR", "") else None),
     )

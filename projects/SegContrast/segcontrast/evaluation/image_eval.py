@@ -7,20 +7,24 @@ From its annotations and the model's output to an :class:`ImageResult`: the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..data.masks import GroundTruth, MaskCrops, crops_from_dense, pairwise_intersections
 from ..data.semantic_gt import paint_semantic_gt
+from .accounting import ERROR_TYPES, ErrorAssignment, assign_errors
+from .accounting_fixes import PredList, fix_all, fix_one
+from .accounting_image import ImageContext, account_image
 from .boundary import boundary_iou_pairs
 from .coco_ap import ApImage
-from .instance import iou_matrix, match_image
+from .instance import InstanceMatch, iou_matrix, match_image
+from .panoptic import GtPanoptic, PredPanoptic, gt_segments, panoptic_stats, pred_segments
 from .records import ImageRecord
 from .semantic import confusion_matrix, label_counts, paint_semantic_from_crops, thing_miou
 
-__all__ = ["ImageResult", "Predictions", "evaluate_image"]
+__all__ = ["ImageResult", "Predictions", "evaluate_image", "oracle_predictions"]
 
 
 @dataclass
@@ -121,12 +125,96 @@ class ImageResult:
         confusion_from_instances: the painted instances' confusion matrix when the model gave
             both a semantic output and instances (the second semantic column), else None.
         keep: indices of the predictions kept by the score threshold.
+        accounting_confusion: per accounting variant the change of the painted instances'
+            confusion matrix (variants that change it).
+        panoptic_gt: the ground-truth segments (for the panoptic export), None without PQ.
+        panoptic_pred: the kept predictions' segments, None without PQ.
     """
 
     record: ImageRecord
     confusion: np.ndarray
     confusion_from_instances: np.ndarray | None
     keep: np.ndarray
+    accounting_confusion: dict[int, np.ndarray] = field(default_factory=dict)
+    panoptic_gt: GtPanoptic | None = None
+    panoptic_pred: PredPanoptic | None = None
+
+
+@dataclass
+class _InstanceSide:
+    """The instance side's ingredients of one image: IoUs and the matching."""
+
+    keep: np.ndarray
+    inter: np.ndarray
+    iou: np.ndarray
+    regular: np.ndarray
+    crowd: np.ndarray
+    gt_regular: MaskCrops
+    gt_classes: np.ndarray
+    match: InstanceMatch
+
+    @classmethod
+    def compute(cls, gt: GroundTruth, pred: Predictions, keep: np.ndarray,
+                iou_threshold: float) -> _InstanceSide:
+        inter = pairwise_intersections(pred.masks, gt.masks)
+        iou = iou_matrix(inter, pred.masks.areas, gt.masks.areas, gt.crowd)
+        regular = np.flatnonzero(~gt.crowd)
+        crowd = np.flatnonzero(gt.crowd)
+        gt_regular = gt.masks.subset(regular)
+        match = match_image(
+            pred.masks.subset(keep),
+            pred.classes[keep],
+            gt_regular,
+            gt.classes[regular],
+            inter[np.ix_(keep, regular)],
+            iou[np.ix_(keep, regular)],
+            iou[np.ix_(keep, crowd)],
+            gt.classes[crowd],
+            iou_threshold,
+        )
+        return cls(keep, inter, iou, regular, crowd, gt_regular, gt.classes[regular], match)
+
+    def errors(self, pred: Predictions, iou_threshold: float) -> ErrorAssignment:
+        keep, regular = self.keep, self.regular
+        return assign_errors(
+            pred.classes[keep], pred.masks.areas[keep], pred.scores[keep], self.gt_classes,
+            self.gt_regular.areas, self.inter[np.ix_(keep, regular)],
+            self.iou[np.ix_(keep, regular)], self.match, iou_threshold,
+            len(pred.scores) - len(keep),
+        )
+
+
+def oracle_predictions(
+    gt: GroundTruth,
+    pred: Predictions,
+    row: str,
+    *,
+    iou_threshold: float,
+    score_threshold: float,
+) -> Predictions:
+    """The gap accounting's fixed predictions of one image: what its oracle scores.
+
+    Args:
+        gt: the image's ground truth.
+        pred: its predictions.
+        row: an error type (``accounting.ERROR_TYPES``) or ``"all"``.
+        iou_threshold: smallest IoU of a match.
+        score_threshold: the instance side's score threshold.
+
+    Returns:
+        The predictions with only that row's errors fixed (every row's for ``"all"``);
+        fixed masks' COCO areas are their pixel counts.
+    """
+    keep = np.flatnonzero(pred.scores >= score_threshold)
+    inst = _InstanceSide.compute(gt, pred, keep, iou_threshold)
+    errors = inst.errors(pred, iou_threshold)
+    original = PredList.original(pred.masks, pred.classes, pred.scores, pred.ap_areas)
+    if row == "all":
+        fixed = fix_all(errors, original, keep, inst.gt_regular, inst.gt_classes)
+    else:
+        fixed = fix_one(ERROR_TYPES.index(row), errors, original, keep, inst.gt_regular,
+                        inst.gt_classes)
+    return Predictions(fixed.masks, fixed.classes, fixed.scores, fixed.ap_areas)
 
 
 def evaluate_image(
@@ -138,6 +226,9 @@ def evaluate_image(
     iou_threshold: float,
     score_threshold: float,
     boundary_dilation: int | None,
+    panoptic: bool = False,
+    accounting: bool = False,
+    overlap_threshold: float = 0.5,
 ) -> ImageResult:
     """Score one image.
 
@@ -150,6 +241,9 @@ def evaluate_image(
         score_threshold: predictions below it are left out of the semantic painting and the
             instance metrics (COCO AP always uses every prediction).
         boundary_dilation: boundary band width in pixels, or None to skip boundary IoU.
+        panoptic: compute the PQ statistics (instance models only).
+        accounting: compute the gap accounting's fixed variants (instance models only).
+        overlap_threshold: the panoptic rule's drop threshold.
 
     Returns:
         The image's record and confusion matrices.
@@ -157,12 +251,10 @@ def evaluate_image(
     keep = np.flatnonzero(pred.scores >= score_threshold)
     kept = pred.masks.subset(keep)
     gt_labels = paint_semantic_gt(gt.masks, gt.classes, gt.crowd)
-    painted = None
+    painted = painted_labels = None
     if pred.has_instances:
-        painted = confusion_matrix(
-            gt_labels, paint_semantic_from_crops(kept, pred.classes[keep], pred.scores[keep]),
-            num_classes + 1,
-        )
+        painted_labels = paint_semantic_from_crops(kept, pred.classes[keep], pred.scores[keep])
+        painted = confusion_matrix(gt_labels, painted_labels, num_classes + 1)
     if pred.semantic is not None:
         conf = confusion_matrix(gt_labels, pred.semantic, num_classes + 1)
         from_instances = painted
@@ -170,25 +262,11 @@ def evaluate_image(
         assert painted is not None, "predictions with neither instances nor semantic labels"
         conf, from_instances = painted, None
 
-    inter = pairwise_intersections(pred.masks, gt.masks)
-    iou = iou_matrix(inter, pred.masks.areas, gt.masks.areas, gt.crowd)
+    inst = _InstanceSide.compute(gt, pred, keep, iou_threshold)
+    iou, regular, crowd = inst.iou, inst.regular, inst.crowd
+    gt_regular, match = inst.gt_regular, inst.match
     ap = ApImage.build(
         pred.classes, pred.scores, pred.ap_areas, gt.classes, gt.crowd, gt.areas, gt.ids, iou
-    )
-
-    regular = np.flatnonzero(~gt.crowd)
-    crowd = np.flatnonzero(gt.crowd)
-    gt_regular = gt.masks.subset(regular)
-    match = match_image(
-        kept,
-        pred.classes[keep],
-        gt_regular,
-        gt.classes[regular],
-        inter[np.ix_(keep, regular)],
-        iou[np.ix_(keep, regular)],
-        iou[np.ix_(keep, crowd)],
-        gt.classes[crowd],
-        iou_threshold,
     )
     boundary = np.full(len(regular), math.nan)
     if boundary_dilation is not None and len(match.pred_index):
@@ -207,6 +285,24 @@ def evaluate_image(
         "duplicates": match.duplicates,
         "class_confusions": match.class_confusions,
     }
+    pan_gt = pan_pred = pq = None
+    if pred.has_instances and (panoptic or accounting):
+        pan_gt = gt_segments(gt) if panoptic else None
+        if pan_gt is not None:
+            pan_pred = pred_segments(kept, pred.scores[keep], pan_gt, overlap_threshold)
+            pq = panoptic_stats(pred.classes[keep] + 1, pan_pred, pan_gt, num_classes + 1)
+    accounting_record, accounting_confusion = None, {}
+    if pred.has_instances and accounting:
+        errors = inst.errors(pred, iou_threshold)
+        context = ImageContext(
+            gt=gt, regular=regular, gt_labels=gt_labels, painted=painted_labels, iou=iou,
+            gt_iou=match.gt_iou, pan_gt=pan_gt, pan_pred=pan_pred, pq=pq, num_classes=num_classes,
+            score_threshold=score_threshold, iou_threshold=iou_threshold,
+            overlap_threshold=overlap_threshold, confusion=painted,
+        )
+        original = PredList.original(pred.masks, pred.classes, pred.scores, pred.ap_areas)
+        accounting_record, accounting_confusion = account_image(context, errors, original,
+                                                                keep)
     record = ImageRecord(
         image_id=image["image_id"],
         file_name=str(image.get("file_name", "")),
@@ -230,5 +326,7 @@ def evaluate_image(
         semantic_counts_from_instances=(
             label_counts(from_instances) if from_instances is not None else None
         ),
+        panoptic=pq,
+        accounting=accounting_record,
     )
-    return ImageResult(record, conf, from_instances, keep)
+    return ImageResult(record, conf, from_instances, keep, accounting_confusion, pan_gt, pan_pred)

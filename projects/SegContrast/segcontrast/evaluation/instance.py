@@ -28,7 +28,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..data.masks import MaskCrops, pairwise_intersections
 
-__all__ = ["InstanceMatch", "hungarian_match", "iou_matrix", "match_image"]
+__all__ = ["InstanceMatch", "class_match", "hungarian_match", "iou_matrix", "match_image"]
 
 
 def iou_matrix(
@@ -77,6 +77,44 @@ def hungarian_match(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
     return rows_in[r[keep]].astype(np.int64), cols_in[c[keep]].astype(np.int64)
 
 
+def class_match(iou: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarray,
+                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, :func:`hungarian_match` of predictions to ground truth of their class.
+
+    Classes whose candidate pairs are already one to one take them as they are (what the
+    Hungarian algorithm would return).
+
+    Args:
+        iou: (N, G) IoUs.
+        pred_classes: (N,) classes.
+        gt_classes: (G,) classes.
+        threshold: smallest IoU of a match.
+
+    Returns:
+        (rows, cols) of the matched pairs, int64, ordered by column.
+    """
+    candidate = (iou >= threshold) & (pred_classes[:, None] == gt_classes[None, :])
+    if not candidate.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows, cols = (x.astype(np.int64) for x in np.nonzero(candidate))
+    if (candidate.sum(0) > 1).any() or (candidate.sum(1) > 1).any():
+        conflict = np.unique(np.concatenate([
+            gt_classes[candidate.sum(0) > 1], pred_classes[candidate.sum(1) > 1]]))
+        in_conflict = np.zeros(int(max(pred_classes.max(), gt_classes.max())) + 1, bool)
+        in_conflict[conflict] = True
+        simple = ~in_conflict[pred_classes[rows]]
+        rows_all, cols_all = [rows[simple]], [cols[simple]]
+        for cls in conflict:
+            pi = np.flatnonzero(pred_classes == cls)
+            gi = np.flatnonzero(gt_classes == cls)
+            r, c = hungarian_match(iou[pi[:, None], gi], threshold)
+            rows_all.append(pi[r])
+            cols_all.append(gi[c])
+        rows, cols = np.concatenate(rows_all), np.concatenate(cols_all)
+    order = np.argsort(cols, kind="stable")
+    return rows[order], cols[order]
+
+
 @dataclass
 class InstanceMatch:
     """Matching result of one image (non-crowd ground truth only).
@@ -89,6 +127,7 @@ class InstanceMatch:
         pred_matched: (N,) bool.
         pred_ignored: (N,) bool, unmatched and mostly inside a crowd region of its class.
         merged, split, duplicates, class_confusions: the contrast counts (module docstring).
+        pred_duplicate: (N,) bool, the predictions counted in ``duplicates``.
     """
 
     pred_index: np.ndarray
@@ -101,6 +140,7 @@ class InstanceMatch:
     split: int
     duplicates: int
     class_confusions: int
+    pred_duplicate: np.ndarray | None = None
 
     @property
     def missed(self) -> int:
@@ -195,4 +235,5 @@ def match_image(
         split=split,
         duplicates=int(np.count_nonzero(duplicate)),
         class_confusions=int(np.count_nonzero(confused)),
+        pred_duplicate=duplicate,
     )

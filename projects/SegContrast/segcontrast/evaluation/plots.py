@@ -22,7 +22,7 @@ from ..data.masks import MaskCrops  # noqa: E402
 from ..utils import atomic_write  # noqa: E402
 from .boundary import mask_boundary  # noqa: E402
 
-__all__ = ["draw_instances", "plot_class_iou", "plot_confusion", "plot_overlay"]
+__all__ = ["draw_instances", "plot_accounting", "plot_class_iou", "plot_confusion", "plot_overlay"]
 
 
 def _save(fig: plt.Figure, path: str) -> None:
@@ -197,3 +197,31 @@ def overlay_name(rank: int, image_id: object) -> str:
     """File name of the rank-th worst image's overlay."""
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(image_id))[:60]
     return os.path.join("worst_images", f"{rank:02d}_{safe}.png")
+
+
+def plot_accounting(path: str, rows: Sequence[dict]) -> None:
+    """Horizontal bars: what fixing each error type gains in each headline metric.
+
+    Args:
+        path: PNG file.
+        rows: the accounting's rows (``details["accounting"]["rows"]``): ``error``, ``count``
+            and ``delta_<metric>`` per headline metric; the ``all`` row is left out.
+    """
+    metrics = [("delta_semantic_mIoU", "semantic mIoU"), ("delta_instance_mIoU", "instance mIoU"),
+               ("delta_PQ", "PQ"), ("delta_AP", "mask AP")]
+    metrics = [m for m in metrics if rows and m[0] in rows[0]]
+    shown = [r for r in rows if r["error"] != "all"]
+    y = np.arange(len(shown))
+    height = 0.8 / max(len(metrics), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(shown) + 1.5))
+    for i, (key, label) in enumerate(metrics):
+        values = np.nan_to_num(np.array([r[key] for r in shown], float), nan=0.0)
+        ax.barh(y - 0.4 + height * (i + 0.5), values, height, label=label)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['error'].replace('_', ' ')} ({r['count']})" for r in shown])
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("gain if only this error is fixed (percent points)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Gap accounting: each error type fixed alone")
+    _save(fig, path)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..data.masks import MaskCrops
 from .coco_ap import ApImage
+
+if TYPE_CHECKING:
+    from .accounting_image import ImageAccounting
 
 __all__ = ["EvalState", "ImageRecord", "WorstImage", "image_sort_key"]
 
@@ -60,6 +63,10 @@ class ImageRecord:
             semantic view (:func:`~.semantic.label_counts`), for resampling images.
         semantic_counts_from_instances: the same for the painted instances when the model also
             gave semantic labels, else None.
+        panoptic: (K + 1, 4) PQ statistics (TP, FP, FN, matched-IoU sum per category,
+            background first), None when PQ is off or for a semantic model.
+        accounting: the gap accounting's fixed variants, None when it is off.
+        panoptic_segments: the segments' JSON entries when the panoptic files are written.
     """
 
     image_id: Any
@@ -80,6 +87,9 @@ class ImageRecord:
     ap: ApImage
     semantic_counts: np.ndarray | None = None
     semantic_counts_from_instances: np.ndarray | None = None
+    panoptic: np.ndarray | None = None
+    accounting: ImageAccounting | None = None
+    panoptic_segments: dict | None = None
 
     @property
     def worst_image_score(self) -> float | None:
@@ -164,6 +174,8 @@ class EvalState:
         images: one record per processed image.
         worst: at most ``max_worst`` worst images with their predicted masks.
         max_worst: capacity of ``worst``.
+        accounting_confusion: (V, K + 1, K + 1) int64 per accounting variant the summed
+            change of the painted instances' confusion matrix; None until an image adds one.
     """
 
     num_labels: int
@@ -172,6 +184,7 @@ class EvalState:
     confusion_from_instances: np.ndarray | None = None
     images: list[ImageRecord] = field(default_factory=list)
     worst: list[WorstImage] = field(default_factory=list)
+    accounting_confusion: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.confusion is None:
@@ -192,6 +205,15 @@ class EvalState:
             if self.confusion_from_instances is None:
                 self.confusion_from_instances = np.zeros_like(self.confusion)
             self.confusion_from_instances += from_instances
+
+    def add_accounting_confusion(self, deltas: dict[int, np.ndarray], num_variants: int) -> None:
+        """Add one image's confusion-matrix changes per accounting variant."""
+        if self.accounting_confusion is None:
+            self.accounting_confusion = np.zeros(
+                (num_variants, self.num_labels, self.num_labels), np.int64
+            )
+        for variant, delta in deltas.items():
+            self.accounting_confusion[variant] += delta
 
     @property
     def has_instances(self) -> bool:
@@ -242,6 +264,9 @@ class EvalState:
                           if s.confusion_from_instances is not None]
         if from_instances:
             merged.confusion_from_instances = np.sum(from_instances, axis=0).astype(np.int64)
+        deltas = [s.accounting_confusion for s in states if s.accounting_confusion is not None]
+        if deltas:
+            merged.accounting_confusion = np.sum(deltas, axis=0).astype(np.int64)
         for entry in sorted((w for s in states for w in s.worst), key=WorstImage.key):
             if not any(
                 image_sort_key(w.image_id) == image_sort_key(entry.image_id) for w in merged.worst

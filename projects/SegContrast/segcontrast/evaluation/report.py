@@ -148,15 +148,71 @@ def _headline_table(summary: Summary) -> str:
         cells += [("inst mIoU", "instance", "mIoU"), ("inst matched", "instance", "matched_mIoU"),
                   ("F1", "instance", "F1"), ("boundary IoU", "instance", "boundary_IoU"),
                   ("AP", "segm", "AP"), ("AP50", "segm", "AP50"), ("AP75", "segm", "AP75")]
+    if "panoptic" in res:
+        cells += [("PQ", "panoptic", "PQ"), ("SQ", "panoptic", "SQ"), ("RQ", "panoptic", "RQ")]
     return _table([[_fmt(res[g].get(k, math.nan)) for _, g, k in cells]],
                   [label for label, _, _ in cells])
+
+
+_ACCOUNTING_MEANINGS = {
+    "merged": "one prediction on >= 2 objects: split into its parts on each",
+    "split": "one object in >= 2 predictions: pieces joined",
+    "duplicate": "extra prediction on a found object: removed",
+    "class_confusion": "object found with the wrong class: relabelled",
+    "localisation": "prediction beside its object (IoU 0.1 to threshold): moved onto it",
+    "mask_quality": "matched, IoU < 1: mask made exact",
+    "missed": "object nothing explains: added",
+    "background": "prediction on no object: removed",
+    "in_crowd": "prediction ignored in a crowd region: removed",
+    "low_score": "prediction below the score threshold (AP only): removed",
+    "all": "every fix together",
+}
+
+
+def _panoptic_table(summary: Summary) -> str:
+    """PQ, SQ, RQ and the segment counts: things, with background, and per category."""
+    res = summary.results["panoptic"]
+    rows = []
+    for entry in summary.details["panoptic_per_class"][1:]:
+        rows.append([entry["category"], _fmt(entry["PQ"]), _fmt(entry["SQ"]), _fmt(entry["RQ"]),
+                     entry["TP"], entry["FP"], entry["FN"]])
+    rows.append(["(things)", _fmt(res["PQ"]), _fmt(res["SQ"]), _fmt(res["RQ"]),
+                 int(res["TP"]), int(res["FP"]), int(res["FN"])])
+    bg = summary.details["panoptic_per_class"][0]
+    rows.append(["background", _fmt(bg["PQ"]), _fmt(bg["SQ"]), _fmt(bg["RQ"]), bg["TP"],
+                 bg["FP"], bg["FN"]])
+    rows.append(["(all, with background)", _fmt(res["PQ_all"]), _fmt(res["SQ_all"]),
+                 _fmt(res["RQ_all"]), "", "", ""])
+    return _table(rows, ["category", "PQ", "SQ", "RQ", "TP", "FP", "FN"])
+
+
+def _accounting_table(summary: Summary) -> str:
+    """Per error type: count and the gain of each headline metric if only it were fixed."""
+    acc = summary.results["accounting"]
+    metrics = [k for k in ("semantic_mIoU", "instance_mIoU", "PQ", "AP") if k in acc]
+    labels = {"semantic_mIoU": "d sem mIoU", "instance_mIoU": "d inst mIoU", "PQ": "d PQ",
+              "AP": "d AP"}
+    rows = []
+    for row in summary.details["accounting"]["rows"]:
+        rows.append([row["error"], row["count"],
+                     *(_signed(row[f"delta_{k}"]) for k in metrics),
+                     _ACCOUNTING_MEANINGS.get(row["error"], "")])
+    rows.append(["(original)", "", *(_fmt(acc[k]) for k in metrics), ""])
+    return tabulate(rows, headers=["error", "count", *(labels[k] for k in metrics), "fix"],
+                    tablefmt="pipe", disable_numparse=True,
+                    colalign=("left", "right", *("right",) * len(metrics), "left"))
+
+
+def _signed(value: float) -> str:
+    return "" if math.isnan(value) else f"{value + 0.0:+.2f}"
 
 
 def format_report(summary: Summary, dataset_name: str) -> str:
     """The log report.
 
-    Headline metrics, a per-class semantic vs instance table, the contrast counts with their
-    meaning, the absent-class rules that applied, and the explanation sentence.
+    The accounting's sentence (when on), headline metrics, a per-class semantic vs instance
+    table, the PQ table, the accounting table, the contrast counts with their meaning, the
+    absent-class rules that applied, and the explanation sentence.
     """
     res = summary.results
     rules = []
@@ -166,12 +222,22 @@ def format_report(summary: Summary, dataset_name: str) -> str:
     lines = [
         f"SegContrast evaluation of {dataset_name} ({summary.details['num_images']} images), "
         "percent except counts:",
+    ]
+    if "accounting" in res:
+        lines += [summary.details["accounting"]["sentence"], ""]
+    lines += [
         _headline_table(summary),
         "",
         "Per class, semantic vs instance:" if "instance" in res else "Per class:",
         _per_class_table(summary),
         "",
     ]
+    if "panoptic" in res:
+        lines += ["Panoptic quality (things; background as one stuff segment per image):",
+                  _panoptic_table(summary), ""]
+    if "accounting" in res:
+        lines += ["Gap accounting: what each metric gains if only that error is fixed "
+                  "(exact recomputation; percent points):", _accounting_table(summary), ""]
     if "contrast" in res:
         contrast = _table(
             [[key, int(res["contrast"][key]), meaning] for key, meaning in _CONTRAST_MEANINGS],

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .coco_ap import coco_segm_ap
-from .explanation import explain
+from .accounting_summary import accounting_results, panoptic_matrix
+from .coco_ap import MatchedDetections, accumulate, ground_truth_counts, match_detections
+from .explanation import explain, explain_accounting
+from .panoptic import FN, FP, TP, panoptic_scores
 from .records import EvalState, ImageRecord
 from .semantic import SemanticScores, semantic_scores
 
@@ -26,6 +28,7 @@ __all__ = [
     "Summary",
     "contrast_group",
     "instance_group",
+    "panoptic_group",
     "segm_group",
     "semantic_group",
     "summarize",
@@ -163,13 +166,50 @@ def instance_group(arrays: _InstanceArrays, counts: dict[str, int], names: Seque
     return group, absent, only_predicted
 
 
-def segm_group(images: Sequence[ImageRecord], names: Sequence[str]) -> OrderedDict:
-    """The "segm" results: COCO mask AP, as pycocotools' COCOeval computes it."""
-    ap = coco_segm_ap([r.ap for r in images], len(names))
+def segm_group(images: Sequence[ImageRecord], names: Sequence[str],
+               matched: MatchedDetections | None = None) -> OrderedDict:
+    """The "segm" results: COCO mask AP, as pycocotools' COCOeval computes it.
+
+    Args:
+        images: the records, in image-id order.
+        names: K class names.
+        matched: their detections already matched (:func:`.coco_ap.match_detections`).
+    """
+    records = [r.ap for r in images]
+    if matched is None:
+        matched = match_detections(records, len(names))
+    ap = accumulate(matched, ground_truth_counts(records, len(names)), len(names))
     group: OrderedDict[str, float] = OrderedDict(ap.stats())
     for k, ap_k in enumerate(ap.per_class()):
         group[f"AP-{names[k]}"] = float(ap_k)
     return group
+
+
+def panoptic_group(stats: np.ndarray, names: Sequence[str]) -> tuple[OrderedDict, list[dict]]:
+    """The "panoptic" results: PQ, SQ, RQ over the thing classes, with background, per class.
+
+    Args:
+        stats: (K + 1, 4) summed TP, FP, FN and matched-IoU sums, background first.
+        names: K thing class names.
+
+    Returns:
+        The group (percent; counts as numbers) and one row per category for the details.
+    """
+    scores = panoptic_scores(stats)
+    group: OrderedDict[str, float] = OrderedDict()
+    for key, value in zip(("PQ", "SQ", "RQ"), scores.things, strict=True):
+        group[key] = _pct(value)
+    for key, value in zip(("PQ_all", "SQ_all", "RQ_all"), scores.all, strict=True):
+        group[key] = _pct(value)
+    for key, column in (("TP", TP), ("FP", FP), ("FN", FN)):
+        group[key] = float(stats[1:, column].sum())
+    rows = []
+    for c, name in enumerate(["background", *names]):
+        group[f"PQ-{name}"] = _pct(scores.pq[c])
+        rows.append({"category": name, "PQ": _pct(scores.pq[c]), "SQ": _pct(scores.sq[c]),
+                     "RQ": _pct(scores.rq[c]), "TP": int(stats[c, TP]), "FP": int(stats[c, FP]),
+                     "FN": int(stats[c, FN])})
+    return group, rows
 
 
 def contrast_group(counts: dict[str, int], num_images: int, sem: SemanticScores,
@@ -235,6 +275,7 @@ def summarize(
             np.array([r.semantic_miou_from_instances for r in images]), names,
         )
     arrays = _InstanceArrays.gather(images)
+    matched = None
     inst_absent: list[int] = []
     inst_only_pred: list[int] = []
     if state.has_instances:
@@ -242,10 +283,21 @@ def summarize(
             arrays, counts, names, boundary_iou=boundary_iou
         )
         results["instance"] = instance
-        results["segm"] = segm_group(images, names)
+        matched = match_detections([r.ap for r in images], len(names))
+        results["segm"] = segm_group(images, names, matched)
         results["contrast"] = contrast_group(
             counts, len(images), sem, inst_absent, inst_only_pred
         )
+    extra: dict[str, Any] = {}
+    with_pq = any(r.panoptic is not None for r in images)
+    if with_pq:
+        pq_stats = panoptic_matrix(images, len(names) + 1).sum(axis=0)
+        results["panoptic"], extra["panoptic_per_class"] = panoptic_group(pq_stats, names)
+    if any(r.accounting is not None for r in images):
+        results["accounting"], extra["accounting"] = accounting_results(
+            state, names, with_pq=with_pq, matched=matched
+        )
+        extra["accounting"]["sentence"] = explain_accounting(results)
     matched = arrays.gt_iou > 0
     per_class = []
     for k, name in enumerate(names):
@@ -275,5 +327,6 @@ def summarize(
         "counts": counts,
         "num_images": len(images),
         "explanation": explain(results),
+        **extra,
     }
     return Summary(results=results, details=details, class_names=names)

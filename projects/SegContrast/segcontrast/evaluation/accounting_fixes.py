@@ -1,0 +1,335 @@
+"""The gap accounting, part 2: the oracle's fixes, as new prediction lists.
+
+One row's fix changes only that row's predictions (:func:`fix_one`); the others keep their
+masks, classes, scores and order. "All fixes together" (:func:`fix_all`) leaves one exact copy
+of every object. Rules and tie-breaks: :mod:`.accounting` and docs/EVALUATION.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..data.masks import MaskCrops, pairwise_intersections
+from .accounting import (
+    BACKGROUND,
+    CONFUSION,
+    DUPLICATE,
+    IN_CROWD,
+    LOCALISATION,
+    LOW_SCORE,
+    MASK_QUALITY,
+    MERGED,
+    MISSED,
+    SPLIT,
+    ErrorAssignment,
+)
+from .instance import iou_matrix
+from .panoptic import rank_order
+
+__all__ = ["ADDED_SCORE", "ListIou", "PredList", "fix_all", "fix_one"]
+
+# an object the oracle adds is a sure detection
+ADDED_SCORE = 1.0
+
+
+@dataclass
+class PredList:
+    """Predictions of one image as an ordered list (the order breaks score ties).
+
+    Attributes:
+        masks: the masks.
+        classes: (M,) classes.
+        scores: (M,) scores.
+        ap_areas: (M,) areas for COCO's area ranges.
+        source: (M,) index of the original prediction an entry is identical to, -1 for a
+            new or changed one.
+        mask_source: (M,) index of the original prediction whose mask an entry has, -1.
+        gt_copy: (M,) index of the non-crowd object whose mask an entry has, -1.
+        touched_classes: classes whose predictions a fix changed (before or after).
+        touched_boxes: (B, 4) boxes of the masks a fix removed or added.
+    """
+
+    masks: MaskCrops
+    classes: np.ndarray
+    scores: np.ndarray
+    ap_areas: np.ndarray
+    source: np.ndarray
+    mask_source: np.ndarray
+    gt_copy: np.ndarray
+    touched_classes: set[int] = field(default_factory=set)
+    touched_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+
+    @classmethod
+    def original(cls, masks: MaskCrops, classes: np.ndarray, scores: np.ndarray,
+                 ap_areas: np.ndarray) -> PredList:
+        """The model's predictions, unchanged."""
+        n = len(masks)
+        return cls(masks, np.asarray(classes, np.int64), np.asarray(scores, np.float64),
+                   np.asarray(ap_areas, np.float64), np.arange(n), np.arange(n),
+                   np.full(n, -1, np.int64))
+
+
+class ListIou:
+    """IoUs of prediction lists with an image's annotations (pycocotools' rule).
+
+    Rows of entries with an original prediction's mask or an object's mask are reused, not
+    recomputed.
+
+    Args:
+        iou: (N, A) the original predictions' IoUs with all annotations.
+        gt: all annotation masks.
+        crowd: (A,) crowd flags.
+        regular: (G,) the non-crowd annotations.
+    """
+
+    def __init__(self, iou: np.ndarray, gt: MaskCrops, crowd: np.ndarray,
+                 regular: np.ndarray) -> None:
+        self.iou, self.gt, self.crowd, self.regular = iou, gt, crowd, regular
+        self._gt_rows: np.ndarray | None = None
+
+    def _rows(self, masks: MaskCrops) -> np.ndarray:
+        inter = pairwise_intersections(masks, self.gt)
+        return iou_matrix(inter, masks.areas, self.gt.areas, self.crowd)
+
+    def __call__(self, pred: PredList) -> np.ndarray:
+        """(M, A) IoUs of the list's entries."""
+        out = np.zeros((len(pred.masks), len(self.crowd)), np.float64)
+        own = pred.mask_source >= 0
+        out[own] = self.iou[pred.mask_source[own]]
+        copy = pred.gt_copy >= 0
+        if copy.any():
+            if self._gt_rows is None:
+                self._gt_rows = self._rows(self.gt.subset(self.regular))
+            out[copy] = self._gt_rows[pred.gt_copy[copy]]
+        other = np.flatnonzero(~own & ~copy)
+        if other.size:
+            out[other] = self._rows(pred.masks.subset(other))
+        return out
+
+
+@dataclass
+class _New:
+    box: np.ndarray
+    crop: np.ndarray
+    area: int
+    cls: int
+    score: float
+    mask_source: int = -1
+    gt_copy: int = -1
+
+
+def _tight(crop: np.ndarray, x0: int, y0: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.flatnonzero(crop.any(axis=1))
+    if rows.size == 0:
+        return np.zeros(4, np.int64), np.zeros((0, 0), bool)
+    cols = np.flatnonzero(crop.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box = np.array([x0 + c0, y0 + r0, x0 + c1, y0 + r1], np.int64)
+    return box, np.ascontiguousarray(crop[r0:r1, c0:c1])
+
+
+def _intersection(a: MaskCrops, i: int, b: MaskCrops, j: int) -> tuple[np.ndarray, np.ndarray]:
+    ba, bb = a.boxes[i], b.boxes[j]
+    x0, y0 = max(ba[0], bb[0]), max(ba[1], bb[1])
+    x1, y1 = min(ba[2], bb[2]), min(ba[3], bb[3])
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros(4, np.int64), np.zeros((0, 0), bool)
+    ca = a.crops[i][y0 - ba[1] : y1 - ba[1], x0 - ba[0] : x1 - ba[0]]
+    cb = b.crops[j][y0 - bb[1] : y1 - bb[1], x0 - bb[0] : x1 - bb[0]]
+    return _tight(ca & cb, int(x0), int(y0))
+
+
+def _union(masks: MaskCrops, index: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    boxes = masks.boxes[list(index)]
+    boxes = boxes[masks.areas[list(index)] > 0]
+    if len(boxes) == 0:
+        return np.zeros(4, np.int64), np.zeros((0, 0), bool)
+    x0, y0 = boxes[:, 0].min(), boxes[:, 1].min()
+    x1, y1 = boxes[:, 2].max(), boxes[:, 3].max()
+    canvas = np.zeros((y1 - y0, x1 - x0), bool)
+    for i in index:
+        if masks.areas[i]:
+            bx = masks.boxes[i]
+            canvas[bx[1] - y0 : bx[3] - y0, bx[0] - x0 : bx[2] - x0] |= masks.crops[i]
+    return _tight(canvas, int(x0), int(y0))
+
+
+def _new(box: np.ndarray, crop: np.ndarray, cls: int, score: float) -> _New:
+    return _New(box, crop, int(np.count_nonzero(crop)), int(cls), float(score))
+
+
+def _copy_of(gt: MaskCrops, j: int, cls: int, score: float) -> _New:
+    return _New(gt.boxes[j], gt.crops[j], int(gt.areas[j]), int(cls), float(score), gt_copy=j)
+
+
+@dataclass
+class _Ops:
+    """Changes to a prediction list: removals, replacements (in place) and additions."""
+
+    remove: set[int] = field(default_factory=set)
+    replace: dict[int, list[_New]] = field(default_factory=dict)
+    add: list[_New] = field(default_factory=list)
+
+    def update(self, other: _Ops) -> None:
+        self.remove |= other.remove
+        self.replace.update(other.replace)
+        self.add += other.add
+
+
+def _apply(base: PredList, ops: _Ops) -> PredList:
+    """The list with the changes made: replacements in place, additions at the end."""
+    n = len(base.masks)
+    gone = np.zeros(n, bool)
+    gone[list(ops.remove | set(ops.replace))] = True
+    stay = np.flatnonzero(~gone)
+    news = [new for i in sorted(ops.replace) for new in ops.replace[i]] + ops.add
+    # sort keys: an entry at 2 i, its replacements at 2 i + 1 (in order), additions last
+    keys = np.concatenate([
+        2 * stay,
+        np.array([2 * i + 1 for i in sorted(ops.replace) for _ in ops.replace[i]]
+                 + [2 * n + 1] * len(ops.add), np.int64),
+    ]).astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    k = len(news)
+
+    def merged(own: np.ndarray, fresh: list) -> np.ndarray:
+        return np.concatenate([own[stay], np.asarray(fresh, own.dtype).reshape(
+            (k, *own.shape[1:]))])[order]
+
+    boxes = merged(base.masks.boxes, [new.box for new in news])
+    areas = merged(base.masks.areas, [new.area for new in news])
+    classes = merged(base.classes, [new.cls for new in news])
+    scores = merged(base.scores, [new.score for new in news])
+    ap_areas = merged(base.ap_areas, [float(new.area) for new in news])
+    source = merged(base.source, [-1] * k)
+    mask_source = merged(base.mask_source, [new.mask_source for new in news])
+    gt_copy = merged(base.gt_copy, [new.gt_copy for new in news])
+    all_crops = [base.masks.crops[i] for i in stay.tolist()] + [new.crop for new in news]
+    crops = [all_crops[i] for i in order.tolist()]
+    touched_classes = set(base.touched_classes)
+    touched_classes.update(base.classes[gone].tolist())
+    touched_classes.update(new.cls for new in news)
+    touched_boxes = np.concatenate([base.touched_boxes, base.masks.boxes[gone],
+                                    boxes[len(stay):][:0] if not k else
+                                    np.array([new.box for new in news], np.int64)])
+    masks = MaskCrops(boxes, crops, areas, base.masks.height, base.masks.width)
+    return PredList(masks, classes, scores, ap_areas, source, mask_source, gt_copy,
+                    touched_classes, touched_boxes.astype(np.int64))
+
+
+def _ops(row: int, errors: ErrorAssignment, pred: PredList, keep: np.ndarray,
+         gt: MaskCrops, gt_classes: np.ndarray) -> _Ops:
+    """The fix of one row, on the original list (``keep`` maps kept to list indices)."""
+    ops = _Ops()
+    kind = errors.pred_type
+    if row == MERGED:
+        for k in np.flatnonzero(kind == MERGED):
+            i = int(keep[k])
+            pieces = []
+            for j in errors.merged_objects[k]:
+                box, crop = _intersection(pred.masks, i, gt, int(j))
+                pieces.append(_new(box, crop, pred.classes[i], pred.scores[i]))
+            ops.replace[i] = pieces
+    elif row == SPLIT:
+        for pieces in errors.split_pieces:
+            members = keep[pieces]
+            first = int(members[rank_order(pred.scores[members])[0]])
+            box, crop = _union(pred.masks, members)
+            ops.replace[first] = [_new(box, crop, pred.classes[first], pred.scores[first])]
+            ops.remove |= {int(i) for i in members if i != first}
+    elif row in (DUPLICATE, BACKGROUND, IN_CROWD):
+        ops.remove |= {int(keep[k]) for k in np.flatnonzero(kind == row)}
+    elif row in (CONFUSION, LOCALISATION, MASK_QUALITY):
+        for k in np.flatnonzero(kind == row):
+            i, j = int(keep[k]), int(errors.pred_target[k])
+            if errors.pred_fix_removes[k]:
+                ops.remove.add(i)
+            elif row == CONFUSION:
+                m = pred.masks
+                ops.replace[i] = [_New(m.boxes[i], m.crops[i], int(m.areas[i]),
+                                       int(gt_classes[j]), float(pred.scores[i]),
+                                       int(pred.mask_source[i]), int(pred.gt_copy[i]))]
+            else:
+                ops.replace[i] = [_copy_of(gt, j, pred.classes[i], pred.scores[i])]
+    elif row == MISSED:
+        ops.add = [_copy_of(gt, int(j), gt_classes[j], ADDED_SCORE)
+                   for j in np.flatnonzero(errors.gt_missed) if gt.areas[j] > 0]
+    elif row == LOW_SCORE:
+        low = np.ones(len(pred.masks), bool)
+        low[keep] = False
+        ops.remove |= {int(i) for i in np.flatnonzero(low)}
+    return ops
+
+
+def fix_one(row: int, errors: ErrorAssignment, pred: PredList, keep: np.ndarray,
+            gt: MaskCrops, gt_classes: np.ndarray) -> PredList:
+    """The predictions with only the errors of ``row`` fixed.
+
+    Args:
+        row: index into ``ERROR_TYPES``.
+        errors: the image's assignment.
+        pred: the original predictions (all of them, below the score threshold too).
+        keep: (N,) list indices of the kept predictions (the assignment's order).
+        gt: the non-crowd objects' masks.
+        gt_classes: their classes.
+
+    Returns:
+        The fixed list.
+    """
+    return _apply(pred, _ops(row, errors, pred, keep, gt, gt_classes))
+
+
+def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskCrops,
+            gt_classes: np.ndarray) -> PredList:
+    """Every error fixed: one exact copy of each object with pixels, and nothing else.
+
+    The copy of an object takes the place (list position and score) of the prediction whose
+    fix produces it: its match; else, for an unmatched object, the highest-ranked of the
+    merged predictions covering it, its split's union, and the confusion or localisation
+    fixed onto it; else it is added with score 1 (a miss). Every other prediction is removed
+    (duplicates, background, in crowd, below the score threshold, and fixed predictions left
+    without an object). Each fix is made complete: a merged prediction's parts, for example,
+    are exact copies here, as mask quality would make them.
+
+    Args:
+        errors: the image's assignment.
+        pred: the original predictions (all of them).
+        keep: (N,) list indices of the kept predictions.
+        gt: the non-crowd objects' masks.
+        gt_classes: their classes.
+
+    Returns:
+        The fixed list.
+    """
+    g = len(gt)
+    rank = np.empty(len(keep), np.int64)
+    rank[rank_order(pred.scores[keep])] = np.arange(len(keep))
+    owner = np.full(g, -1, np.int64)  # kept index whose place each object's copy takes
+    matched = errors.pred_match >= 0
+    owner[errors.pred_match[matched]] = np.flatnonzero(matched)
+    candidates: list[tuple[int, int]] = []  # (object, kept index)
+    for k in np.flatnonzero(errors.pred_type == MERGED):
+        candidates += [(int(j), int(k)) for j in errors.merged_objects[k]]
+    for j, pieces in zip(errors.split_objects.tolist(), errors.split_pieces, strict=True):
+        candidates.append((j, int(pieces[np.argmin(rank[pieces])])))
+    fixed_onto = np.isin(errors.pred_type, (CONFUSION, LOCALISATION)) & ~errors.pred_fix_removes
+    candidates += [(int(errors.pred_target[k]), int(k)) for k in np.flatnonzero(fixed_onto)]
+    for j, k in sorted(candidates, key=lambda c: rank[c[1]]):
+        if owner[j] < 0:
+            owner[j] = k
+    ops = _Ops()
+    ops.remove = set(range(len(pred.masks)))
+    for j in range(g):
+        if gt.areas[j] == 0:
+            continue
+        k = int(owner[j])
+        if k < 0:
+            ops.add.append(_copy_of(gt, j, gt_classes[j], ADDED_SCORE))
+            continue
+        i = int(keep[k])
+        ops.remove.discard(i)
+        ops.replace.setdefault(i, []).append(_copy_of(gt, j, gt_classes[j], pred.scores[i]))
+    return _apply(pred, ops)

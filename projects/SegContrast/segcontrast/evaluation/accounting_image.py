@@ -1,0 +1,372 @@
+"""The gap accounting, part 3: what each fixed variant of one image adds to the statistics.
+
+A variant is only computed for an image where its error occurs (elsewhere it is the image's
+own predictions, so its statistics are the image's own). What is kept is just what the four
+headline metrics need, never masks:
+
+* semantic mIoU: the change of the painted instances' confusion matrix, summed over images
+  (only pixels inside the boxes the fix touched can change, so only those are repainted);
+* instance mIoU: the fixed per-object IoUs (when they differ);
+* PQ: the image's fixed per-category statistics (the categories that differ);
+* mask AP: the fixed detections of the classes the fix touched (ground truth is unchanged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.masks import GroundTruth, MaskCrops
+from .accounting import ALL, ErrorAssignment
+from .accounting_fixes import ListIou, PredList, fix_all, fix_one
+from .coco_ap import MAX_DETS
+from .instance import class_match
+from .panoptic import GtPanoptic, PredPanoptic, panoptic_stats, pred_segments
+from .semantic import IGNORE_LABEL
+
+__all__ = ["ImageAccounting", "ImageContext", "VariantStats", "account_image", "variant_stats"]
+
+
+@dataclass
+class ImageContext:
+    """What the accounting needs from the rest of one image's evaluation.
+
+    Attributes:
+        gt: the annotations (crowd regions included).
+        regular: (G,) indices of the non-crowd annotations.
+        gt_labels: (H, W) uint8 semantic ground truth.
+        painted: (H, W) uint8 the kept predictions painted (the semantic view scored here).
+        iou: (N, A) IoUs of all predictions with all annotations (pycocotools' rule).
+        gt_iou: (G,) the image's per-object IoUs.
+        pan_gt: ground-truth segments, None without PQ.
+        pan_pred: the kept predictions' segments, None without PQ.
+        pq: (K + 1, 4) the image's PQ statistics, None without PQ.
+        num_classes: K.
+        score_threshold: predictions below it are only scored by AP.
+        iou_threshold: smallest IoU of a match.
+        overlap_threshold: panoptic drop rule.
+        confusion: (K + 1, K + 1) the painted predictions' confusion matrix of this image.
+    """
+
+    gt: GroundTruth
+    regular: np.ndarray
+    gt_labels: np.ndarray
+    painted: np.ndarray
+    iou: np.ndarray
+    gt_iou: np.ndarray
+    pan_gt: GtPanoptic | None
+    pan_pred: PredPanoptic | None
+    pq: np.ndarray | None
+    num_classes: int
+    score_threshold: float
+    iou_threshold: float
+    overlap_threshold: float
+    confusion: np.ndarray | None = None
+
+
+@dataclass
+class VariantStats:
+    """One fixed variant of one image.
+
+    Attributes:
+        confusion_delta: (K + 1, K + 1) int64 change of the painted confusion matrix.
+        gt_iou: (G,) fixed per-object IoUs.
+        pq: (K + 1, 4) fixed PQ statistics, or None.
+        ap_groups: (Q, 3) ``class, detections, ground truth`` of each class the fix touched.
+        ap_dets: (D, 2) those detections' scores and areas, per class in COCO's order
+            (decreasing score, stable, at most 100), as :meth:`ApImage.build` keeps them.
+        ap_ious: their (D_q, G_q) IoUs with the class's ground truth, flattened per class.
+    """
+
+    confusion_delta: np.ndarray
+    gt_iou: np.ndarray
+    pq: np.ndarray | None
+    ap_groups: np.ndarray
+    ap_dets: np.ndarray
+    ap_ious: np.ndarray
+
+
+def _ap_patch(fixed: PredList, iou: np.ndarray, gt_by_class: dict[int, np.ndarray],
+              touched: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The AP records of the touched classes, exactly as :meth:`ApImage.build` groups them."""
+    if not touched:
+        return np.zeros((0, 3), np.int64), np.zeros((0, 2)), np.zeros(0)
+    order = np.lexsort((-fixed.scores, fixed.classes))
+    sorted_classes = fixed.classes[order]
+    lo = np.searchsorted(sorted_classes, touched, side="left").tolist()
+    hi = np.searchsorted(sorted_classes, touched, side="right").tolist()
+    groups, dets, ious = [], [], []
+    empty = np.zeros(0, np.int64)
+    for c, a, b in zip(touched, lo, hi, strict=True):
+        d = order[a : min(b, a + MAX_DETS)]
+        g = gt_by_class.get(c, empty)
+        groups.append((c, len(d), len(g)))
+        dets.append(d)
+        if len(d) and len(g):
+            ious.append(iou[d[:, None], g].ravel())
+    d_all = np.concatenate(dets)
+    return (np.array(groups, np.int64),
+            np.stack([fixed.scores[d_all], fixed.ap_areas[d_all]], axis=1),
+            np.concatenate(ious) if ious else np.zeros(0))
+
+
+def _clusters(boxes: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Disjoint windows covering the boxes (overlapping boxes merged until none overlap)."""
+    boxes = [b for b in boxes.tolist() if b[2] > b[0] and b[3] > b[1]]
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        out: list[list[int]] = []
+        for b in boxes:
+            for o in out:
+                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
+                    o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
+                    o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
+                    merged = True
+                    break
+            else:
+                out.append(list(b))
+        boxes = out
+    if len(boxes) > 1:
+        # one window instead of many when they fill most of their bounding box anyway
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        if 2 * sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) > (x1 - x0) * (y1 - y0):
+            return [(x0, y0, x1, y1)]
+    return [tuple(b) for b in boxes]
+
+
+class _PixelCodes:
+    """Per pixel ``gt * (K + 1) + label`` codes; an ignored pixel's code is >= (K + 1)^2.
+
+    uint8 arithmetic (wrapping, as :func:`.semantic.confusion_matrix`) when the codes fit.
+    """
+
+    def __init__(self, gt_labels: np.ndarray, painted: np.ndarray, num_labels: int) -> None:
+        self.num_labels = num_labels
+        small = num_labels * (num_labels + 1) <= 256
+        self.dtype = np.uint8 if small else np.int32
+        self.gt = gt_labels.astype(self.dtype) * self.dtype(num_labels)
+        self.original = self.gt + painted.astype(self.dtype)
+        self.bins = 256 if small else int(IGNORE_LABEL + 1) * num_labels
+
+
+def _confusion_delta(ctx: ImageContext, codes: _PixelCodes, kept: MaskCrops,
+                     classes: np.ndarray, scores: np.ndarray, touched: np.ndarray) -> np.ndarray:
+    """Change of the painted confusion matrix: repaint only windows around touched masks.
+
+    The painting is :func:`.semantic.paint_window`'s (ascending score, later wins on ties).
+    """
+    num_labels = codes.num_labels
+    windows = _clusters(touched)
+    if not windows:
+        return np.zeros((num_labels, num_labels), np.int64)
+    order = np.argsort(scores, kind="stable")
+    order = order[kept.areas[order] > 0]
+    b = kept.boxes[order]
+    w = np.array(windows, np.int64)
+    hits = ((b[None, :, 0] < w[:, None, 2]) & (b[None, :, 2] > w[:, None, 0])
+            & (b[None, :, 1] < w[:, None, 3]) & (b[None, :, 3] > w[:, None, 1]))
+    boxes = kept.boxes.tolist()
+    values = (classes + 1).astype(np.uint8)
+    fresh, stale = [], []
+    for (wx0, wy0, wx1, wy1), hit in zip(windows, hits, strict=True):
+        new = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
+        for i in order[hit].tolist():
+            x0, y0, x1, y1 = boxes[i]
+            cx0, cy0, cx1, cy1 = max(x0, wx0), max(y0, wy0), min(x1, wx1), min(y1, wy1)
+            np.copyto(new[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0], values[i],
+                      where=kept.crops[i][cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
+        differs = new != ctx.painted[wy0:wy1, wx0:wx1]
+        fresh.append(codes.gt[wy0:wy1, wx0:wx1][differs] + new[differs].astype(codes.dtype))
+        stale.append(codes.original[wy0:wy1, wx0:wx1][differs])
+    counts = np.bincount(np.concatenate(fresh), minlength=codes.bins)
+    counts -= np.bincount(np.concatenate(stale), minlength=codes.bins)
+    return counts[: num_labels * num_labels].reshape(num_labels, num_labels)
+
+
+def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
+                  iou: np.ndarray, codes: _PixelCodes | None = None,
+                  gt_by_class: dict[int, np.ndarray] | None = None,
+                  exact_copies: bool = False) -> VariantStats:
+    """Recompute what the headline metrics need for one fixed variant of the image.
+
+    Args:
+        ctx: the image's evaluation.
+        fixed: the fixed predictions (all of them).
+        keep: list indices of the image's own kept predictions.
+        iou: (M, A) the fixed predictions' IoUs with all annotations.
+        codes: the image's pixel codes (made here when not given).
+        gt_by_class: per class its annotations, in annotation order (made when not given).
+        exact_copies: the kept predictions are one exact copy of every non-crowd object with
+            pixels and nothing else ("all fixes together"). Then every pixel that is not ignored
+            is painted with its ground-truth label (an object pixel of one class by a copy of
+            that class, every other pixel by none), so the painted confusion matrix is the
+            diagonal of the image's ground-truth label counts, and every object with pixels is
+            matched with IoU 1: both follow without repainting or matching.
+
+    Returns:
+        The variant's statistics.
+    """
+    if codes is None:
+        codes = _PixelCodes(ctx.gt_labels, ctx.painted, ctx.num_classes + 1)
+    gt = ctx.gt
+    if gt_by_class is None:
+        gt_by_class = _by_class(gt.classes)
+    num_labels = ctx.num_classes + 1
+    touched = sorted(fixed.touched_classes)
+    ap = _ap_patch(fixed, iou, gt_by_class, touched)
+
+    kept = np.flatnonzero(fixed.scores >= ctx.score_threshold)
+    if len(kept) == len(keep) and np.array_equal(fixed.source[kept], keep):
+        # the kept predictions are the image's own: only AP can change
+        return VariantStats(np.zeros((num_labels, num_labels), np.int64), ctx.gt_iou,
+                            ctx.pq, *ap)
+    masks = fixed.masks.subset(kept)
+    classes, scores = fixed.classes[kept], fixed.scores[kept]
+    if exact_copies and ctx.confusion is not None and len(kept) == len(fixed.masks):
+        gt_iou = (gt.masks.areas[ctx.regular] > 0).astype(np.float64)
+        confusion = np.diag(ctx.confusion.sum(axis=1)) - ctx.confusion
+        return VariantStats(confusion, gt_iou, _panoptic(ctx, fixed, keep, kept, masks, scores,
+                                                         classes), *ap)
+    # matching is per class: only the touched classes can change
+    gt_classes = gt.classes[ctx.regular]
+    is_touched = np.zeros(ctx.num_classes, bool)
+    is_touched[touched] = True
+    gi = np.flatnonzero(is_touched[gt_classes])
+    pi = np.flatnonzero(is_touched[classes])
+    pair = iou[kept[pi][:, None], ctx.regular[gi]]
+    r, col = class_match(pair, classes[pi], gt_classes[gi], ctx.iou_threshold)
+    gt_iou = ctx.gt_iou.copy()
+    gt_iou[gi] = 0.0
+    gt_iou[gi[col]] = pair[r, col]
+    confusion = _confusion_delta(ctx, codes, masks, classes, scores, fixed.touched_boxes)
+    return VariantStats(confusion, gt_iou,
+                        _panoptic(ctx, fixed, keep, kept, masks, scores, classes), *ap)
+
+
+def _panoptic(ctx: ImageContext, fixed: PredList, keep: np.ndarray, kept: np.ndarray,
+              masks: MaskCrops, scores: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
+    """The variant's PQ statistics, updating the image's predicted segments."""
+    if ctx.pan_gt is None or ctx.pan_pred is None:
+        return None
+    local = np.full(len(ctx.iou), -1, np.int64)  # list index -> kept index
+    local[keep] = np.arange(len(keep))
+    src = fixed.source[kept]
+    source = np.full(len(src), -1, np.int64)
+    source[src >= 0] = local[src[src >= 0]]
+    segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold,
+                             reuse=(ctx.pan_pred, source, fixed.touched_boxes),
+                             gt_copy=fixed.gt_copy[kept])
+    if not segments.changed:
+        return ctx.pq
+    return panoptic_stats(classes + 1, segments, ctx.pan_gt, ctx.num_classes + 1)
+
+
+@dataclass
+class ImageAccounting:
+    """One image's accounting statistics, packed in a few arrays.
+
+    Attributes:
+        counts: (len(ERROR_TYPES),) int64 errors per row.
+        variants: (V,) int8 the variants computed for this image (its errors; ``ALL``).
+        iou_variants: (U,) int8 those whose per-object IoUs differ from the image's.
+        gt_iou: (U, G) their fixed per-object IoUs.
+        pq_rows: (R, 5) int32 ``variant, category, TP, FP, FN`` of the categories whose
+            statistics a variant changes; ``pq_iou`` (R,) float64 their IoU sums.
+        ap_groups: (Q, 4) int32 ``variant, class, detections, ground truth`` of every class a
+            variant touched.
+        ap_dets: (D, 2) float64 score and area of those detections.
+        ap_ious: their IoUs with the image's ground truth of their class, flattened.
+    """
+
+    counts: np.ndarray
+    variants: np.ndarray
+    iou_variants: np.ndarray
+    gt_iou: np.ndarray
+    pq_rows: np.ndarray
+    pq_iou: np.ndarray
+    ap_groups: np.ndarray
+    ap_dets: np.ndarray
+    ap_ious: np.ndarray
+
+    def ap_patch(self, variant: int) -> tuple[np.ndarray, ...] | None:
+        """``(classes, det_counts, scores, areas, ious)`` of a variant, None if not computed.
+
+        The arguments of :meth:`ApImage.replace_detections`.
+        """
+        rows = np.flatnonzero(self.ap_groups[:, 0] == variant)
+        if rows.size == 0:
+            return None
+        counts = self.ap_groups[:, 2].astype(np.int64)
+        d_start = np.concatenate(([0], np.cumsum(counts)))
+        i_start = np.concatenate(([0], np.cumsum(counts * self.ap_groups[:, 3])))
+        d0, d1 = d_start[rows[0]], d_start[rows[-1] + 1]
+        i0, i1 = i_start[rows[0]], i_start[rows[-1] + 1]
+        return (self.ap_groups[rows, 1], counts[rows], self.ap_dets[d0:d1, 0],
+                self.ap_dets[d0:d1, 1], self.ap_ious[i0:i1])
+
+
+def _by_class(classes: np.ndarray) -> dict[int, np.ndarray]:
+    return {int(c): np.flatnonzero(classes == c) for c in np.unique(classes)}
+
+
+def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList,
+                  keep: np.ndarray) -> tuple[ImageAccounting, dict[int, np.ndarray]]:
+    """Every variant of the image whose error occurs in it.
+
+    Args:
+        ctx: the image's evaluation.
+        errors: its error assignment.
+        original: all its predictions.
+        keep: list indices of the kept predictions.
+
+    Returns:
+        The packed statistics and, per variant, the confusion-matrix change.
+    """
+    gt_reg = ctx.gt.masks.subset(ctx.regular)
+    gt_classes = ctx.gt.classes[ctx.regular]
+    list_iou = ListIou(ctx.iou, ctx.gt.masks, ctx.gt.crowd, ctx.regular)
+    gt_by_class = _by_class(ctx.gt.classes)
+    rows = [int(r) for r in np.flatnonzero(errors.counts > 0)]
+    codes = None
+    if rows:
+        rows.append(ALL)
+        codes = _PixelCodes(ctx.gt_labels, ctx.painted, ctx.num_classes + 1)
+    iou_variants, gt_ious, pq_rows, groups, dets, ious = [], [], [], [], [], []
+    confusions: dict[int, np.ndarray] = {}
+    for row in rows:
+        if row == ALL:
+            fixed = fix_all(errors, original, keep, gt_reg, gt_classes)
+        else:
+            fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
+        iou = list_iou(fixed)
+        stats = variant_stats(ctx, fixed, keep, iou, codes, gt_by_class,
+                              exact_copies=row == ALL)
+        if stats.confusion_delta.any():
+            confusions[row] = stats.confusion_delta
+        if stats.gt_iou is not ctx.gt_iou and not np.array_equal(stats.gt_iou, ctx.gt_iou):
+            iou_variants.append(row)
+            gt_ious.append(stats.gt_iou)
+        if stats.pq is not None and ctx.pq is not None and stats.pq is not ctx.pq:
+            differs = np.flatnonzero((stats.pq != ctx.pq).any(axis=1))
+            for c in differs:
+                pq_rows.append([row, c, *stats.pq[c]])
+        groups.append(np.concatenate([np.full((len(stats.ap_groups), 1), row, np.int64),
+                                      stats.ap_groups], axis=1))
+        dets.append(stats.ap_dets)
+        ious.append(stats.ap_ious)
+    g = len(ctx.regular)
+    record = ImageAccounting(
+        counts=errors.counts.astype(np.int64),
+        variants=np.array(rows, np.int8),
+        iou_variants=np.array(iou_variants, np.int8),
+        gt_iou=(np.stack(gt_ious) if gt_ious else np.zeros((0, g))).astype(np.float64),
+        pq_rows=np.array(pq_rows, np.float64).reshape(-1, 6)[:, :5].astype(np.int32),
+        pq_iou=np.array(pq_rows, np.float64).reshape(-1, 6)[:, 5].copy(),
+        ap_groups=(np.concatenate(groups) if groups else np.zeros((0, 4))).astype(np.int32),
+        ap_dets=(np.concatenate(dets) if dets else np.zeros((0, 2))).astype(np.float64),
+        ap_ious=(np.concatenate(ious) if ious else np.zeros(0)).astype(np.float64),
+    )
+    return record, confusions

@@ -1,0 +1,250 @@
+"""The gap accounting, part 4: the dataset-level deltas of every fixed variant.
+
+Each variant's four headline metrics are recomputed by the same code as the originals, from
+the image statistics with the fixed ones substituted for the images where its error occurs;
+the delta is the fixed value minus the original (percent points). A variant whose error
+occurs nowhere is the original, so its delta is exactly 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .accounting import ALL, ERROR_TYPES
+from .coco_ap import (
+    AREA_RANGES,
+    CocoAp,
+    MatchedDetections,
+    accumulate,
+    ground_truth_counts,
+    group_data,
+    match_detections,
+    match_groups,
+)
+from .panoptic import panoptic_scores
+from .records import EvalState, ImageRecord
+from .semantic import semantic_scores
+
+# AP alone is over the area range "all": the other three are not matched for the variants
+_ALL_AREAS = AREA_RANGES[:1]
+
+__all__ = ["HEADLINES", "VARIANT_NAMES", "accounting_results", "panoptic_matrix"]
+
+VARIANT_NAMES = (*ERROR_TYPES, "all")
+# (key in the group, what it is)
+HEADLINES = (
+    ("semantic_mIoU", "semantic mIoU (painted instances)"),
+    ("instance_mIoU", "instance mIoU"),
+    ("PQ", "PQ"),
+    ("AP", "mask AP"),
+)
+
+
+def panoptic_matrix(images: Sequence[ImageRecord], num_categories: int) -> np.ndarray:
+    """(images, K + 1, 4) the images' PQ statistics (zeros for an image without them)."""
+    out = np.zeros((len(images), num_categories, 4), np.float64)
+    for i, r in enumerate(images):
+        if r.panoptic is not None:
+            out[i] = r.panoptic
+    return out
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if values.size else math.nan
+
+
+class _Variants:
+    """Every variant's substitutions, gathered from the image records in one pass.
+
+    Attributes:
+        iou_index, iou_values: per variant the positions in the concatenated per-object IoUs
+            and their fixed values.
+        pq_index, pq_values: per variant (image, category) and its fixed PQ statistics.
+        replaced: per variant the ``image * K + class`` AP groups it replaces.
+        fresh: per variant its AP groups, matched (all variants in one call).
+    """
+
+    def __init__(self, images: Sequence[ImageRecord], num_classes: int,
+                 offsets: np.ndarray, areas: np.ndarray) -> None:
+        iou_index: dict[int, list] = defaultdict(list)
+        iou_values: dict[int, list] = defaultdict(list)
+        pq_rows: dict[int, list] = defaultdict(list)
+        replaced: dict[int, list[int]] = defaultdict(list)
+        pieces: list[tuple] = []
+        for i, r in enumerate(images):
+            acc = r.accounting
+            if acc is None:
+                continue
+            for variant, row in zip(acc.iou_variants.tolist(), acc.gt_iou, strict=True):
+                iou_index[variant].append(np.arange(offsets[i], offsets[i + 1]))
+                iou_values[variant].append(row)
+            if len(acc.pq_rows):
+                rows = np.column_stack([acc.pq_rows.astype(np.float64), acc.pq_iou])
+                for variant in np.unique(acc.pq_rows[:, 0]).tolist():
+                    pq_rows[variant].append((i, rows[acc.pq_rows[:, 0] == variant]))
+            if not len(acc.ap_groups):
+                continue
+            ap = r.ap
+            own = {int(c): q for q, c in enumerate(ap.classes.tolist())}
+            groups = acc.ap_groups.astype(np.int64)
+            d_end = np.cumsum(groups[:, 2]).tolist()
+            i_end = np.cumsum(groups[:, 2] * groups[:, 3]).tolist()
+            d0 = i0 = 0
+            for (variant, cls, n_det, _), d1, i1 in zip(groups.tolist(), d_end, i_end,
+                                                           strict=True):
+                q = own.get(cls)
+                g0, g1 = (int(ap.gt_offsets[q]), int(ap.gt_offsets[q + 1])) if q is not None \
+                    else (0, 0)
+                replaced[variant].append(i * num_classes + cls)
+                if n_det or g1 > g0:
+                    pieces.append((variant, i, cls, n_det, g1 - g0, acc.ap_dets[d0:d1],
+                                   acc.ap_ious[i0:i1], ap, g0, g1))
+                d0, i0 = d1, i1
+        self.iou_index = {v: np.concatenate(x) for v, x in iou_index.items()}
+        self.iou_values = {v: np.concatenate(x) for v, x in iou_values.items()}
+        self.pq_index = {v: (np.concatenate([np.full(len(r), i) for i, r in x]),
+                             np.concatenate([r[:, 1] for _, r in x]).astype(np.int64))
+                         for v, x in pq_rows.items()}
+        self.pq_values = {v: np.concatenate([r[:, 2:] for _, r in x]) for v, x in pq_rows.items()}
+        self.replaced = {v: np.array(x, np.int64) for v, x in replaced.items()}
+        self.fresh = self._match(pieces, num_classes, areas)
+
+    @staticmethod
+    def _match(pieces: list[tuple], num_classes: int,
+               areas: np.ndarray) -> dict[int, MatchedDetections]:
+        """Match every variant's groups at once (matching is per group), then split them."""
+        if not pieces:
+            return {}
+
+        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        dets = cat([p[5] for p in pieces], np.float64).reshape(-1, 2)
+        data = group_data(
+            classes=[p[2] for p in pieces], n_det=[p[3] for p in pieces],
+            n_gt=[p[4] for p in pieces], det_scores=dets[:, 0], det_areas=dets[:, 1],
+            gt_crowd=cat([p[7].gt_crowd[p[8]:p[9]] for p in pieces], bool),
+            gt_areas=cat([p[7].gt_areas[p[8]:p[9]] for p in pieces], np.float64),
+            gt_id_zero=cat([p[7].gt_id_zero[p[8]:p[9]] for p in pieces], bool),
+            ious=cat([p[6] for p in pieces], np.float64),
+        )
+        matched = match_groups(data, np.array([p[1] for p in pieces], np.int64), num_classes,
+                               areas)
+        variant_of = np.repeat(np.array([p[0] for p in pieces], np.int64),
+                               np.array([p[3] for p in pieces], np.int64))
+        out = {}
+        for variant in np.unique(variant_of).tolist():
+            keep = variant_of == variant
+            out[variant] = MatchedDetections(matched.classes[keep], matched.scores[keep],
+                                             matched.keys[keep], matched.groups[keep],
+                                             matched.tp[keep], matched.fp[keep])
+        return out
+
+
+class _Headlines:
+    """The four headline metrics of the original predictions and of each variant."""
+
+    def __init__(self, state: EvalState, num_classes: int, with_pq: bool,
+                 matched: MatchedDetections | None = None) -> None:
+        self.images = state.images
+        self.num_classes = num_classes
+        self.confusion = (state.confusion_from_instances
+                          if state.confusion_from_instances is not None else state.confusion)
+        self.deltas = state.accounting_confusion
+        sizes = [len(r.gt_iou) for r in self.images]
+        offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        self.gt_iou = (np.concatenate([r.gt_iou for r in self.images]).astype(np.float64)
+                       if self.images else np.zeros(0))
+        self.pq = panoptic_matrix(self.images, num_classes + 1) if with_pq else None
+        ap_images = [r.ap for r in self.images]
+        if matched is None:
+            matched = match_detections(ap_images, num_classes, areas=_ALL_AREAS)
+        else:  # COCO's four area ranges matched already: AP needs the first
+            matched = MatchedDetections(matched.classes, matched.scores, matched.keys,
+                                        matched.groups, matched.tp[:, :1], matched.fp[:, :1])
+        self.matched = matched
+        self.npig = ground_truth_counts(ap_images, num_classes, areas=_ALL_AREAS)
+        self.variants = _Variants(self.images, num_classes, offsets, _ALL_AREAS)
+
+    def _ap(self, variant: int | None) -> CocoAp:
+        """AP with the variant's detections: only the replaced groups are matched again."""
+        dets = self.matched
+        replaced = None if variant is None else self.variants.replaced.get(variant)
+        if replaced is not None and replaced.size:
+            fresh = self.variants.fresh.get(variant)
+            parts = [self.matched.without_groups(replaced)]
+            dets = MatchedDetections.concat(parts + ([fresh] if fresh is not None else []))
+        return accumulate(dets, self.npig, self.num_classes)
+
+    def values(self, variant: int | None) -> dict[str, float]:
+        confusion = self.confusion
+        gt_iou, pq = self.gt_iou, self.pq
+        if variant is not None:
+            if self.deltas is not None:
+                confusion = confusion + self.deltas[variant]
+            if variant in self.variants.iou_index:
+                gt_iou = gt_iou.copy()
+                gt_iou[self.variants.iou_index[variant]] = self.variants.iou_values[variant]
+            if pq is not None and variant in self.variants.pq_index:
+                pq = pq.copy()
+                pq[self.variants.pq_index[variant]] = self.variants.pq_values[variant]
+        out = {
+            "semantic_mIoU": semantic_scores(confusion).miou * 100,
+            "instance_mIoU": _mean(gt_iou) * 100,
+            "AP": self._ap(variant).ap(),
+        }
+        if pq is not None:
+            out["PQ"] = panoptic_scores(pq.sum(axis=0)).things[0] * 100
+        return out
+
+
+def accounting_results(
+    state: EvalState, class_names: Sequence[str], *, with_pq: bool,
+    matched: MatchedDetections | None = None,
+) -> tuple[OrderedDict, dict[str, Any]]:
+    """The "accounting" group and its details.
+
+    Args:
+        state: merged statistics (images in id order) with accounting records.
+        class_names: K names.
+        with_pq: whether PQ was computed (else no PQ deltas).
+        matched: the images' detections already matched for COCO's area ranges (saves
+            matching them again).
+
+    Returns:
+        The group (floats: the original headline metrics, then per row ``count-<row>`` and
+        ``delta_<metric>-<row>``, ``all`` last) and the details (one dict per row).
+    """
+    headlines = _Headlines(state, len(class_names), with_pq, matched)
+    base = headlines.values(None)
+    keys = [k for k, _ in HEADLINES if k in base]
+    counts = np.zeros(len(ERROR_TYPES), np.int64)
+    for r in state.images:
+        if r.accounting is not None:
+            counts += r.accounting.counts
+    group: OrderedDict[str, float] = OrderedDict((k, float(base[k])) for k in keys)
+    rows = []
+    for variant, name in enumerate(VARIANT_NAMES):
+        count = int(counts.sum() if variant == ALL else counts[variant])
+        occurs = count > 0
+        fixed = headlines.values(variant) if occurs else base
+        group[f"count-{name}"] = float(count)
+        row: dict[str, Any] = {"error": name, "count": count}
+        for k in keys:
+            delta = float(fixed[k] - base[k]) if occurs else 0.0
+            group[f"delta_{k}-{name}"] = delta
+            row[f"delta_{k}"] = delta
+            row[f"fixed_{k}"] = float(fixed[k])
+        rows.append(row)
+    details = {
+        "rows": rows,
+        # with a semantic head too, the accounting's semantic side is the painted instances
+        "semantic_group": "semantic_from_instances" if state.confusion_from_instances
+        is not None else "semantic",
+    }
+    return group, details

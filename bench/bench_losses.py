@@ -78,6 +78,7 @@ def time_interleaved(
     warmup: int,
     sync: Callable[[], None],
     samples: dict[str, list[float]] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds per call of each variant, called round-robin in a new random order each time.
 
@@ -92,6 +93,8 @@ def time_interleaved(
         sync: waits for the device (a no-op on CPU).
         samples: if given, receives name -> the seconds of each repeat (the i-th of every
             variant come from the same round, for ratios paired by round).
+        clock: seconds now; wall time by default (``time.process_time``: this process's CPU
+            time, which other processes on a shared machine hardly disturb).
 
     Returns:
         name -> median seconds.
@@ -107,10 +110,10 @@ def time_interleaved(
     for _ in range(repeats):
         for name in order.sample(names, len(names)):
             sync()
-            start = time.perf_counter()
+            start = clock()
             variants[name]()
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -173,12 +176,23 @@ def bench_shape(shape, device, repeats, warmup, autocast) -> dict[str, float]:
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     variants = {name: (lambda f=fn: step(f)) for name, fn in loss_variants(logits, targets).items()}
-    return time_interleaved(variants, repeats, warmup, sync)
+    return time_interleaved(variants, repeats, warmup, sync, clock=clock(device))
+
+
+def clock(device: str) -> Callable[[], float]:
+    """The clock to time with: CPU time for one CPU thread, else wall time.
+
+    Other processes on a shared machine hardly disturb the CPU time of one thread; that of several
+    threads would add up their work, not measure their latency.
+    """
+    if device == "cpu" and torch.get_num_threads() == 1:
+        return time.process_time
+    return time.perf_counter
 
 
 def table(results: dict[tuple, dict[str, float]]) -> list[str]:
     columns = list(results)
-    head = "| loss | " + " | ".join(f"{c[0]} {c[1]}: ms (ratio)" for c in columns) + " |"
+    head = "| loss | " + " | ".join(f"{c[0]} {c[1]} ms (ratio)" for c in columns) + " |"
     lines = [head, "|---" * (len(columns) + 1) + "|"]
     for name in next(iter(results.values())):
         cells = []
@@ -211,7 +225,8 @@ def main() -> int:
     )
     body = [
         "Forward + backward of the mean loss over float32 logits (ROIs, 28, 28) with binary "
-        f"targets (30% foreground); median of {args.repeats} interleaved repeats; the ratio is "
+        f"targets (30% foreground); median of {args.repeats} interleaved repeats, in CPU time with "
+        "one thread (wall time with more); the ratio is "
         f"the time over that of {BASELINE} in the same run (lower is faster). Information "
         "only: the performance goal is the training step's (next section).",
         "",
@@ -221,6 +236,7 @@ def main() -> int:
         if threads:
             torch.set_num_threads(threads)
         where = f"{threads} thread{'s' * (threads > 1)}" if threads else args.device
+        where += ", CPU" if clock(args.device) is time.process_time else ", wall"
         for autocast in [False, True] if args.autocast else [False]:
             for shape in shapes:
                 label = ("autocast " if autocast else "") + str(shape)

@@ -1,6 +1,7 @@
-"""Mask heads (registered in ROI_MASK_HEAD_REGISTRY on import)."""
+"""Losses and the heads that use them: mask heads and semantic heads (registered on import)."""
 
 from . import sem_seg_heads  # noqa: F401  (registers the semantic heads in SEM_SEG_HEADS_REGISTRY)
+from .losses import auto_pos_weight, focal_loss_with_logits, pos_weighted_bce_with_logits
 from .mask_heads import (
     FocalLossMaskHead,
     MaskTargets,
@@ -13,6 +14,9 @@ __all__ = [
     "FocalLossMaskHead",
     "MaskTargets",
     "PosWeightedBCEMaskHead",
+    "auto_pos_weight",
     "build_mask_targets",
+    "focal_loss_with_logits",
     "log_mask_metrics",
+    "pos_weighted_bce_with_logits",
 ]

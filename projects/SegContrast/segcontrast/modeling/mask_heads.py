@@ -3,9 +3,9 @@
 Both subclass ``MaskRCNNConvUpsampleHead`` (same layers, same weights, same inference), and are
 selected with ``MODEL.ROI_MASK_HEAD.NAME``:
 
-* ``FocalLossMaskHead``: :func:`segcontrast.losses.focal_loss_with_logits`
+* ``FocalLossMaskHead``: :func:`segcontrast.modeling.losses.focal_loss_with_logits`
   (``FOCAL_ALPHA``, ``FOCAL_GAMMA``);
-* ``PosWeightedBCEMaskHead``: :func:`segcontrast.losses.pos_weighted_bce_with_logits`
+* ``PosWeightedBCEMaskHead``: :func:`segcontrast.modeling.losses.pos_weighted_bce_with_logits`
   (``POS_WEIGHT``, ``POS_WEIGHT_SCOPE``, ``MAX_POS_WEIGHT``).
 
 Both scale their loss by ``LOSS_WEIGHT``. The mask targets, the choice of the ground-truth class's
@@ -29,7 +29,7 @@ from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
 from ..config import POS_WEIGHT_SCOPES, parse_pos_weight, validate_segcontrast_config
-from ..losses import auto_pos_weight, focal_loss_with_logits, pos_weighted_bce_with_logits
+from .losses import auto_pos_weight, focal_loss_with_logits, pos_weighted_bce_with_logits
 
 
 class MaskTargets(NamedTuple):

@@ -10,12 +10,12 @@ Exit codes: 0 scored (the folder holds metrics.json, per_image.csv, plots and re
 """
 
 import sys
-import warnings
 
-# Import-time deprecation noise from torch would otherwise precede every report.
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
+import segcontrast  # noqa: F401  (makes detectron2 usable)
+from segcontrast.utils.known_warnings import ignore_known_warnings
 
-import segcontrast  # noqa: E402,F401  (makes detectron2 usable)
+ignore_known_warnings()  # before the imports below: some of them warn while importing
+
 from segcontrast.engine.evaluate_files import main  # noqa: E402
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def test_checkpoints_carry_the_classes_and_eval_loading_returns_them(tmp_path):
     assert (classes.thing_classes, classes.dataset_ids) == (FRUIT.thing_classes, (3, 5, 9))
     assert [classes.to_dataset_id(k) for k in range(3)] == [3, 5, 9]
     with pytest.raises(WeightsError, match=r"trained on 3 classes \(3 date, 5 fig, 9 kiwi\).*"
-                                           r"NUM_CLASSES is 4"):
+                                           r"the config.s model has 4 \(MODEL.ROI_HEADS"):
         load_weights_for_eval(TinyNet(), str(tmp_path / "model_final.pth"), num_classes=4)
     # Weights saved by other programs carry none.
     torch.save({"model": model.state_dict()}, tmp_path / "plain.pth")
@@ -76,9 +76,9 @@ def test_prediction_classes_come_from_the_weights_unless_a_dataset_is_named(regi
     with pytest.raises(ClassMetadataError, match="--metadata never_registered: no dataset"):
         choose_prediction_classes(3, from_weights=FRUIT, override="never_registered")
     two = registered("two_classes_val", ["apple", "pear"], [10, 20])
-    with pytest.raises(ClassMetadataError, match="has 2 classes.*NUM_CLASSES is 3"):
+    with pytest.raises(ClassMetadataError, match="has 2 classes.*the config.s model has 3"):
         choose_prediction_classes(3, from_weights=FRUIT, override=two)
-    with pytest.raises(ClassMetadataError, match="has 3 classes.*NUM_CLASSES is 2"):
+    with pytest.raises(ClassMetadataError, match="has 3 classes.*the config.s model has 2"):
         choose_prediction_classes(2, from_weights=FRUIT)
     # Without any source: placeholders, ids 0..K-1.
     chosen = choose_prediction_classes(2, from_weights=None, config_datasets=("not_there",))

@@ -67,7 +67,8 @@ def test_the_training_evaluator_writes_a_self_contained_report(evaluated):
     parsed = _parse(evaluated / "report.html")
     pngs = sorted(p.name for p in evaluated.glob("*.png")) + sorted(
         p.name for p in (evaluated / "worst_images").glob("*.png"))
-    assert len(pngs) == 4 and len(parsed.images) == len(pngs)
+    # per-class IoU, confusion matrix, accounting, two worst images
+    assert len(pngs) == 5 and len(parsed.images) == len(pngs)
     assert all(src.startswith("data:image/png;base64,") for src in parsed.images)
     assert not re.search(r"https?://|<link|<script|href=|url\(", page)
     for text in ("Semantic vs instance", "Where the two views disagree", "Per class",

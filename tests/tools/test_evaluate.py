@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from panopticapi.evaluation import pq_compute
 from PIL import Image
 from pycocotools.coco import COCO
 from segcontrast.engine.evaluate_files import main
@@ -391,12 +392,20 @@ def test_the_numbers_do_not_depend_on_the_number_of_workers(files, tmp_path, cap
         out = tmp_path / f"w{workers}"
         code, _, err = _run(capsys, "--gt", files["gt"], "--results", files["results"],
                             "--workers", workers, "--output", out,
+                            "--panoptic-out", tmp_path / f"panoptic{workers}",
                             "TEST.SEGCONTRAST.NUM_WORST_IMAGES", "3")
         assert code == 0, err
         outputs[workers] = out
     one, three = (json.loads((outputs[w] / "metrics.json").read_text()) for w in (1, 3))
-    for key in ("semantic", "instance", "segm", "contrast", "details"):
+    for key in ("semantic", "instance", "segm", "contrast", "panoptic", "accounting", "details"):
         assert one[key] == three[key], key
+    # --panoptic-out: COCO panoptic files that panopticapi scores as the evaluator did
+    for workers in (1, 3):
+        folder = tmp_path / f"panoptic{workers}" / files["gt"].stem
+        with contextlib.redirect_stdout(io.StringIO()):
+            theirs = pq_compute(str(folder / "panoptic_gt.json"),
+                                str(folder / "panoptic_pred.json"))
+        assert abs(theirs["All"]["pq"] * 100 - one["panoptic"]["PQ_all"]) < 1e-9
     assert (outputs[1] / "per_image.csv").read_text() == (outputs[3] / "per_image.csv").read_text()
     assert sorted(p.name for p in (outputs[1] / "worst_images").iterdir()) == sorted(
         p.name for p in (outputs[3] / "worst_images").iterdir())

@@ -279,7 +279,7 @@ def test_predict_refuses_unknown_metadata_and_a_class_count_that_differs(
     code = predict.main([*base, "--output", str(tmp_path / "b"),
                          "--dataset", f"two_classes={two_path}:{fruit['image_root']}"])
     _assert_one_line_error(code, capsys.readouterr().err, "--dataset two_classes has 2 classes",
-                           "MODEL.ROI_HEADS.NUM_CLASSES is 3")
+                           "the config's model has 3 (MODEL.ROI_HEADS.NUM_CLASSES")
 
 
 def test_predict_dataset_overrides_the_weights_classes(fruit_run, fruit, tiny_config, tmp_path,

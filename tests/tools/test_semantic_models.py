@@ -84,8 +84,8 @@ def test_panoptic_fpn_trains_checkpoints_and_reports_both_semantic_columns(panop
     assert all(np.isfinite(r["loss_sem_seg"]) and np.isfinite(r["loss_mask"]) for r in trained)
     assert all(r["sem_seg/pos_weight"] >= 1 for r in trained)  # the weight each step used
     metrics = _metrics(out)
-    assert list(metrics)[:6] == ["semantic", "semantic_from_instances", "instance", "segm",
-                                 "contrast", "details"]
+    assert list(metrics)[:8] == ["semantic", "semantic_from_instances", "instance", "segm",
+                                 "contrast", "panoptic", "accounting", "details"]
     assert "from the semantic head" in metrics["details"]["explanation"]
     assert metrics["contrast"]["predictions"] > 0  # the instance side has something to score
     assert metrics["semantic"] != metrics["semantic_from_instances"]
@@ -156,7 +156,7 @@ def test_predict_with_a_semantic_segmentor_draws_its_labels(semantic_weights, ti
                       str(semantic_weights["triangle"]), "--input", str(image_path),
                       "--output", str(tmp_path / "cli"), "--semantic-png")
     _assert_ok(result)
-    assert "predict: 1 images" in result.stdout
+    assert "predict: 1 of 1 files predicted" in result.stdout
     # In process, the same loop with weights that predict background everywhere.
     cfg = load_config(tiny_config(SEMANTIC), [])
     predict_images(Predictor(cfg, str(semantic_weights["background"])), [image_path],

@@ -46,9 +46,10 @@ def _training_iterations(output_dir: Path) -> list[int]:
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``folder``: (size, mtime in ns)."""
+    """Every file under ``folder``: (size, mtime in ns); not the lock file, which any run that
+    looks at the folder takes (and which says who holds it)."""
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".segcontrast.lock"}
 
 
 def _assert_ok(result) -> None:

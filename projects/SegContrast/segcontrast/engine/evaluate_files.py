@@ -27,7 +27,6 @@ from typing import Any
 
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
-from detectron2.utils.logger import setup_logger
 
 from ..config import ConfigError, add_segcontrast_config, load_config, validate_segcontrast_config
 from ..data import DatasetValidationError
@@ -44,35 +43,19 @@ from ..evaluation.html_report import AP_RULE, write_html_report
 from ..evaluation.results_file import ResultsFile, ResultsFileError, read_results
 from ..evaluation.semantic_pngs import SemanticPngs
 from ..utils import atomic_write
+from .logging_setup import segcontrast_logging, setup_segcontrast_logging
 from .score_files import default_workers, score_results
 
 __all__ = ["FileInputError", "GroundTruthFile", "build_argument_parser", "load_ground_truth",
-           "main", "setup_tool_logging"]
+           "main"]
 
 logger = logging.getLogger("segcontrast")
 
-_TOOL_HANDLERS: list[logging.Handler] = []
 COMPARE_FOLDER = "compare"
 
 
 class FileInputError(ValueError):
     """A problem with the command line or the output folder; shown without traceback."""
-
-
-def setup_tool_logging(output_dir: str) -> logging.Logger:
-    """The ``segcontrast`` logger to the console and ``output_dir/log.txt``.
-
-    Handlers of an earlier call in the same process are replaced, not added to.
-    """
-    root = logging.getLogger("segcontrast")
-    for handler in _TOOL_HANDLERS:
-        root.removeHandler(handler)
-    _TOOL_HANDLERS.clear()
-    before = set(root.handlers)
-    # setup_logger caches its calls; the undecorated function adds this folder's handlers
-    setup_logger.__wrapped__(output_dir, name="segcontrast", abbrev_name="segcontrast")
-    _TOOL_HANDLERS.extend(h for h in root.handlers if h not in before)
-    return root
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
@@ -119,6 +102,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         "writes one) instead of its image_id")
     parser.add_argument("--config", metavar="FILE",
                         help="a yaml config whose TEST.SEGCONTRAST settings to use")
+    parser.add_argument("--panoptic-out", metavar="DIR", default="",
+                        help="also write the ground truth and the predictions as COCO panoptic "
+                        "PNG + JSON under DIR/<gt file name without .json>/ (TEST.SEGCONTRAST."
+                        "PANOPTIC_OUTPUT_DIR)")
     parser.add_argument("--allow-outside-root", action="store_true",
                         help="with --images: let file_names point outside IMAGE_ROOT")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
@@ -128,6 +115,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> CfgNode:
     opts = list(args.opts or [])
+    if args.panoptic_out:
+        opts += ["TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR", os.path.abspath(args.panoptic_out)]
     keys = opts[0::2]
     others = [k for k in keys if not k.startswith("TEST.SEGCONTRAST.")]
     if others or len(opts) % 2:
@@ -265,7 +254,7 @@ def _evaluate_one(cfg: CfgNode, gt: GroundTruthFile, results: ResultsFile, folde
 
 
 def _run(args: argparse.Namespace, cfg: CfgNode, tmp: str) -> str:
-    setup_tool_logging(tmp)
+    setup_segcontrast_logging(tmp)
     gt = load_ground_truth(args.gt, args.images, allow_outside_root=args.allow_outside_root)
     results_a = _read(args.results, gt, args)
     results_b = _read(args.compare, gt, args) if args.compare else None
@@ -308,6 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code: 0 scored, 2 bad input.
     """
     args = build_argument_parser().parse_args(argv)
+    with segcontrast_logging():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     output = os.path.abspath(args.output)
     tmp = None
     name = None

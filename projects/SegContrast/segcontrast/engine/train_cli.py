@@ -277,10 +277,15 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         ConfigValueError, DatasetValidationError, UserInputError: bad input, to be shown to
             the user without a traceback.
     """
+    return prepare_cfg(load_config(args.config_file, _overrides(args)), args)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The trailing ``KEY VALUE`` pairs, plus the keys that flags stand for."""
     opts = list(args.opts or [])
     if getattr(args, "panoptic_out", ""):
         opts += ["TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR", args.panoptic_out]
-    return prepare_cfg(load_config(args.config_file, opts), args)
+    return opts
 
 
 def check_output_dir(cfg: CfgNode, args: argparse.Namespace) -> None:
@@ -376,15 +381,16 @@ def _lock_description(args: argparse.Namespace) -> str:
 
 def _prepare_run(args: argparse.Namespace, lock_holder: list[OutputDirLock]) -> CfgNode:
     """Everything before the work: config, output folder and its lock, logging, datasets."""
-    cfg = load_config(args.config_file, args.opts or [])
+    cfg = load_config(args.config_file, _overrides(args))
     check_solver_schedule(cfg, args)
     folder = check_output_dir_usable(cfg.OUTPUT_DIR)
     lock = OutputDirLock(folder, description=_lock_description(args))
     lock.acquire()
     lock_holder.append(lock)
+    # Before anything is logged into the folder: another run's log.txt stays as it was.
+    check_output_dir(cfg, args)
     setup_segcontrast_logging(cfg.OUTPUT_DIR)
     cfg = prepare_cfg(cfg, args)
-    check_output_dir(cfg, args)
     if args.eval_untrained and cfg.MODEL.WEIGHTS:
         raise UserInputError(
             "--eval-untrained evaluates random weights: leave MODEL.WEIGHTS empty"

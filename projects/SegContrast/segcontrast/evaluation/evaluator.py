@@ -417,6 +417,10 @@ def build_segcontrast_evaluator(
         panoptic=sc.get("PANOPTIC", True),
         accounting=sc.get("ACCOUNTING", True),
         panoptic_overlap_threshold=sc.get("PANOPTIC_OVERLAP_THRESHOLD", 0.5),
-        panoptic_output_dir=(os.path.join(sc.PANOPTIC_OUTPUT_DIR, dataset_name)
-                             if sc.get("PANOPTIC_OUTPUT_DIR", "") else None),
+        # One folder per dataset; a dataset named after its file (tools/evaluate.py) loses the
+        # ".json": panopticapi finds a JSON's PNG folder by deleting every ".json" in its path.
+        panoptic_output_dir=(
+            os.path.join(sc.PANOPTIC_OUTPUT_DIR, dataset_name.removesuffix(".json"))
+            if sc.get("PANOPTIC_OUTPUT_DIR", "") else None
+        ),
     )

@@ -141,6 +141,13 @@ def _process_state_put_back() -> Iterator[None]:
         os.chdir(cwd)
 
 
+@contextlib.contextmanager
+def state_put_back() -> Iterator[None]:
+    """Afterwards: registered datasets forgotten; logging, RNGs, threads, env and cwd as before."""
+    with _process_state_put_back(), _datasets_put_back(), _logging_put_back():
+        yield
+
+
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str]) -> CliResult:
     """Call a tool's ``main(argv)`` here, as ``python tools/<tool>.py ARGV`` would run it.
 
@@ -161,7 +168,7 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str]) -> Cli
         The exit code (None from ``main`` counts as 0) and the captured output.
     """
     stdout, stderr = io.StringIO(), io.StringIO()
-    with _process_state_put_back(), _datasets_put_back(), _logging_put_back():
+    with state_put_back():
         os.chdir(REPO)
         # One intra-op thread, as in run_tool's processes: the same arithmetic as theirs, and
         # no threads spinning against the other work on a busy machine.

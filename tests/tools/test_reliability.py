@@ -30,7 +30,16 @@ from segcontrast.engine.predictor import Predictor, predict_images
 from segcontrast.engine.train_cli import main as train_net_main
 from segcontrast.utils.known_warnings import KNOWN_LOG_MESSAGES, KNOWN_WARNINGS
 
+from tests.in_process import state_put_back
+
 from .conftest import REPO, dataset_args, run_tool
+
+
+@pytest.fixture(autouse=True)
+def _main_calls_leave_nothing_behind():
+    """Tests here call tools' main() directly (reading capsys): forget what each registers."""
+    with state_put_back():
+        yield
 
 pytestmark = pytest.mark.slow
 

@@ -21,6 +21,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tqdm import tqdm
 
+from ..data.coco import dataset_dicts_for_reading
 from ..data.masks import GroundTruth, describe_image
 from .accounting_summary import VARIANT_NAMES
 from .boundary import boundary_dilation
@@ -109,7 +110,11 @@ class SegContrastEvaluator(DatasetEvaluator):
         if self._panoptic_dir and not self._panoptic:
             raise ValueError("panoptic_output_dir is set but panoptic is off: the panoptic "
                              "segments are only built with panoptic=True")
-        dicts = DatasetCatalog.get(dataset_name)
+        # Read-only here: the validated dicts themselves, not the copy DatasetCatalog.get makes
+        # (copying a large dataset costs more than scoring it).
+        dicts = dataset_dicts_for_reading(dataset_name)
+        if dicts is None:
+            dicts = DatasetCatalog.get(dataset_name)
         self._gt = {record["image_id"]: record for record in dicts}
         metadata = MetadataCatalog.get(dataset_name)
         classes = metadata.get("thing_classes", None)

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,18 +44,12 @@ FIGURES = REPO / "docs" / "study"
 if str(Path(__file__).resolve().parent) not in sys.path:  # also when loaded from its path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import semantic_study  # noqa: E402
-from semantic_study import BOUNDARY_FILE, INSTANCE_MODEL, SEMANTIC_VARIANTS  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One mask loss setting: a leaf config plus overrides."""
-
-    name: str
-    label: str
-    leaf: str
-    overrides: tuple[str, ...] = ()
-
+from semantic_study import (  # noqa: E402
+    BOUNDARY_FILE,
+    INSTANCE_MODEL,
+    SEMANTIC_VARIANTS,
+    Variant,
+)
 
 VARIANTS = (
     Variant("bce", "BCE (stock)", "mask_rcnn_bce"),
@@ -312,7 +305,8 @@ def _plot_curves(dataset: str, runs: dict[str, list[dict]], variants: list[Varia
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # runs without curves (a test's) draw none
+        axes[0].legend(fontsize=7)
     fig.suptitle(f"{dataset}: training curves (mean over seeds)")
     fig.tight_layout()
     name = f"{dataset}_curves.png"

@@ -32,8 +32,8 @@ INSTANCE_MODEL = "bce"
 
 
 @dataclass(frozen=True)
-class SemanticVariant:
-    """One semantic loss setting: a leaf config plus overrides."""
+class Variant:
+    """One loss setting of the study: a leaf config plus overrides."""
 
     name: str
     label: str
@@ -42,16 +42,16 @@ class SemanticVariant:
 
 
 SEMANTIC_VARIANTS = (
-    SemanticVariant("sem_ce", "CE (stock)", "semantic_ce"),
-    SemanticVariant("sem_posce_auto", "pos-weighted CE, auto (batch)", "semantic_posce",
+    Variant("sem_ce", "CE (stock)", "semantic_ce"),
+    Variant("sem_posce_auto", "pos-weighted CE, auto (batch)", "semantic_posce",
                     ("MODEL.SEM_SEG_HEAD.POS_WEIGHT", "auto")),
-    SemanticVariant("sem_posce_freq", "pos-weighted CE, dataset frequencies", "semantic_posce",
+    Variant("sem_posce_freq", "pos-weighted CE, dataset frequencies", "semantic_posce",
                     ("MODEL.SEM_SEG_HEAD.POS_WEIGHT", "frequency")),
-    SemanticVariant("sem_focal_g1", "focal, gamma 1", "semantic_focal",
+    Variant("sem_focal_g1", "focal, gamma 1", "semantic_focal",
                     ("MODEL.SEM_SEG_HEAD.FOCAL_GAMMA", "1.0")),
-    SemanticVariant("sem_focal_g2", "focal, gamma 2", "semantic_focal",
+    Variant("sem_focal_g2", "focal, gamma 2", "semantic_focal",
                     ("MODEL.SEM_SEG_HEAD.FOCAL_GAMMA", "2.0")),
-    SemanticVariant("sem_focal_g3", "focal, gamma 3", "semantic_focal",
+    Variant("sem_focal_g3", "focal, gamma 3", "semantic_focal",
                     ("MODEL.SEM_SEG_HEAD.FOCAL_GAMMA", "3.0")),
 )
 POS_WEIGHTED = ("sem_posce_auto", "sem_posce_freq")

@@ -116,18 +116,35 @@ def parse_pos_weight(value: Any) -> str | float:
     Raises:
         ConfigValueError: naming the key and the allowed values.
     """
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
+    return _parse_weight(value, "MODEL.ROI_MASK_HEAD.POS_WEIGHT", ("auto",))
+
+
+def _parse_weight(value: Any, key: str, modes: Sequence[str]) -> str | float:
+    if isinstance(value, str) and value.strip().lower() in modes:
+        return value.strip().lower()
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
     if not number > 0 or number == float("inf"):
         raise ConfigValueError(
-            f"MODEL.ROI_MASK_HEAD.POS_WEIGHT = {value!r} is not allowed: "
-            "expected 'auto' or a positive finite number (e.g. '4.0')."
+            f"{key} = {value!r} is not allowed: expected {', '.join(map(repr, modes))} or a "
+            "positive finite number (e.g. '4.0')."
         )
     return number
+
+
+def _check_weight_and_gamma(head: CN, prefix: str) -> None:
+    """``MAX_POS_WEIGHT >= 1`` and ``FOCAL_GAMMA >= 0``, keys of both SegContrast head kinds."""
+    if not head.MAX_POS_WEIGHT >= 1:
+        raise ConfigValueError(
+            f"{prefix}.MAX_POS_WEIGHT = {head.MAX_POS_WEIGHT!r} is not allowed: "
+            "expected a number >= 1."
+        )
+    if not head.FOCAL_GAMMA >= 0:
+        raise ConfigValueError(
+            f"{prefix}.FOCAL_GAMMA = {head.FOCAL_GAMMA!r} is not allowed: expected a number >= 0."
+        )
 
 
 def validate_segcontrast_config(cfg: CN) -> None:
@@ -146,16 +163,7 @@ def validate_segcontrast_config(cfg: CN) -> None:
             f"MODEL.ROI_MASK_HEAD.POS_WEIGHT_SCOPE = {head.POS_WEIGHT_SCOPE!r} is not allowed: "
             f"expected one of {list(POS_WEIGHT_SCOPES)}."
         )
-    if not head.MAX_POS_WEIGHT >= 1:
-        raise ConfigValueError(
-            f"MODEL.ROI_MASK_HEAD.MAX_POS_WEIGHT = {head.MAX_POS_WEIGHT!r} is not allowed: "
-            "expected a number >= 1."
-        )
-    if not head.FOCAL_GAMMA >= 0:
-        raise ConfigValueError(
-            f"MODEL.ROI_MASK_HEAD.FOCAL_GAMMA = {head.FOCAL_GAMMA!r} is not allowed: "
-            "expected a number >= 0."
-        )
+    _check_weight_and_gamma(head, "MODEL.ROI_MASK_HEAD")
     if head.FOCAL_ALPHA > 1:
         raise ConfigValueError(
             f"MODEL.ROI_MASK_HEAD.FOCAL_ALPHA = {head.FOCAL_ALPHA!r} is not allowed: "
@@ -380,18 +388,7 @@ def parse_semantic_pos_weight(value: Any) -> str | float:
     Raises:
         ConfigValueError: naming the key and the allowed values.
     """
-    if isinstance(value, str) and value.strip().lower() in SEM_SEG_POS_WEIGHT_MODES:
-        return value.strip().lower()
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not number > 0 or number == float("inf"):
-        raise ConfigValueError(
-            f"MODEL.SEM_SEG_HEAD.POS_WEIGHT = {value!r} is not allowed: expected 'auto', "
-            "'frequency' or a positive finite number (e.g. '4.0')."
-        )
-    return number
+    return _parse_weight(value, "MODEL.SEM_SEG_HEAD.POS_WEIGHT", SEM_SEG_POS_WEIGHT_MODES)
 
 
 def validate_semantic_head_config(cfg: CN) -> None:
@@ -402,16 +399,7 @@ def validate_semantic_head_config(cfg: CN) -> None:
     """
     head = cfg.MODEL.SEM_SEG_HEAD
     parse_semantic_pos_weight(head.POS_WEIGHT)
-    if not head.MAX_POS_WEIGHT >= 1:
-        raise ConfigValueError(
-            f"MODEL.SEM_SEG_HEAD.MAX_POS_WEIGHT = {head.MAX_POS_WEIGHT!r} is not allowed: "
-            "expected a number >= 1."
-        )
-    if not head.FOCAL_GAMMA >= 0:
-        raise ConfigValueError(
-            f"MODEL.SEM_SEG_HEAD.FOCAL_GAMMA = {head.FOCAL_GAMMA!r} is not allowed: "
-            "expected a number >= 0."
-        )
+    _check_weight_and_gamma(head, "MODEL.SEM_SEG_HEAD")
     alpha = list(head.FOCAL_ALPHA)
     if alpha and (
         len(alpha) != head.NUM_CLASSES

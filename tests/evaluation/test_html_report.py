@@ -1,6 +1,7 @@
 """report.html: written by the training evaluator, self-contained, and its numbers are the
 numbers of metrics.json."""
 
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -90,7 +91,8 @@ def test_every_number_on_the_page_is_the_number_in_metrics_json(evaluated):
             value = metrics[group][key]
             seen.add((group, key))
         assert exact == ("null" if value is None else repr(value)), (group, key)
-        count = group == "contrast" or isinstance(value, int)
+        count = (group == "contrast" or isinstance(value, int) or key.startswith("count-")
+                 or (group, key) in {("panoptic", "TP"), ("panoptic", "FP"), ("panoptic", "FN")})
         assert text == _shown(value, count), (group, key, text)
     every = {(g, k) for g, values in metrics.items() if isinstance(values, dict)
              and g not in ("details", "settings") for k in values}
@@ -114,3 +116,12 @@ def test_groups_it_does_not_know_appear_and_a_comparison_comes_first(evaluated, 
     assert cells[("panoptic", "PQ")] == "41.25" and cells[("panoptic", "SQ")] == "n/a"
     assert page.index("A vs B") < page.index("Semantic vs instance")
     assert "[2.00, 18.00]" in page and comparison["sentence"] in page
+
+
+def test_the_page_opens_with_what_each_error_costs(evaluated):
+    page = (evaluated / "report.html").read_text()
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    sentence = html.escape(metrics["details"]["accounting"]["sentence"])
+    assert sentence in page
+    assert page.index("What each error costs") < page.index("Where the two views disagree")
+    assert page.index(">PQ<") < page.index("What each error costs")  # PQ in the headline

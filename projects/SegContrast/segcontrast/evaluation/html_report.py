@@ -1,5 +1,7 @@
 """``report.html``: the one page a person opens, self-contained (no network, no other files).
 
+The page opens with the headline numbers and what each error type costs (the gap accounting),
+then the contrast counts with their sentence, the per-class table, the plots and the worst images.
 Rendered from the evaluation folder itself: the numbers come from its ``metrics.json`` (and
 ``comparison.json`` when two models were compared), the plots and worst-image overlays are its
 PNG files, embedded as base64. Every result group of ``metrics.json`` is shown, also groups this
@@ -31,8 +33,13 @@ AP_RULE = (
 )
 # Top-level keys of metrics.json that are not result groups.
 _NOT_GROUPS = ("details", "settings", "source", "class_names", "dataset")
-# Groups whose values are counts, shown without decimals.
+# Groups whose values are counts, shown without decimals (and the count keys of other groups).
 _COUNT_GROUPS = ("contrast",)
+_COUNT_KEYS = {"panoptic": ("TP", "FP", "FN")}
+
+
+def _is_count(group: str, key: str) -> bool:
+    return group in _COUNT_GROUPS or key.startswith("count-") or key in _COUNT_KEYS.get(group, ())
 _HEADLINE = (
     ("semantic", "mIoU", "semantic mIoU"),
     ("semantic_from_instances", "mIoU", "semantic mIoU (painted instances)"),
@@ -44,6 +51,15 @@ _HEADLINE = (
     ("segm", "AP", "mask AP"),
     ("segm", "AP50", "AP50"),
     ("segm", "AP75", "AP75"),
+    ("panoptic", "PQ", "PQ"),
+    ("panoptic", "SQ", "SQ"),
+    ("panoptic", "RQ", "RQ"),
+)
+_ACCOUNTING_DELTAS = (
+    ("delta_semantic_mIoU", "semantic mIoU"),
+    ("delta_instance_mIoU", "instance mIoU"),
+    ("delta_PQ", "PQ"),
+    ("delta_AP", "mask AP"),
 )
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -104,6 +120,26 @@ def _headline(metrics: dict) -> str:
             f"own) and COCO mask AP.</p>\n<table><tr>{head}</tr><tr>{row}</tr></table>")
 
 
+def _accounting(metrics: dict) -> str:
+    """What fixing each error type alone would gain: the sentence, then count and four deltas."""
+    group = metrics.get("accounting")
+    if not group:
+        return ""
+    types = [k.split("-", 1)[1] for k in group if k.startswith("count-")]
+    rows = "".join(
+        f"<tr><td>{_esc(t)}</td>{_cell(group.get(f'count-{t}'), 'accounting', f'count-{t}', True)}"
+        + "".join(_cell(group.get(f"{d}-{t}"), "accounting", f"{d}-{t}")
+                  for d, _ in _ACCOUNTING_DELTAS) + "</tr>"
+        for t in types)
+    head = "".join(f"<th>+ {_esc(label)}</th>" for _, label in _ACCOUNTING_DELTAS)
+    sentence = metrics.get("details", {}).get("accounting", {}).get("sentence")
+    return ("<h2>What each error costs</h2>\n"
+            + (f'<p class="sentence">{_esc(sentence)}</p>\n' if sentence else "")
+            + "<p class=\"note\">Each row: an oracle fixes only that error type and the metrics "
+            "are recomputed (percent points gained; docs/EVALUATION.md has the rules).</p>\n"
+            f"<table><tr><th>error type</th><th>count</th>{head}</tr>{rows}</table>")
+
+
 def _sentence(metrics: dict) -> str:
     text = metrics.get("details", {}).get("explanation")
     return f'<p class="sentence">{_esc(text)}</p>' if text else ""
@@ -147,8 +183,7 @@ def _all_groups(metrics: dict) -> str:
              "(percent, except counts).</p>"]
     for group in _groups(metrics):
         values = metrics[group]
-        count = group in _COUNT_GROUPS
-        rows = "".join(f"<tr><td>{_esc(k)}</td>{_cell(v, group, k, count)}</tr>"
+        rows = "".join(f"<tr><td>{_esc(k)}</td>{_cell(v, group, k, _is_count(group, k))}</tr>"
                        for k, v in values.items()
                        if v is None or isinstance(v, (int, float)))
         parts.append(f"<h3>{_esc(group)}</h3>\n<table><tr><th>metric</th><th>value</th></tr>"
@@ -234,7 +269,8 @@ def render_report(metrics: dict, plots: list[tuple[str, bytes]],
     body = [_header(metrics)]
     if comparison:
         body.append(_comparison(comparison))
-    body += [_headline(metrics), _contrast(metrics) or _sentence(metrics), _per_class(metrics)]
+    body += [_headline(metrics), _accounting(metrics), _contrast(metrics) or _sentence(metrics),
+             _per_class(metrics)]
     if plots:
         body.append("<h2>Plots</h2>")
         body += [_image(data, name) for name, data in plots]

@@ -17,14 +17,16 @@ next to a second copy of the stock model (the run's noise floor).
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import segcontrast
 import torch
 from bench_losses import run_header, time_interleaved, write_docs
-from bench_train_step import iteration, synthetic_batch
+from bench_train_step import SETUPS, iteration, synthetic_batch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
 from segcontrast.config import merge_config_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +97,30 @@ def build_models(arch: str, device: str) -> dict[str, torch.nn.Module]:
     return models
 
 
+def loss_part_seconds(models: dict[str, torch.nn.Module], batch: list[dict], sync,
+                      clock) -> dict[str, float]:
+    """Median seconds of what differs between the heads: ``losses()`` forward + backward.
+
+    The heads share their layers (and the model everything else), so an iteration differs only
+    here: upsampling the (N, K + 1, H / 4, W / 4) logits to the image and the loss, and their
+    backward pass. Timed on the same logits and targets, 200 interleaved repeats.
+    """
+    first = next(iter(models.values())).sem_seg_head
+    targets = torch.stack([b["sem_seg"] for b in batch])
+    labels = first.predictor.out_channels
+    shape = (len(batch), labels, *(d // first.common_stride for d in targets.shape[1:]))
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(targets.device)
+
+    def step(head: torch.nn.Module) -> None:
+        x = logits.detach().requires_grad_()
+        with EventStorage():
+            loss = head.losses(x, targets)["loss_sem_seg"]
+        loss.backward()
+
+    variants = {name: (lambda h=model.sem_seg_head: step(h)) for name, model in models.items()}
+    return time_interleaved(variants, 200, 5, sync, clock=clock)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="semantic", choices=["semantic", "panoptic"])
@@ -106,7 +132,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    batch = with_semantic_targets(synthetic_batch(args.device))
+    batch = with_semantic_targets(synthetic_batch(SETUPS["tiny"], args.device))
     if args.arch == "semantic":
         for item in batch:
             del item["instances"]  # a SemanticSegmentor's mapper makes none
@@ -117,8 +143,11 @@ def main() -> int:
             k: v for k, v in losses[STOCK].items() if k != "loss_sem_seg"
         }, name
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    # One thread on CPU: this process's CPU time, which other work on the machine hardly moves.
+    clock = time.process_time if args.device == "cpu" and args.threads == 1 else time.perf_counter
     variants = {name: (lambda m=model: iteration(m, batch)) for name, model in models.items()}
-    seconds = time_interleaved(variants, args.repeats, args.warmup, sync)
+    seconds = time_interleaved(variants, args.repeats, args.warmup, sync, clock=clock)
+    part = loss_part_seconds(models, batch, sync, clock)
 
     meta = {"semantic": "SemanticSegmentor", "panoptic": "PanopticFPN"}[args.arch]
     labelled = sum(int((b["sem_seg"] != IGNORE).sum()) for b in batch)
@@ -127,22 +156,30 @@ def main() -> int:
         f"Forward + backward of one {meta} iteration (`configs/shapes/Base-{args.arch}.yaml`), "
         f"4 images 128x128, 4 labels, {100 * foreground / labelled:.0f}% foreground pixels; "
         f"median of {args.repeats} interleaved repeats; "
-        f"{args.threads if args.device == 'cpu' else 'GPU'} torch thread(s). Target: each head "
-        "within 1% of the stock head.",
+        f"{args.threads if args.device == 'cpu' else 'GPU'} torch thread(s) (CPU time with one "
+        "thread). Target: each head within 1% of the stock head.",
         "",
         *run_header(args.device),
         "",
-        "| semantic head | s / iteration | vs stock | loss_sem_seg |",
-        "|---|---|---|---|",
+        "| semantic head | s / iteration | vs stock | loss part alone (ms) | loss part vs stock, "
+        "in % of a stock iteration | loss_sem_seg |",
+        "|---|---|---|---|---|---|",
     ]
+    extra = {n: 100 * (part[n] - part[STOCK]) / seconds[STOCK] for n in HEADS}
     for name in HEADS:
         lines.append(f"| {name} | {seconds[name]:.4f} | {seconds[name] / seconds[STOCK]:.3f}x "
+                     f"| {1000 * part[name]:.2f} | {extra[name]:+.2f}% "
                      f"| {losses[name]['loss_sem_seg']:.4f} |")
-    worst = max(seconds[n] / seconds[STOCK] for n in HEADS if n not in (STOCK, CONTROL))
-    lines += ["", f"Slowest SegContrast head: {worst:.3f}x the stock head "
-              f"({'within' if worst <= 1.01 else 'over'} the 1% target); the second copy of the "
-              f"stock head, identical to it, came out {seconds[CONTROL] / seconds[STOCK]:.3f}x "
-              "(what noise alone gives in this run)."]
+    ours = [n for n in HEADS if n not in (STOCK, CONTROL)]
+    worst = max(ours, key=lambda n: extra[n])
+    ratio = max(seconds[n] / seconds[STOCK] for n in ours)
+    lines += ["", (
+        f"End to end the slowest SegContrast head came out {ratio:.3f}x the stock head, and the "
+        f"second copy of the stock head, identical to it, {seconds[CONTROL] / seconds[STOCK]:.3f}x "
+        "(what noise alone gives in this run). The heads differ only in their loss part (same "
+        "layers, same weights, same other losses: checked), timed alone on the same logits: "
+        f"the most any head adds is {extra[worst]:+.2f}% of a stock iteration ({worst}), so the "
+        f"1% target is {'met' if extra[worst] <= 1.0 else 'not met'}.")]
     text = "\n".join(lines)
     print(text)
     if args.write_docs:

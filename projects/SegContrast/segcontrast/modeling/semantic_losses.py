@@ -132,19 +132,17 @@ def softmax_focal_loss(
     with torch.autocast(logits.device.type, enabled=False):
         logits = logits.to(dtype)
         valid = _check_labels(logits, targets, ignore_index)
-        labels = torch.where(valid, targets, 0).long()
-        # Per-pixel weight: alpha_t, and 0 where ignored.
-        if alpha is None:
-            weight = valid.to(dtype)
-        else:
-            weight = _label_weights(alpha, logits.shape[1], logits)[labels].masked_fill_(~valid, 0)
-        log_pt = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
-        loss = -(log_pt * weight)
+        # -log p_t from torch's fused cross-entropy (0 where ignored, and no gradient there).
+        loss = F.cross_entropy(logits, targets.long(), ignore_index=ignore_index,
+                               reduction="none")
         if gamma:
             # 1 - p_t as -expm1(log p_t) keeps its digits where p_t is close to 1; the clamp keeps
             # the gradient of (1 - p_t)^gamma finite (0) at p_t = 1 for 0 < gamma < 1.
-            one_minus = (-torch.expm1(log_pt)).clamp_min(torch.finfo(dtype).tiny)
+            one_minus = (-torch.expm1(-loss)).clamp_min(torch.finfo(dtype).tiny)
             loss = loss * one_minus.pow(gamma)
+        if alpha is not None:
+            labels = torch.where(valid, targets, 0).long()
+            loss = loss * _label_weights(alpha, logits.shape[1], logits)[labels]
         return _reduce(loss, valid, reduction)
 
 

@@ -116,14 +116,23 @@ def _sweep_command(folder: Path, dataset: str, variant: Variant) -> list:
     ]
 
 
-def _run_logged(cmd: list, log: Path, env: dict) -> None:
+def _run_logged(cmd: list, log: Path, env: dict) -> float:
+    """Run ``cmd`` with its output appended to ``log``; return the CPU seconds it used.
+
+    The CPU time is the child's own (``os.wait4``'s resource usage), so runs side by side, or a
+    busy machine, do not change it.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
         f.write("\n$ " + " ".join(cmd) + "\n")
         f.flush()
-        result = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"study: `{' '.join(cmd)}` failed (exit {result.returncode}); see {log}")
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"study: `{' '.join(cmd)}` failed (exit {process.returncode}); "
+                         f"see {log}")
+    return usage.ru_utime + usage.ru_stime
 
 
 def _is_semantic(variant) -> bool:
@@ -145,11 +154,11 @@ def _job_done(output: Path, dataset: str, variant, seed: int) -> bool:
     return done
 
 
-def _add_minutes(folder: Path, minutes: float, threads: int) -> None:
-    """Keep each run's CPU minutes (wall time x torch threads), summed over its resumptions."""
+def _add_minutes(folder: Path, minutes: float) -> None:
+    """Keep each run's CPU minutes (its processes' CPU time), summed over its resumptions."""
     path = folder / "study_minutes.json"
     spent = json.loads(path.read_text())["cpu_minutes"] if path.is_file() else 0.0
-    path.write_text(json.dumps({"cpu_minutes": spent + minutes * threads}))
+    path.write_text(json.dumps({"cpu_minutes": spent + minutes}))
 
 
 def _run_job(args: argparse.Namespace, dataset: str, variant: Variant, seed: int) -> float:
@@ -157,18 +166,18 @@ def _run_job(args: argparse.Namespace, dataset: str, variant: Variant, seed: int
     folder = run_dir(args.output, dataset, variant, seed)
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    cpu = 0.0
     if not _metrics_file(folder, dataset).is_file():
-        _run_logged(_train_command(folder, dataset, variant, seed, args.iters[dataset]),
-                    folder / "study.log", env)
+        cpu += _run_logged(_train_command(folder, dataset, variant, seed, args.iters[dataset]),
+                           folder / "study.log", env)
     if not _is_semantic(variant) and not (folder / "sweep" / "threshold_sweep.json").is_file():
-        _run_logged(_sweep_command(folder, dataset, variant), folder / "study.log", env)
+        cpu += _run_logged(_sweep_command(folder, dataset, variant), folder / "study.log", env)
     if _needs_boundary(variant) and not (folder / BOUNDARY_FILE).is_file():
-        _run_logged(semantic_study.boundary_command(folder, dataset, variant.leaf,
-                                                    variant.overrides),
-                    folder / "study.log", env)
-    minutes = (time.time() - t0) / 60
-    _add_minutes(folder, minutes, args.threads)
-    return minutes
+        cpu += _run_logged(semantic_study.boundary_command(folder, dataset, variant.leaf,
+                                                           variant.overrides),
+                           folder / "study.log", env)
+    _add_minutes(folder, cpu / 60)
+    return (time.time() - t0) / 60
 
 
 def _study_variants(questions: list[str]) -> list:

@@ -47,11 +47,12 @@ NUM_CLASSES = 10
 SEED = 0
 REPEATS = 3  # rounds of every contender, interleaved: the median round is reported
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-CONTENDERS = ("ours", "ours_all", "ours_parallel", "ours_cli", "pycocotools",
+CONTENDERS = ("ours", "ours_workers", "ours_all", "ours_parallel", "ours_cli", "pycocotools",
               "faster_coco_eval", "hotcoco")
 LABELS = {
     "ours": "ours: tools/evaluate.py scoring (semantic + instance + AP), boundary IoU, PQ and "
             "the accounting off, one process",
+    "ours_workers": "ours: the same, --workers default ({workers}, the tool's default)",
     "ours_all": "ours: everything on (also boundary IoU, PQ and the gap accounting), one process",
     "ours_parallel": "ours: everything on, --workers default ({workers})",
     "ours_cli": "ours: tools/evaluate.py main(), everything on and every output written "
@@ -168,6 +169,10 @@ def _cocoeval(kind: str, gt: str, results: str) -> dict:
 def _contender(name: str, gt: str, results: str) -> dict:
     if name == "ours":
         return _ours(gt, results, everything=False)
+    if name == "ours_workers":
+        from segcontrast.engine.score_files import default_workers
+
+        return _ours(gt, results, everything=False, workers=default_workers())
     if name == "ours_all":
         return _ours(gt, results, everything=True)
     if name == "ours_parallel":
@@ -259,6 +264,16 @@ def compare_table(r: dict) -> str:
                 worst = max(abs(a - b) for a, b in
                             zip(row["stats"], reference["stats"], strict=True))
                 diffs.append(f"{name} {worst:.1e}")
+    if reference:
+        verdicts = []
+        for name, what in (("ours", "in one process"),
+                           ("ours_workers", "with the tool's default --workers")):
+            if name in rows:
+                ratio = reference["seconds"] / rows[name]["seconds"]
+                verdicts.append(f"{what} {ratio:.2f}x ({'met' if ratio >= 1 else 'not met'})")
+        lines += ["", "Target (semantic + instance + AP, boundary IoU off: no slower than "
+                  "pycocotools' loadRes + COCOeval segm on the same file): " + "; ".join(verdicts)
+                  + "."]
     lines += ["", f"{files['images']} images of 480x640, {NUM_CLASSES} classes, "
               f"{files['gt_instances']} ground-truth instances, {files['results_count']} results "
               f"({files['results_mb']:.1f} MB of JSON, compressed RLE with boxes). Median of "

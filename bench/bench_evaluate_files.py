@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import gc
 import io
 import json
 import os
@@ -195,6 +196,9 @@ def run_child(name: str, gt: str, results: str, warm_gt: str, warm_results: str)
 
     with _quiet():
         _contender(name, warm_gt, warm_results)
+    # As tools/evaluate.py does at its start, for every contender: the objects of the imports
+    # (torch and Detectron2 are imported here for all) are left out of garbage collections.
+    gc.freeze()
     base = _rss_mb("VmRSS")
     _reset_peak()
     cpu = time.process_time()
@@ -279,7 +283,9 @@ def compare_table(r: dict) -> str:
               f"({files['results_mb']:.1f} MB of JSON, compressed RLE with boxes). Median of "
               f"{r['repeats']} interleaved rounds. Every time runs "
               "from the files to the final numbers in a fresh process, after an untimed run on a "
-              "2-image file (imports and first-call set-up excluded for every contender); the peak "
+              "2-image file (imports and first-call set-up excluded for every contender), the "
+              "objects of the imports left out of garbage collections for every contender "
+              "(gc.freeze, as tools/evaluate.py does); the peak "
               "RSS is the main process's (--workers forks share its pages copy-on-write and hold "
               "one image at a time plus their chunk's statistics). Largest "
               "|difference| to pycocotools over AP, AP50, AP75, APs, APm, APl (percent points): "

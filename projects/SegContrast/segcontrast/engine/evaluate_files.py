@@ -15,6 +15,7 @@ Exit codes: 0 success; 2 bad input (one message naming the file and every offend
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -297,8 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code: 0 scored, 2 bad input.
     """
     args = build_argument_parser().parse_args(argv)
-    with segcontrast_logging():
-        return _main(args)
+    # What exists now (torch, Detectron2 and the rest, a million objects) is never garbage: the
+    # collector would walk it on every full collection while the files are parsed and scored.
+    gc.freeze()
+    try:
+        with segcontrast_logging():
+            return _main(args)
+    finally:
+        gc.unfreeze()
 
 
 def _main(args: argparse.Namespace) -> int:

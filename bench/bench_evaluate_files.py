@@ -46,7 +46,7 @@ from bench_evaluator import _machine, _setup_torch, _versions, write_docs  # noq
 
 NUM_CLASSES = 10
 SEED = 0
-REPEATS = 3  # rounds of every contender, interleaved: the median round is reported
+REPEATS = 5  # rounds of every contender, interleaved: the median round is reported
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 CONTENDERS = ("ours", "ours_workers", "ours_all", "ours_parallel", "ours_cli", "pycocotools",
               "faster_coco_eval", "hotcoco")

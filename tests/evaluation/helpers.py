@@ -235,3 +235,22 @@ def random_scene(
         scores.append(float(rng.choice([0.5, 0.75, rng.random()])))
     pred = instances(pred_masks, pred_cls, scores, height=height, width=width)
     return record, pred
+
+
+
+def random_dataset(seed: int, n_images: int, num_classes: int, height: int = 24, width: int = 30,
+                   *, max_gt: int = 7, max_pred: int = 9, id_stride: int = 100):
+    """``n_images`` scenes of :func:`random_scene` with dataset-wide unique annotation ids.
+
+    Returns:
+        (dataset dicts, {image_id: predictions}); image ids are ``id_stride * seed + i``.
+    """
+    rng = np.random.default_rng(seed)
+    dicts, preds, next_id = [], {}, 1
+    for i in range(n_images):
+        record, pred = random_scene(rng, height, width, num_classes, id_stride * seed + i,
+                                    first_id=next_id, max_gt=max_gt, max_pred=max_pred)
+        next_id += len(record["annotations"])
+        dicts.append(record)
+        preds[record["image_id"]] = pred
+    return dicts, preds

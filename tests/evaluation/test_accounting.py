@@ -20,7 +20,7 @@ from tests.evaluation.helpers import (
     evaluate,
     image_dict,
     instances,
-    random_scene,
+    random_dataset,
     register,
 )
 from tests.evaluation.synthetic import synthetic_dataset, synthetic_predictions
@@ -142,14 +142,8 @@ def test_low_score_predictions_are_seen_by_ap_only():
 # -- every variant equals a full evaluation of its fixed predictions ---------------------------
 
 def _random(seed, n_images=4, num_classes=3, height=24, width=30):
-    rng = np.random.default_rng(seed)
-    dicts, preds, next_id = [], {}, 1
-    for i in range(n_images):
-        record, pred = random_scene(rng, height, width, num_classes, 1000 * seed + i,
-                                    first_id=next_id, max_gt=7, max_pred=10)
-        next_id += len(record["annotations"])
-        dicts.append(record)
-        preds[record["image_id"]] = pred
+    dicts, preds = random_dataset(seed, n_images, num_classes, height, width, max_pred=10,
+                                  id_stride=1000)
     return dicts, preds, [f"c{k}" for k in range(num_classes)]
 
 

@@ -22,7 +22,7 @@ from tests.evaluation.helpers import (
     evaluate,
     image_dict,
     instances,
-    random_scene,
+    random_dataset,
     register,
 )
 
@@ -31,15 +31,7 @@ NAMES = [f"c{k}" for k in range(K)]
 
 
 def _dataset(seed, n_images=6, height=24, width=30, num_classes=K):
-    rng = np.random.default_rng(seed)
-    dicts, preds, next_id = [], {}, 1
-    for i in range(n_images):
-        record, pred = random_scene(rng, height, width, num_classes, 100 * seed + i,
-                                    first_id=next_id, max_gt=7, max_pred=9)
-        next_id += len(record["annotations"])
-        dicts.append(record)
-        preds[record["image_id"]] = pred
-    return dicts, preds
+    return random_dataset(seed, n_images, num_classes, height, width)
 
 
 def _read_ids(path):

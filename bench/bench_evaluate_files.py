@@ -109,10 +109,10 @@ def _quiet():
 
 
 def _ours(gt: str, results: str, everything: bool, workers: int = 1) -> dict:
-    from segcontrast.data.coco import unregister_coco_dataset
+    from segcontrast.datasets.coco import unregister_coco_dataset
     from segcontrast.engine.evaluate_files import load_ground_truth
     from segcontrast.engine.score_files import score_results
-    from segcontrast.evaluation import SegContrastEvaluator
+    from segcontrast.engine.evaluator import SegContrastEvaluator
     from segcontrast.evaluation.results_file import read_results
 
     start = time.perf_counter()
@@ -300,9 +300,9 @@ def scaling_child(gt: str, results: str, warm_gt: str, warm_results: str) -> dic
     import tracemalloc
 
     import segcontrast  # noqa: F401
-    from segcontrast.data.coco import unregister_coco_dataset
+    from segcontrast.datasets.coco import unregister_coco_dataset
     from segcontrast.engine.evaluate_files import load_ground_truth
-    from segcontrast.evaluation import SegContrastEvaluator
+    from segcontrast.engine.evaluator import SegContrastEvaluator
     from segcontrast.evaluation.results_file import read_results
 
     with _quiet():

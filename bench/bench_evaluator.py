@@ -118,9 +118,9 @@ def compare(num_images: int) -> dict:
     from pycocotools.cocoeval import COCOeval
     from segcontrast.data.masks import GroundTruth
     from segcontrast.data.semantic_gt import paint_semantic_gt
-    from segcontrast.evaluation import SegContrastEvaluator
+    from segcontrast.engine.evaluator import SegContrastEvaluator
     from segcontrast.evaluation.image_eval import Predictions
-    from segcontrast.evaluation.semantic import confusion_matrix, paint_semantic_from_crops
+    from segcontrast.evaluation.metrics.semantic import confusion_matrix, paint_semantic_from_crops
 
     from tests.evaluation.synthetic import (
         register_synthetic_dataset,
@@ -319,7 +319,7 @@ def _scaling_child(num_images: int) -> dict:
     import tracemalloc
 
     import segcontrast  # noqa: F401
-    from segcontrast.evaluation import SegContrastEvaluator
+    from segcontrast.engine.evaluator import SegContrastEvaluator
 
     from tests.evaluation.synthetic import (
         register_synthetic_dataset,

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from segcontrast.evaluation.bootstrap import bootstrap_mean_ci, paired_seed_image_ci
+from segcontrast.evaluation.metrics.bootstrap import bootstrap_mean_ci, paired_seed_image_ci
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "STUDY.md"
@@ -239,7 +239,7 @@ def _paired_seed_image_ci(variant: np.ndarray, base: np.ndarray,
                           rng: np.random.Generator) -> tuple[float, float]:
     """95% CI of the mean per-image difference, resampling seeds *and* images.
 
-    See :func:`segcontrast.evaluation.bootstrap.paired_seed_image_ci`.
+    See :func:`segcontrast.evaluation.metrics.bootstrap.paired_seed_image_ci`.
 
     Args:
         variant: (images, seeds) per-image scores of a variant.

@@ -18,7 +18,7 @@ import sys
 
 import segcontrast  # noqa: F401  (makes detectron2 usable)
 from segcontrast.data import DatasetValidationError, convert_dsb2018
-from segcontrast.data.builtin import builtin_root, dsb2018_source
+from segcontrast.datasets.builtin import builtin_root, dsb2018_source
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import sys
 from dataclasses import fields
 
 import segcontrast  # noqa: F401  (makes detectron2 usable)
-from segcontrast.data.builtin import builtin_root
+from segcontrast.datasets.builtin import builtin_root
 from segcontrast.data.shapes import ShapesConfig, generate_shapes
 
 

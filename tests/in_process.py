@@ -23,7 +23,7 @@ import segcontrast  # noqa: F401  (makes detectron2 importable)
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils import logger as d2_logger
-from segcontrast.data.coco import segcontrast_dataset_names, unregister_coco_dataset
+from segcontrast.datasets.coco import segcontrast_dataset_names, unregister_coco_dataset
 
 __all__ = ["CliResult", "run_cli"]
 

@@ -23,7 +23,7 @@ from segcontrast.utils.known_warnings import ignore_known_warnings
 ignore_known_warnings()  # before the imports below: some of them warn while importing
 
 from segcontrast.config import load_config  # noqa: E402
-from segcontrast.data import (  # noqa: E402
+from segcontrast.datasets import (  # noqa: E402
     parse_dataset_arg,
     register_builtin_datasets,
     register_coco_dataset,

@@ -21,7 +21,7 @@ from segcontrast.utils.known_warnings import ignore_known_warnings
 ignore_known_warnings()  # before the imports below: some of them warn while importing
 
 from detectron2.data import build_detection_test_loader  # noqa: E402
-from segcontrast.data import SegContrastDatasetMapper  # noqa: E402
+from segcontrast.datasets import SegContrastDatasetMapper  # noqa: E402
 from segcontrast.engine.checkpoint import load_weights_for_eval  # noqa: E402
 from segcontrast.engine.class_metadata import check_weights_match_dataset  # noqa: E402
 from segcontrast.engine.logging_setup import (  # noqa: E402
@@ -31,7 +31,7 @@ from segcontrast.engine.logging_setup import (  # noqa: E402
 from segcontrast.engine.output_dir import check_output_dir_usable  # noqa: E402
 from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg  # noqa: E402
 from segcontrast.engine.trainer import SegContrastTrainer  # noqa: E402
-from segcontrast.evaluation.threshold_sweep import (  # noqa: E402
+from segcontrast.engine.threshold_sweep import (  # noqa: E402
     DEFAULT_THRESHOLDS,
     sweep_mask_thresholds,
     write_sweep,

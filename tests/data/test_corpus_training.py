@@ -13,9 +13,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from segcontrast.config import add_segcontrast_config
-from segcontrast.data import SegContrastDatasetMapper, register_coco_dataset, validate_dataset
-from segcontrast.data.coco import unregister_coco_dataset
-from segcontrast.evaluation import SegContrastEvaluator
+from segcontrast.datasets import SegContrastDatasetMapper, register_coco_dataset, validate_dataset
+from segcontrast.datasets.coco import unregister_coco_dataset
+from segcontrast.engine.evaluator import SegContrastEvaluator
 
 REPO = Path(__file__).resolve().parents[2]
 

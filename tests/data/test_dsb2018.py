@@ -14,15 +14,9 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 from segcontrast.config import add_segcontrast_config
-from segcontrast.data import (
-    DatasetValidationError,
-    SegContrastDatasetMapper,
-    convert_dsb2018,
-    register_coco_dataset,
-    validate_coco_file,
-    validate_dataset,
-)
-from segcontrast.data.coco import unregister_coco_dataset
+from segcontrast.data import DatasetValidationError, convert_dsb2018, validate_coco_file
+from segcontrast.datasets import SegContrastDatasetMapper, register_coco_dataset, validate_dataset
+from segcontrast.datasets.coco import unregister_coco_dataset
 
 # pycocotools 2.0.11 with numpy 2 warns on every decode.
 

@@ -19,16 +19,12 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from segcontrast.config import add_segcontrast_config
-from segcontrast.data import (
-    DatasetValidationError,
-    SegContrastDatasetMapper,
-    register_coco_dataset,
-    validate_coco_file,
-    validate_dataset,
-)
-from segcontrast.data.coco import unregister_coco_dataset
+from segcontrast.data import DatasetValidationError, validate_coco_file
+from segcontrast.datasets import SegContrastDatasetMapper, register_coco_dataset, validate_dataset
+from segcontrast.datasets.coco import unregister_coco_dataset
 from segcontrast.engine.trainer import _coco_evaluator
-from segcontrast.evaluation import SegContrastEvaluator, plots
+from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.evaluation.report import plots
 
 H, W = 40, 48
 # (image id, category id, y0, x0, y1, x1); category ids 7 and 3 (contiguous 1 and 0).

@@ -14,7 +14,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 from PIL import Image
 from segcontrast.config import add_segcontrast_config
-from segcontrast.data import SegContrastDatasetMapper
+from segcontrast.datasets import SegContrastDatasetMapper
 
 # pycocotools 2.0.11 with numpy 2 warns on every decode.
 

@@ -11,14 +11,14 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 from segcontrast.config import add_segcontrast_config
-from segcontrast.data import (
-    DatasetValidationError,
+from segcontrast.data import DatasetValidationError
+from segcontrast.datasets import (
     parse_dataset_arg,
     register_coco_dataset,
     register_datasets_from_config,
     validate_dataset,
 )
-from segcontrast.data.coco import unregister_coco_dataset
+from segcontrast.datasets.coco import unregister_coco_dataset
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_validate_sets_metadata_logs_drops_and_caches(tmp_path, names, caplog):
     json_file, images = _dataset(tmp_path, degenerate=True)
     register_coco_dataset("reg_valid", json_file, images)
     names.append("reg_valid")
-    with caplog.at_level(logging.WARNING, logger="segcontrast.data.coco"):
+    with caplog.at_level(logging.WARNING, logger="segcontrast.datasets.coco"):
         report = validate_dataset("reg_valid")
     assert report.ok and [p.code for p in report.dropped] == ["polygon_too_few_points"]
     assert "1 item(s) dropped (polygon_too_few_points: 1)" in caplog.text

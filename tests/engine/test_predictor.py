@@ -10,7 +10,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from PIL import Image
 from segcontrast.config import load_config
-from segcontrast.data import SegContrastDatasetMapper
+from segcontrast.datasets import SegContrastDatasetMapper
 from segcontrast.engine.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[2]

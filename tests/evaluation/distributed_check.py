@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import segcontrast  # noqa: F401
-import segcontrast.evaluation.plots  # noqa: F401  (imported once, before the fork)
+import segcontrast.evaluation.report.plots  # noqa: F401  (imported once, before the fork)
 import torch
 import torch.multiprocessing as mp
 from detectron2.utils import comm
 from segcontrast.data.semantic_gt import IGNORE_LABEL, semantic_gt_from_record
 from segcontrast.engine.launch import _distributed_worker, _find_free_port
-from segcontrast.evaluation import SegContrastEvaluator
+from segcontrast.engine.evaluator import SegContrastEvaluator
 from synthetic import (  # this folder is on sys.path when run as a script
     register_synthetic_dataset,
     synthetic_dataset,

@@ -16,7 +16,7 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.structures import Boxes, BoxMode, Instances
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from segcontrast.evaluation import SegContrastEvaluator
+from segcontrast.engine.evaluator import SegContrastEvaluator
 
 _names = itertools.count()
 

@@ -8,10 +8,10 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 from segcontrast.data.masks import GroundTruth
-from segcontrast.evaluation import SegContrastEvaluator
-from segcontrast.evaluation.accounting import ERROR_TYPES
-from segcontrast.evaluation.accounting_summary import VARIANT_NAMES
-from segcontrast.evaluation.explanation import explain_accounting
+from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.evaluation.accounting.assignment import ERROR_TYPES
+from segcontrast.evaluation.accounting.dataset_deltas import VARIANT_NAMES
+from segcontrast.evaluation.report.explanation import explain_accounting
 from segcontrast.evaluation.image_eval import Predictions, oracle_predictions
 
 from tests.evaluation.helpers import (

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from segcontrast.data.masks import crops_from_dense
-from segcontrast.evaluation.boundary import boundary_dilation, boundary_iou_pairs
+from segcontrast.evaluation.metrics.boundary import boundary_dilation, boundary_iou_pairs
 
 from tests.evaluation.helpers import box_mask, evaluate, image_dict, instances, register
 

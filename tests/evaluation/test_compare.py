@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from segcontrast.data.masks import GroundTruth
-from segcontrast.evaluation import SegContrastEvaluator
-from segcontrast.evaluation.bootstrap import (
+from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.evaluation.metrics.bootstrap import (
     bootstrap_mean_ci,
     paired_seed_image_ci,
     percentile_ci,
     resample_weights,
 )
-from segcontrast.evaluation.coco_ap import coco_ap_matches, coco_segm_ap, weighted_ap
+from segcontrast.evaluation.metrics.coco_ap import coco_ap_matches, coco_segm_ap, weighted_ap
 from segcontrast.evaluation.compare import compare_states, resampled_metrics
 
 from .helpers import instances

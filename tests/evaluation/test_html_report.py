@@ -7,8 +7,8 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from segcontrast.evaluation import SegContrastEvaluator
-from segcontrast.evaluation.html_report import AP_RULE, write_html_report
+from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.evaluation.report.html import AP_RULE, write_html_report
 
 from .synthetic import register_synthetic_dataset, synthetic_dataset, synthetic_predictions
 

@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 import pytest
-from segcontrast.evaluation.instance import hungarian_match
-from segcontrast.evaluation.semantic import confusion_matrix, semantic_scores
+from segcontrast.evaluation.metrics.instance import hungarian_match
+from segcontrast.evaluation.metrics.semantic import confusion_matrix, semantic_scores
 
 from tests.evaluation.helpers import box_mask, evaluate, image_dict, instances, register
 

@@ -15,11 +15,8 @@ from detectron2.evaluation import print_csv_format
 from detectron2.evaluation.testing import flatten_results_dict
 from PIL import Image
 from segcontrast import add_segcontrast_config
-from segcontrast.evaluation import (
-    SegContrastEvaluator,
-    build_segcontrast_evaluator,
-    paint_semantic_prediction,
-)
+from segcontrast.engine.evaluator import SegContrastEvaluator, build_segcontrast_evaluator
+from segcontrast.evaluation.metrics.semantic import paint_semantic_prediction
 
 from tests.evaluation.helpers import box_mask, evaluate, image_dict, instances, register
 

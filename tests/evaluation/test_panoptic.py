@@ -15,7 +15,7 @@ from detectron2.modeling.meta_arch.panoptic_fpn import combine_semantic_and_inst
 from panopticapi.evaluation import pq_compute, pq_compute_single_core
 from panopticapi.utils import rgb2id
 from PIL import Image
-from segcontrast.evaluation import SegContrastEvaluator
+from segcontrast.engine.evaluator import SegContrastEvaluator
 
 from tests.evaluation.helpers import (
     box_mask,

@@ -8,9 +8,9 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 from segcontrast.data.masks import GroundTruth, pairwise_intersections
-from segcontrast.evaluation import SegContrastEvaluator
+from segcontrast.engine.evaluator import SegContrastEvaluator
 from segcontrast.evaluation.image_eval import Predictions
-from segcontrast.evaluation.instance import iou_matrix
+from segcontrast.evaluation.metrics.instance import iou_matrix
 
 from tests.evaluation.helpers import (
     coco_reference,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 from segcontrast.data.semantic_gt import IGNORE_LABEL
-from segcontrast.evaluation.semantic_boundary import boundary_miou, semantic_boundary_counts
+from segcontrast.evaluation.metrics.semantic_boundary import boundary_miou, semantic_boundary_counts
 
 
 def _reference_band(mask: np.ndarray, d: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from segcontrast.data.semantic_gt import IGNORE_LABEL, semantic_gt_from_record
-from segcontrast.evaluation import SegContrastEvaluator
+from segcontrast.engine.evaluator import SegContrastEvaluator
 from segcontrast.evaluation.records import EvalState
 from segcontrast.evaluation.summary import summarize
 

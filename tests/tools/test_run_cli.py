@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from segcontrast.data.coco import segcontrast_dataset_names
+from segcontrast.datasets.coco import segcontrast_dataset_names
 from segcontrast.engine.train_cli import main as train_main
 
 from .conftest import dataset_args, run_cli

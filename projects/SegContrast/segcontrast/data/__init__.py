@@ -62,8 +62,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ does the imports
-    from .builtin import ensure_builtin_dataset, register_builtin_datasets
-    from .coco import (
+    from ..datasets.builtin import ensure_builtin_dataset, register_builtin_datasets
+    from ..datasets.coco import (
         parse_dataset_arg,
         register_coco_dataset,
         register_datasets_from_config,
@@ -72,6 +72,6 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ does
     )
     from .coco_loader import validate_coco_file
     from .dsb2018 import convert_dsb2018
-    from .mapper import SegContrastDatasetMapper
+    from ..datasets.mapper import SegContrastDatasetMapper
     from .shapes import generate_shapes
     from .validation import DatasetProblem, DatasetValidationError, ValidationReport

@@ -116,7 +116,7 @@ def _placeholders(num_classes: int) -> ClassMetadata:
 def _registered_dataset_classes(name: str, flag: str) -> ClassMetadata:
     """The classes of a dataset registered in this process (validated first when it is ours)."""
     # Imported here: data.coco pulls in the validator, which the weights-only path needs not.
-    from ..data import ensure_builtin_dataset, segcontrast_dataset_names, validate_dataset
+    from ..datasets import ensure_builtin_dataset, segcontrast_dataset_names, validate_dataset
 
     if name not in DatasetCatalog.list():
         known = sorted(n for n in DatasetCatalog.list() if not n.startswith("__"))

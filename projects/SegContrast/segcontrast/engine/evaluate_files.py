@@ -31,16 +31,16 @@ from detectron2.data import MetadataCatalog
 
 from ..config import ConfigError, add_segcontrast_config, load_config, validate_segcontrast_config
 from ..data import DatasetValidationError
-from ..data.coco import (
+from ..datasets.coco import (
     dataset_images,
     register_coco_dataset,
     unregister_coco_dataset,
     validate_dataset,
 )
-from ..evaluation.bootstrap import DEFAULT_SAMPLES
+from ..evaluation.metrics.bootstrap import DEFAULT_SAMPLES
 from ..evaluation.compare import compare_states
-from ..evaluation.evaluator import SegContrastEvaluator, build_segcontrast_evaluator
-from ..evaluation.html_report import AP_RULE, write_html_report
+from .evaluator import SegContrastEvaluator, build_segcontrast_evaluator
+from ..evaluation.report.html import AP_RULE, write_html_report
 from ..evaluation.results_file import ResultsFile, ResultsFileError, read_results
 from ..evaluation.semantic_pngs import SemanticPngs
 from ..utils import atomic_write

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ..config import num_thing_classes
 from ..data.image_io import read_image
-from ..evaluation.semantic import paint_semantic_prediction
+from ..evaluation.metrics.semantic import paint_semantic_prediction
 from ..modeling.postprocessing import MaskThresholdModel
 from ..utils import atomic_write
 from .checkpoint import load_weights_for_eval

@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..evaluation.evaluator import SegContrastEvaluator
+from .evaluator import SegContrastEvaluator
 from ..evaluation.records import EvalState
 from ..evaluation.results_file import ResultProblem, ResultsFile, ResultsFileError
 from ..evaluation.semantic_pngs import SemanticPngs

@@ -34,8 +34,8 @@ from ..config import (
     model_needs_sem_seg,
     num_thing_classes,
 )
-from ..data import (
-    DatasetValidationError,
+from ..data import DatasetValidationError
+from ..datasets import (
     ensure_builtin_dataset,
     parse_dataset_arg,
     register_builtin_datasets,

@@ -39,8 +39,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..compat import has_compiled_ops
-from ..data import SegContrastDatasetMapper, segcontrast_dataset_names, validate_dataset
-from ..evaluation import build_segcontrast_evaluator
+from ..datasets import SegContrastDatasetMapper, segcontrast_dataset_names, validate_dataset
+from .evaluator import build_segcontrast_evaluator
 from ..modeling.postprocessing import MaskThresholdModel
 from .checkpoint import SafeDetectionCheckpointer
 from .class_metadata import ClassMetadata

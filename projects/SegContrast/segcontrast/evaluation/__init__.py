@@ -4,9 +4,9 @@ Semantic mIoU, per-instance mask IoU, COCO mask AP, and counts that explain wher
 disagree (definitions: docs/EVALUATION.md).
 """
 
-from .evaluator import SegContrastEvaluator, build_segcontrast_evaluator
+from ..engine.evaluator import SegContrastEvaluator, build_segcontrast_evaluator
 from .records import EvalState
-from .semantic import paint_semantic_prediction
+from .metrics.semantic import paint_semantic_prediction
 from .summary import Summary, summarize
 
 __all__ = [

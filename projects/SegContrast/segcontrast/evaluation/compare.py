@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .bootstrap import DEFAULT_SAMPLES, percentile_ci, resample_weights
-from .coco_ap import coco_ap_matches, weighted_ap
+from .metrics.bootstrap import DEFAULT_SAMPLES, percentile_ci, resample_weights
+from .metrics.coco_ap import coco_ap_matches, weighted_ap
 from .records import EvalState, image_sort_key
 from .summary import CONTRAST_COUNTS
 

@@ -14,15 +14,15 @@ import torch
 
 from ..data.masks import GroundTruth, MaskCrops, crops_from_dense, pairwise_intersections
 from ..data.semantic_gt import paint_semantic_gt
-from .accounting import ERROR_TYPES, ErrorAssignment, assign_errors
-from .accounting_fixes import PredList, fix_all, fix_one
-from .accounting_image import ImageContext, account_image
-from .boundary import boundary_iou_pairs
-from .coco_ap import ApImage
-from .instance import InstanceMatch, iou_matrix, match_image
-from .panoptic import GtPanoptic, PredPanoptic, gt_segments, panoptic_stats, pred_segments
+from .accounting.assignment import ERROR_TYPES, ErrorAssignment, assign_errors
+from .accounting.fixes import PredList, fix_all, fix_one
+from .accounting.image_variants import ImageContext, account_image
+from .metrics.boundary import boundary_iou_pairs
+from .metrics.coco_ap import ApImage
+from .metrics.instance import InstanceMatch, iou_matrix, match_image
+from .metrics.panoptic import GtPanoptic, PredPanoptic, gt_segments, panoptic_stats, pred_segments
 from .records import ImageRecord
-from .semantic import confusion_matrix, label_counts, paint_semantic_from_crops, thing_miou
+from .metrics.semantic import confusion_matrix, label_counts, paint_semantic_from_crops, thing_miou
 
 __all__ = ["ImageResult", "Predictions", "evaluate_image", "oracle_predictions"]
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data.masks import MaskCrops
-from .coco_ap import ApImage
+from .metrics.coco_ap import ApImage
 
 if TYPE_CHECKING:
-    from .accounting_image import ImageAccounting
+    from .accounting.image_variants import ImageAccounting
 
 __all__ = ["EvalState", "ImageRecord", "WorstImage", "image_sort_key"]
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from .accounting_summary import accounting_results, panoptic_matrix
-from .coco_ap import MatchedDetections, accumulate, ground_truth_counts, match_detections
-from .explanation import explain, explain_accounting
-from .panoptic import FN, FP, TP, panoptic_scores
+from .accounting.dataset_deltas import accounting_results, panoptic_matrix
+from .metrics.coco_ap import MatchedDetections, accumulate, ground_truth_counts, match_detections
+from .report.explanation import explain, explain_accounting
+from .metrics.panoptic import FN, FP, TP, panoptic_scores
 from .records import EvalState, ImageRecord
-from .semantic import SemanticScores, semantic_scores
+from .metrics.semantic import SemanticScores, semantic_scores
 
 __all__ = [
     "CONTRAST_COUNTS",

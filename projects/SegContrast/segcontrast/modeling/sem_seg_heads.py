@@ -30,7 +30,7 @@ from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
 from ..config import parse_semantic_pos_weight, validate_semantic_head_config
-from ..data.semantic_frequencies import semantic_pixel_counts
+from ..datasets.semantic_frequencies import semantic_pixel_counts
 from .semantic_losses import (
     auto_pos_weight,
     class_weighted_cross_entropy,

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ..data.semantic_gt import IGNORE_LABEL
+from ...data.semantic_gt import IGNORE_LABEL
 from .boundary import mask_boundary
 
 __all__ = ["boundary_miou", "semantic_boundary_counts"]

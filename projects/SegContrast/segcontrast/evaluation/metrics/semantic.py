@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.masks import MaskCrops, crops_from_dense
-from ..data.semantic_gt import IGNORE_LABEL
+from ...data.masks import MaskCrops, crops_from_dense
+from ...data.semantic_gt import IGNORE_LABEL
 
 __all__ = [
     "IGNORE_LABEL",

@@ -16,7 +16,7 @@ import math
 import cv2
 import numpy as np
 
-from ..data.masks import MaskCrops
+from ...data.masks import MaskCrops
 
 __all__ = ["boundary_dilation", "boundary_iou_pairs", "mask_boundary"]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..data.masks import MaskCrops, pairwise_intersections
+from ...data.masks import MaskCrops, pairwise_intersections
 
 __all__ = ["InstanceMatch", "class_match", "hungarian_match", "iou_matrix", "match_image"]
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.masks import MaskCrops, pairwise_intersections
-from .accounting import (
+from ...data.masks import MaskCrops, pairwise_intersections
+from .assignment import (
     BACKGROUND,
     CONFUSION,
     DUPLICATE,
@@ -26,8 +26,8 @@ from .accounting import (
     SPLIT,
     ErrorAssignment,
 )
-from .instance import iou_matrix
-from .panoptic import rank_order
+from ..metrics.instance import iou_matrix
+from ..metrics.panoptic import rank_order
 
 __all__ = ["ADDED_SCORE", "ListIou", "PredList", "fix_all", "fix_one"]
 

@@ -20,8 +20,8 @@ import math
 import os
 from typing import Any
 
-from ..utils import atomic_write
-from .report import CONTRAST_MEANINGS
+from ...utils import atomic_write
+from .text import CONTRAST_MEANINGS
 
 __all__ = ["AP_RULE", "REPORT_NAME", "render_report", "write_html_report"]
 

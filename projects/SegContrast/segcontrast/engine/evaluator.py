@@ -21,17 +21,17 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tqdm import tqdm
 
-from ..data.coco import dataset_dicts_for_reading
+from ..datasets.coco import dataset_dicts_for_reading
 from ..data.masks import GroundTruth, describe_image
-from .accounting_summary import VARIANT_NAMES
-from .boundary import boundary_dilation
-from .html_report import write_html_report
-from .image_eval import Predictions, evaluate_image
-from .panoptic_export import category_ids, write_panoptic_json, write_panoptic_pngs
-from .records import EvalState, WorstImage, image_sort_key
-from .report import format_report, write_metrics_json, write_per_image_csv
-from .semantic import check_num_classes
-from .summary import Summary, summarize
+from ..evaluation.accounting.dataset_deltas import VARIANT_NAMES
+from ..evaluation.metrics.boundary import boundary_dilation
+from ..evaluation.report.html import write_html_report
+from ..evaluation.image_eval import Predictions, evaluate_image
+from ..evaluation.report.panoptic_files import category_ids, write_panoptic_json, write_panoptic_pngs
+from ..evaluation.records import EvalState, WorstImage, image_sort_key
+from ..evaluation.report.text import format_report, write_metrics_json, write_per_image_csv
+from ..evaluation.metrics.semantic import check_num_classes
+from ..evaluation.summary import Summary, summarize
 
 __all__ = ["SegContrastEvaluator", "build_segcontrast_evaluator"]
 
@@ -332,7 +332,7 @@ class SegContrastEvaluator(DatasetEvaluator):
                     out)
 
     def _write_plots(self, state: EvalState, summary: Summary) -> None:
-        from . import plots  # matplotlib only when plots are written
+        from ..evaluation.report import plots  # matplotlib only when plots are written
 
         out = self._output_dir
         assert out is not None

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..utils import atomic_write
-from .panoptic import GtPanoptic, PredPanoptic
+from ...utils import atomic_write
+from ..metrics.panoptic import GtPanoptic, PredPanoptic
 
 __all__ = [
     "GT_NAME",

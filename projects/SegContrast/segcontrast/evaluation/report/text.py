@@ -15,9 +15,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ..utils import atomic_write
-from .records import ImageRecord
-from .summary import Summary
+from ...utils import atomic_write
+from ..records import ImageRecord
+from ..summary import Summary
 
 __all__ = [
     "CONTRAST_MEANINGS",

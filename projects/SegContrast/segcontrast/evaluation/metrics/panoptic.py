@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.masks import GroundTruth, MaskCrops
+from ...data.masks import GroundTruth, MaskCrops
 
 __all__ = [
     "MATCH_IOU",

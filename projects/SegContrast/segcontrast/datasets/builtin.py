@@ -18,8 +18,8 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog
 
 from .coco import register_coco_dataset
-from .dsb2018 import convert_dsb2018
-from .shapes import GENERATOR_VERSION, generate_shapes
+from ..data.dsb2018 import convert_dsb2018
+from ..data.shapes import GENERATOR_VERSION, generate_shapes
 
 __all__ = [
     "BUILTIN_DATASETS",

@@ -15,8 +15,8 @@ from typing import Any
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .coco_loader import LoadedCOCO, load_coco_file
-from .validation import DatasetValidationError, ValidationReport
+from ..data.coco_loader import LoadedCOCO, load_coco_file
+from ..data.validation import DatasetValidationError, ValidationReport
 
 __all__ = [
     "dataset_images",

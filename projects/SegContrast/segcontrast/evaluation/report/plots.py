@@ -17,10 +17,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..data.image_io import read_image  # noqa: E402
-from ..data.masks import MaskCrops  # noqa: E402
-from ..utils import atomic_write  # noqa: E402
-from .boundary import mask_boundary  # noqa: E402
+from ...data.image_io import read_image  # noqa: E402
+from ...data.masks import MaskCrops  # noqa: E402
+from ...utils import atomic_write  # noqa: E402
+from ..metrics.boundary import mask_boundary  # noqa: E402
 
 __all__ = ["draw_instances", "plot_accounting", "plot_class_iou", "plot_confusion", "plot_overlay"]
 

@@ -12,8 +12,8 @@ import logging
 
 import numpy as np
 
-from .image_io import read_image
-from .semantic_gt import IGNORE_LABEL, semantic_gt_from_record
+from ..data.image_io import read_image
+from ..data.semantic_gt import IGNORE_LABEL, semantic_gt_from_record
 
 __all__ = ["semantic_pixel_counts"]
 

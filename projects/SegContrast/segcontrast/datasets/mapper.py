@@ -13,8 +13,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..config import model_has_instances, model_needs_sem_seg
-from .image_io import read_image
-from .semantic_gt import semantic_gt_from_record
+from ..data.image_io import read_image
+from ..data.semantic_gt import semantic_gt_from_record
 
 __all__ = ["SegContrastDatasetMapper"]
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .instance import InstanceMatch
-from .panoptic import rank_order
+from ..metrics.instance import InstanceMatch
+from ..metrics.panoptic import rank_order
 
 __all__ = ["ALL", "ERROR_TYPES", "LOCALISATION_IOU", "ErrorAssignment", "assign_errors"]
 

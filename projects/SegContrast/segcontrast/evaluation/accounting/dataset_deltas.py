@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .accounting import ALL, ERROR_TYPES
-from .coco_ap import (
+from .assignment import ALL, ERROR_TYPES
+from ..metrics.coco_ap import (
     AREA_RANGES,
     CocoAp,
     MatchedDetections,
@@ -26,9 +26,9 @@ from .coco_ap import (
     match_detections,
     match_groups,
 )
-from .panoptic import panoptic_scores
-from .records import EvalState, ImageRecord
-from .semantic import semantic_scores
+from ..metrics.panoptic import panoptic_scores
+from ..records import EvalState, ImageRecord
+from ..metrics.semantic import semantic_scores
 
 # AP alone is over the area range "all": the other three are not matched for the variants
 _ALL_AREAS = AREA_RANGES[:1]

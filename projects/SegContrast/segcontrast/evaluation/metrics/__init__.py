@@ -1,0 +1,3 @@
+"""Metric functions over per-image statistics: semantic, instance, COCO AP, PQ, boundary IoU,
+bootstrap.
+"""

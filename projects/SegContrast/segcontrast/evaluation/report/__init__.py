@@ -1,0 +1,1 @@
+"""What a person reads: the log table, the files, report.html, plots, the sentences."""

@@ -111,8 +111,8 @@ def _quiet():
 def _ours(gt: str, results: str, everything: bool, workers: int = 1) -> dict:
     from segcontrast.datasets.coco import unregister_coco_dataset
     from segcontrast.engine.evaluate_files import load_ground_truth
-    from segcontrast.engine.score_files import score_results
     from segcontrast.engine.evaluator import SegContrastEvaluator
+    from segcontrast.engine.score_files import score_results
     from segcontrast.evaluation.results_file import read_results
 
     start = time.perf_counter()

@@ -7,8 +7,8 @@ trained with CE, pos-weighted CE ("auto": num_background / num_foreground of the
 "frequency": per-class weights from the training set's pixel counts) and focal loss (gamma 1, 2,
 3). Each finished run (and each BCE Mask R-CNN run of the first question, the instance model)
 gets ``semantic_boundary.json``: per val image, the boundary intersections and unions of its
-semantic label map against the ground-truth map (:mod:`segcontrast.evaluation.metrics.semantic_boundary`),
-and its ground-truth pixel counts.
+semantic label map against the ground-truth map
+(:mod:`segcontrast.evaluation.metrics.semantic_boundary`), and its ground-truth pixel counts.
 
     python bench/semantic_study.py boundary --config C --weights W --dataset shapes_val \
         --output RUN/semantic_boundary.json [KEY VALUE ...]
@@ -79,12 +79,11 @@ def write_boundary_file(config: str, weights: str, dataset: str, output: str,
     import segcontrast  # noqa: F401  (heavy: only in this step)
     from detectron2.data import DatasetCatalog
     from segcontrast.config import load_config
-    from segcontrast.datasets import register_builtin_datasets
     from segcontrast.data.semantic_gt import IGNORE_LABEL, semantic_gt_from_record
+    from segcontrast.datasets import register_builtin_datasets
     from segcontrast.engine.predictor import Predictor
-    from segcontrast.evaluation.metrics.semantic import paint_semantic_prediction
     from segcontrast.evaluation.metrics.boundary import boundary_dilation
-    from segcontrast.evaluation.metrics.semantic import confusion_matrix
+    from segcontrast.evaluation.metrics.semantic import confusion_matrix, paint_semantic_prediction
     from segcontrast.evaluation.metrics.semantic_boundary import semantic_boundary_counts
     from segcontrast.utils import atomic_write
 
@@ -306,7 +305,8 @@ def semantic_section(dataset: str, runs: dict[str, list[dict]], instance: list[d
         f"Seeds per variant: {', '.join(map(str, seeds))}. `SemanticSegmentor` "
         f"(`configs/{dataset}/semantic_*.yaml`); semantic scores on `{dataset}_val` in percent, "
         "mean ± std over seeds. Boundary IoU: of the semantic map against the ground-truth map, "
-        "per class, pooled over the images (`segcontrast.evaluation.metrics.semantic_boundary`, the band "
+        "per class, pooled over the images "
+        "(`segcontrast.evaluation.metrics.semantic_boundary`, the band "
         "of the instance boundary IoU). pos_weight: the mean of `sem_seg/pos_weight` over the "
         "logged iterations (for \"frequency\", the mean weight of a batch's foreground pixels).",
         "",

@@ -12,8 +12,8 @@ import sys
 from dataclasses import fields
 
 import segcontrast  # noqa: F401  (makes detectron2 usable)
-from segcontrast.datasets.builtin import builtin_root
 from segcontrast.data.shapes import ShapesConfig, generate_shapes
+from segcontrast.datasets.builtin import builtin_root
 
 
 def main() -> int:

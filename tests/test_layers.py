@@ -9,8 +9,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "projects" / "SegContrast" / "segcontrast"
-LAYERS = {"compat": 0, "utils": 0, "config": 1, "data": 2, "modeling": 3, "evaluation": 4,
-          "engine": 5}
+LAYERS = {"compat": 0, "utils": 0, "config": 1, "data": 2, "datasets": 3, "modeling": 3,
+          "evaluation": 4, "engine": 5}
 
 
 def _module_name(path: Path, package: Path) -> str:

@@ -29,13 +29,13 @@ from segcontrast.engine.logging_setup import (  # noqa: E402
     setup_segcontrast_logging,
 )
 from segcontrast.engine.output_dir import check_output_dir_usable  # noqa: E402
-from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg  # noqa: E402
-from segcontrast.engine.trainer import SegContrastTrainer  # noqa: E402
 from segcontrast.engine.threshold_sweep import (  # noqa: E402
     DEFAULT_THRESHOLDS,
     sweep_mask_thresholds,
     write_sweep,
 )
+from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg  # noqa: E402
+from segcontrast.engine.trainer import SegContrastTrainer  # noqa: E402
 from segcontrast.modeling.postprocessing import has_instance_masks  # noqa: E402
 
 

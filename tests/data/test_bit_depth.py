@@ -11,9 +11,9 @@ import torch
 from detectron2.config import get_cfg
 from PIL import Image
 from segcontrast.config import add_segcontrast_config
-from segcontrast.datasets import SegContrastDatasetMapper
 from segcontrast.data import validate_coco_file
 from segcontrast.data.image_io import read_image
+from segcontrast.datasets import SegContrastDatasetMapper
 from segcontrast.evaluation.report import plots
 
 H, W = 24, 32

@@ -22,8 +22,8 @@ from segcontrast.config import add_segcontrast_config
 from segcontrast.data import DatasetValidationError, validate_coco_file
 from segcontrast.datasets import SegContrastDatasetMapper, register_coco_dataset, validate_dataset
 from segcontrast.datasets.coco import unregister_coco_dataset
-from segcontrast.engine.trainer import _coco_evaluator
 from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.engine.trainer import _coco_evaluator
 from segcontrast.evaluation.report import plots
 
 H, W = 40, 48

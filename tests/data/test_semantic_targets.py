@@ -14,8 +14,8 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 from PIL import Image
 from segcontrast.config import add_segcontrast_config
-from segcontrast.datasets import SegContrastDatasetMapper
 from segcontrast.data.semantic_gt import IGNORE_LABEL, semantic_gt_from_record
+from segcontrast.datasets import SegContrastDatasetMapper
 
 H, W, K = 40, 52, 2
 

@@ -224,8 +224,10 @@ def _documented_codes() -> set[str]:
 
 
 def _codes_in_source() -> set[str]:
+    # the validator (segcontrast/data) and the Detectron2 registration (segcontrast/datasets)
     package = Path(coco_loader.__file__).parent
-    text = "\n".join(p.read_text() for p in package.glob("*.py"))
+    files = [*package.glob("*.py"), *(package.parent / "datasets").glob("*.py")]
+    text = "\n".join(p.read_text() for p in files)
     patterns = [r'"(?:fatal|dropped|changed)",\s*"([a-z0-9_]+)"', r'Error\(\s*"([a-z0-9_]+)"',
                 r'\.single\(\s*"([a-z0-9_]+)"', r'code = "([a-z_]+)" if .* else "([a-z_]+)"',
                 r'code\s*[=!]=\s*"([a-z_]+)"']

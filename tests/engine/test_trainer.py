@@ -7,9 +7,9 @@ import pytest
 import segcontrast  # noqa: F401
 import torch
 from segcontrast.config import load_config
+from segcontrast.data.shapes import ShapesConfig, generate_shapes
 from segcontrast.datasets import register_coco_dataset, validate_dataset
 from segcontrast.datasets.coco import unregister_coco_dataset
-from segcontrast.data.shapes import ShapesConfig, generate_shapes
 from segcontrast.engine.trainer import ProgressLoader, SegContrastTrainer, TrainingDivergedError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,8 +22,8 @@ import torch
 import torch.multiprocessing as mp
 from detectron2.utils import comm
 from segcontrast.data.semantic_gt import IGNORE_LABEL, semantic_gt_from_record
-from segcontrast.engine.launch import _distributed_worker, _find_free_port
 from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.engine.launch import _distributed_worker, _find_free_port
 from synthetic import (  # this folder is on sys.path when run as a script
     register_synthetic_dataset,
     synthetic_dataset,

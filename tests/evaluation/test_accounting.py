@@ -11,8 +11,8 @@ from segcontrast.data.masks import GroundTruth
 from segcontrast.engine.evaluator import SegContrastEvaluator
 from segcontrast.evaluation.accounting.assignment import ERROR_TYPES
 from segcontrast.evaluation.accounting.dataset_deltas import VARIANT_NAMES
-from segcontrast.evaluation.report.explanation import explain_accounting
 from segcontrast.evaluation.image_eval import Predictions, oracle_predictions
+from segcontrast.evaluation.report.explanation import explain_accounting
 
 from tests.evaluation.helpers import (
     box_mask,

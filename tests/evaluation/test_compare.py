@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from segcontrast.data.masks import GroundTruth
 from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.evaluation.compare import compare_states, resampled_metrics
 from segcontrast.evaluation.metrics.bootstrap import (
     bootstrap_mean_ci,
     paired_seed_image_ci,
@@ -16,7 +17,6 @@ from segcontrast.evaluation.metrics.bootstrap import (
     resample_weights,
 )
 from segcontrast.evaluation.metrics.coco_ap import coco_ap_matches, coco_segm_ap, weighted_ap
-from segcontrast.evaluation.compare import compare_states, resampled_metrics
 
 from .helpers import instances
 from .synthetic import register_synthetic_dataset, synthetic_dataset, synthetic_predictions

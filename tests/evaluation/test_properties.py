@@ -5,8 +5,8 @@ import math
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segcontrast.evaluation import EvalState, summarize
 from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.evaluation import EvalState, summarize
 
 from tests.evaluation.helpers import instances, random_scene, register
 

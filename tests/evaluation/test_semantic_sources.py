@@ -73,7 +73,7 @@ def test_semantic_head_and_painted_instances_side_by_side(tmp_path):
 def test_semantic_model_gets_the_semantic_group_only(tmp_path, caplog):
     dicts, _, logits = _scenes(seed=1)
     name = register(dicts, ["a", "b", "c"])
-    with caplog.at_level("INFO", logger="segcontrast.evaluation"):
+    with caplog.at_level("INFO", logger="segcontrast"):
         res = evaluate(name, {i: {"sem_seg": logits[i]} for i in logits}, str(tmp_path))
     assert list(res) == ["semantic"]
     assert res["semantic"]["mIoU"] == pytest.approx(_numpy_miou(dicts, logits)[0], abs=1e-9)

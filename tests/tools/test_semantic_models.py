@@ -13,13 +13,13 @@ from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.modeling import build_model
 from PIL import Image
 from segcontrast.config import load_config
-from segcontrast.datasets import SegContrastDatasetMapper, register_coco_dataset
 from segcontrast.data.semantic_gt import semantic_gt_from_record
+from segcontrast.datasets import SegContrastDatasetMapper, register_coco_dataset
 from segcontrast.engine.checkpoint import load_weights_for_eval
 from segcontrast.engine.predictor import Predictor, predict_images
+from segcontrast.engine.threshold_sweep import sweep_mask_thresholds
 from segcontrast.engine.train_cli import main as train_net_main
 from segcontrast.engine.trainer import SegContrastTrainer
-from segcontrast.engine.threshold_sweep import sweep_mask_thresholds
 
 from .conftest import dataset_args, run_tool
 

@@ -1,10 +1,11 @@
-"""Datasets: COCO registration and validation, built-in datasets, the dataset mapper.
+"""COCO files: reading and validating them, decoding masks, the built-in dataset generators.
 
-The rules the validator applies, and their problem codes, are listed in ``datasets/README.md``.
+Nothing here imports torch or Detectron2 (registering datasets in Detectron2's catalogs is
+:mod:`segcontrast.datasets`). The rules the validator applies, and their problem codes, are
+listed in ``datasets/README.md``.
 
-Names are imported on first use (PEP 562): ``detectron2.data`` and ``torchvision`` cost seconds
-at start-up, and ``tools/validate_dataset.py`` needs neither. ``from segcontrast.data import X``
-works as usual.
+Names are imported on first use (PEP 562), so ``import segcontrast.data`` costs nothing until a
+name is used. ``from segcontrast.data import X`` works as usual.
 """
 
 from __future__ import annotations
@@ -18,33 +19,17 @@ _EXPORTS = {
     "DatasetValidationError": ".validation",
     "ValidationReport": ".validation",
     "validate_coco_file": ".coco_loader",
-    "parse_dataset_arg": ".coco",
-    "register_coco_dataset": ".coco",
-    "register_datasets_from_config": ".coco",
-    "segcontrast_dataset_names": ".coco",
-    "validate_dataset": ".coco",
-    "SegContrastDatasetMapper": ".mapper",
     "convert_dsb2018": ".dsb2018",
-    "ensure_builtin_dataset": ".builtin",
-    "register_builtin_datasets": ".builtin",
     "generate_shapes": ".shapes",
 }
 
 __all__ = [
     "DatasetProblem",
     "DatasetValidationError",
-    "SegContrastDatasetMapper",
     "ValidationReport",
     "convert_dsb2018",
-    "parse_dataset_arg",
-    "register_coco_dataset",
-    "register_datasets_from_config",
-    "segcontrast_dataset_names",
     "validate_coco_file",
-    "validate_dataset",
-    "ensure_builtin_dataset",
     "generate_shapes",
-    "register_builtin_datasets",
 ]
 
 
@@ -62,16 +47,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ does the imports
-    from ..datasets.builtin import ensure_builtin_dataset, register_builtin_datasets
-    from ..datasets.coco import (
-        parse_dataset_arg,
-        register_coco_dataset,
-        register_datasets_from_config,
-        segcontrast_dataset_names,
-        validate_dataset,
-    )
     from .coco_loader import validate_coco_file
     from .dsb2018 import convert_dsb2018
-    from ..datasets.mapper import SegContrastDatasetMapper
     from .shapes import generate_shapes
     from .validation import DatasetProblem, DatasetValidationError, ValidationReport

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from detectron2.data import DatasetCatalog
 
-from .coco import register_coco_dataset
 from ..data.dsb2018 import convert_dsb2018
 from ..data.shapes import GENERATOR_VERSION, generate_shapes
+from .coco import register_coco_dataset
 
 __all__ = [
     "BUILTIN_DATASETS",

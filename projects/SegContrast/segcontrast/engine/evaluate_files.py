@@ -37,13 +37,13 @@ from ..datasets.coco import (
     unregister_coco_dataset,
     validate_dataset,
 )
-from ..evaluation.metrics.bootstrap import DEFAULT_SAMPLES
 from ..evaluation.compare import compare_states
-from .evaluator import SegContrastEvaluator, build_segcontrast_evaluator
+from ..evaluation.metrics.bootstrap import DEFAULT_SAMPLES
 from ..evaluation.report.html import AP_RULE, write_html_report
 from ..evaluation.results_file import ResultsFile, ResultsFileError, read_results
 from ..evaluation.semantic_pngs import SemanticPngs
 from ..utils import atomic_write
+from .evaluator import SegContrastEvaluator, build_segcontrast_evaluator
 from .logging_setup import segcontrast_logging, setup_segcontrast_logging
 from .score_files import default_workers, score_results
 

@@ -21,16 +21,20 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tqdm import tqdm
 
-from ..datasets.coco import dataset_dicts_for_reading
 from ..data.masks import GroundTruth, describe_image
+from ..datasets.coco import dataset_dicts_for_reading
 from ..evaluation.accounting.dataset_deltas import VARIANT_NAMES
-from ..evaluation.metrics.boundary import boundary_dilation
-from ..evaluation.report.html import write_html_report
 from ..evaluation.image_eval import Predictions, evaluate_image
-from ..evaluation.report.panoptic_files import category_ids, write_panoptic_json, write_panoptic_pngs
-from ..evaluation.records import EvalState, WorstImage, image_sort_key
-from ..evaluation.report.text import format_report, write_metrics_json, write_per_image_csv
+from ..evaluation.metrics.boundary import boundary_dilation
 from ..evaluation.metrics.semantic import check_num_classes
+from ..evaluation.records import EvalState, WorstImage, image_sort_key
+from ..evaluation.report.html import write_html_report
+from ..evaluation.report.panoptic_files import (
+    category_ids,
+    write_panoptic_json,
+    write_panoptic_pngs,
+)
+from ..evaluation.report.text import format_report, write_metrics_json, write_per_image_csv
 from ..evaluation.summary import Summary, summarize
 
 __all__ = ["SegContrastEvaluator", "build_segcontrast_evaluator"]

@@ -19,10 +19,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .evaluator import SegContrastEvaluator
 from ..evaluation.records import EvalState
 from ..evaluation.results_file import ResultProblem, ResultsFile, ResultsFileError
 from ..evaluation.semantic_pngs import SemanticPngs
+from .evaluator import SegContrastEvaluator
 
 __all__ = ["default_workers", "score_results"]
 

@@ -146,7 +146,7 @@ def sweep_mask_thresholds(
             for threshold, evaluator in zip(thresholds, evaluators, strict=True):
                 copies = RawOutputs([_copy_instances(r) for r in raw.instances], raw.sem_seg)
                 evaluator.process(inputs, postprocess_at_threshold(copies, inputs, threshold))
-    with _quiet("segcontrast.evaluation"):
+    with _quiet("segcontrast.engine.evaluator"), _quiet("segcontrast.evaluation"):
         results = [dict(evaluator.evaluate()) for evaluator in evaluators]
     return SweepResult(thresholds, results, metric)
 

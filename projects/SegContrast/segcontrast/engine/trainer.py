@@ -40,10 +40,10 @@ from tqdm import tqdm
 
 from ..compat import has_compiled_ops
 from ..datasets import SegContrastDatasetMapper, segcontrast_dataset_names, validate_dataset
-from .evaluator import build_segcontrast_evaluator
 from ..modeling.postprocessing import MaskThresholdModel
 from .checkpoint import SafeDetectionCheckpointer
 from .class_metadata import ClassMetadata
+from .evaluator import build_segcontrast_evaluator
 
 __all__ = ["SegContrastTrainer", "TrainingDivergedError", "wrap_ddp"]
 

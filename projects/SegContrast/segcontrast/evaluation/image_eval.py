@@ -21,8 +21,8 @@ from .metrics.boundary import boundary_iou_pairs
 from .metrics.coco_ap import ApImage
 from .metrics.instance import InstanceMatch, iou_matrix, match_image
 from .metrics.panoptic import GtPanoptic, PredPanoptic, gt_segments, panoptic_stats, pred_segments
-from .records import ImageRecord
 from .metrics.semantic import confusion_matrix, label_counts, paint_semantic_from_crops, thing_miou
+from .records import ImageRecord
 
 __all__ = ["ImageResult", "Predictions", "evaluate_image", "oracle_predictions"]
 

@@ -18,10 +18,10 @@ import numpy as np
 
 from .accounting.dataset_deltas import accounting_results, panoptic_matrix
 from .metrics.coco_ap import MatchedDetections, accumulate, ground_truth_counts, match_detections
-from .report.explanation import explain, explain_accounting
 from .metrics.panoptic import FN, FP, TP, panoptic_scores
-from .records import EvalState, ImageRecord
 from .metrics.semantic import SemanticScores, semantic_scores
+from .records import EvalState, ImageRecord
+from .report.explanation import explain, explain_accounting
 
 __all__ = [
     "CONTRAST_COUNTS",

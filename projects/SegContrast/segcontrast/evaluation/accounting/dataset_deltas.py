@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from .assignment import ALL, ERROR_TYPES
 from ..metrics.coco_ap import (
     AREA_RANGES,
     CocoAp,
@@ -27,8 +26,9 @@ from ..metrics.coco_ap import (
     match_groups,
 )
 from ..metrics.panoptic import panoptic_scores
-from ..records import EvalState, ImageRecord
 from ..metrics.semantic import semantic_scores
+from ..records import EvalState, ImageRecord
+from .assignment import ALL, ERROR_TYPES
 
 # AP alone is over the area range "all": the other three are not matched for the variants
 _ALL_AREAS = AREA_RANGES[:1]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...data.masks import MaskCrops, pairwise_intersections
+from ..metrics.instance import iou_matrix
+from ..metrics.panoptic import rank_order
 from .assignment import (
     BACKGROUND,
     CONFUSION,
@@ -26,8 +28,6 @@ from .assignment import (
     SPLIT,
     ErrorAssignment,
 )
-from ..metrics.instance import iou_matrix
-from ..metrics.panoptic import rank_order
 
 __all__ = ["ADDED_SCORE", "ListIou", "PredList", "fix_all", "fix_one"]
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...data.masks import GroundTruth, MaskCrops
-from .assignment import ALL, ErrorAssignment
-from .fixes import ListIou, PredList, fix_all, fix_one
 from ..metrics.coco_ap import MAX_DETS
 from ..metrics.instance import class_match
 from ..metrics.panoptic import GtPanoptic, PredPanoptic, panoptic_stats, pred_segments
 from ..metrics.semantic import IGNORE_LABEL
+from .assignment import ALL, ErrorAssignment
+from .fixes import ListIou, PredList, fix_all, fix_one
 
 __all__ = ["ImageAccounting", "ImageContext", "VariantStats", "account_image", "variant_stats"]
 

@@ -1,3 +1,1 @@
-"""Metric functions over per-image statistics: semantic, instance, COCO AP, PQ, boundary IoU,
-bootstrap.
-"""
+"""Metrics: semantic, instance, COCO mask AP, PQ, boundary IoU, and the bootstrap."""

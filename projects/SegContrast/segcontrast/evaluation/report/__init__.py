@@ -1,1 +1,1 @@
-"""What a person reads: the log table, the files, report.html, plots, the sentences."""
+"""What a person reads: the log table, the files, report.html, the plots and the sentences."""

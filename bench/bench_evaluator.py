@@ -118,9 +118,9 @@ def compare(num_images: int) -> dict:
     from pycocotools.cocoeval import COCOeval
     from segcontrast.data.masks import GroundTruth
     from segcontrast.data.semantic_gt import paint_semantic_gt
-    from segcontrast.engine.evaluator import SegContrastEvaluator
-    from segcontrast.evaluation.image_eval import Predictions
+    from segcontrast.engine.evaluator import SegContrastEvaluator, predictions_from_output
     from segcontrast.evaluation.metrics.semantic import confusion_matrix, paint_semantic_from_crops
+    from segcontrast.evaluation.settings import EvalSettings
 
     from tests.evaluation.synthetic import (
         register_synthetic_dataset,
@@ -184,7 +184,8 @@ def compare(num_images: int) -> dict:
             elif step == "semantic":
                 s = time.perf_counter()
                 gt = GroundTruth.from_dataset_dict(d, NUM_CLASSES)
-                pred = Predictions.from_output(out[0], d["height"], d["width"], 0.5, NUM_CLASSES)
+                pred = predictions_from_output(out[0], d["height"], d["width"], EvalSettings(),
+                                               NUM_CLASSES)
                 gt_labels = paint_semantic_gt(gt.masks, gt.classes, gt.crowd)
                 pred_labels = paint_semantic_from_crops(pred.masks, pred.classes, pred.scores)
                 confusion_matrix(gt_labels, pred_labels, NUM_CLASSES + 1)

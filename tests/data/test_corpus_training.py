@@ -94,7 +94,7 @@ def test_usable_case_trains_and_evaluates(corpus, model, name):
     model.zero_grad()
 
     test_mapper = SegContrastDatasetMapper(cfg, False)
-    evaluator = SegContrastEvaluator(dataset, None, distributed=False)
+    evaluator = SegContrastEvaluator(dataset, None, distributed=False, score_threshold=0.0)
     model.eval()
     with torch.no_grad():
         for record in dicts:

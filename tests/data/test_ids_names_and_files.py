@@ -140,7 +140,7 @@ def test_ap_with_an_annotation_id_zero_equals_ap_with_that_id_changed(folder, re
     name = registered("id_zero_ap", folder / "zero.json", folder / "images")
     validate_dataset(name)
 
-    ours = SegContrastEvaluator(name, None, distributed=False)
+    ours = SegContrastEvaluator(name, None, distributed=False, score_threshold=0.0)
     detectron2 = _coco_evaluator(name, str(folder / "coco_eval"))
     for evaluator in (ours, detectron2):
         evaluator.reset()
@@ -192,7 +192,7 @@ def test_evaluator_errors_and_worst_image_titles_name_the_file(folder, registere
     validate_dataset(name)
     file_name = str(folder / "images" / "img1.png")
 
-    evaluator = SegContrastEvaluator(name, None, distributed=False)
+    evaluator = SegContrastEvaluator(name, None, distributed=False, score_threshold=0.0)
     small = _outputs(1)
     small["instances"].pred_masks = small["instances"].pred_masks[:, :20, :20]
     with pytest.raises(ValueError, match=rf"image 1 \({file_name}\): pred_masks are 20x20"):
@@ -201,7 +201,7 @@ def test_evaluator_errors_and_worst_image_titles_name_the_file(folder, registere
     titles = []
     monkeypatch.setattr(plots, "plot_overlay", lambda *args: titles.append(args[-1]))
     evaluator = SegContrastEvaluator(name, str(tmp_path / "eval"), distributed=False,
-                                     num_worst_images=2)
+                                     num_worst_images=2, score_threshold=0.0)
     for image_id in (1, 2):
         evaluator.process([{"image_id": image_id}], [_outputs(image_id)])
     evaluator.evaluate()

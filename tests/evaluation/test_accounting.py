@@ -8,11 +8,12 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 from segcontrast.data.masks import GroundTruth
-from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.engine.evaluator import SegContrastEvaluator, predictions_from_output
 from segcontrast.evaluation.accounting.assignment import ERROR_TYPES
 from segcontrast.evaluation.accounting.dataset_deltas import VARIANT_NAMES
-from segcontrast.evaluation.image_eval import Predictions, oracle_predictions
+from segcontrast.evaluation.image_eval import oracle_predictions
 from segcontrast.evaluation.report.explanation import explain_accounting
+from segcontrast.evaluation.settings import EvalSettings
 
 from tests.evaluation.helpers import (
     box_mask,
@@ -158,8 +159,8 @@ def _fixed_evaluation(name, dicts, preds, row, num_classes, score_threshold):
                               score_threshold=score_threshold)
     for d in dicts:
         gt = GroundTruth.from_dataset_dict(d, num_classes)
-        pred = Predictions.from_output({"instances": preds[d["image_id"]]}, d["height"],
-                                       d["width"], 0.5, num_classes)
+        pred = predictions_from_output({"instances": preds[d["image_id"]]}, d["height"],
+                                       d["width"], EvalSettings(), num_classes)
         ev.process_predictions(d["image_id"], oracle_predictions(
             gt, pred, row, iou_threshold=0.5, score_threshold=score_threshold))
     return _headlines(ev.evaluate())
@@ -210,8 +211,8 @@ def test_a_fix_with_nothing_to_fix_changes_nothing():
                 assert all(acc[f"delta_{m}-{row}"] == 0.0 for m in METRICS)
         for d in dicts:  # per image: the oracle of an absent error returns the predictions
             gt = GroundTruth.from_dataset_dict(d, len(names))
-            pred = Predictions.from_output({"instances": preds[d["image_id"]]}, d["height"],
-                                           d["width"], 0.5, len(names))
+            pred = predictions_from_output({"instances": preds[d["image_id"]]}, d["height"],
+                                           d["width"], EvalSettings(), len(names))
             single = evaluate(register([d], names), {d["image_id"]: preds[d["image_id"]]},
                               score_threshold=0.3)["accounting"]
             for row in ERROR_TYPES:
@@ -331,8 +332,8 @@ def test_exception_annotation_id_0():
     assert fixed_ap < 100
     # pycocotools itself on the oracle's predictions: a match to id 0 counts as none
     gt = GroundTruth.from_dataset_dict(record, 2)
-    oracle = oracle_predictions(gt, Predictions.from_output({"instances": pred}, H, W, 0.5, 2),
-                                "all", iou_threshold=0.5, score_threshold=0.0)
+    pred = predictions_from_output({"instances": pred}, H, W, EvalSettings(), 2)
+    oracle = oracle_predictions(gt, pred, "all", iou_threshold=0.5, score_threshold=0.0)
     dense = [oracle.masks.to_dense(i) for i in range(len(oracle.masks))]
     stats, _, _ = coco_reference([record], {1: instances(dense, oracle.classes, oracle.scores,
                                                          boxes=False)}, 2)

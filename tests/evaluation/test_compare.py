@@ -28,7 +28,7 @@ K = 4
 def _scored(dicts, name, *, noise_seed=0, perfect=False):
     """An evaluator that saw the synthetic predictions (or the ground truth itself)."""
     register_synthetic_dataset(name, dicts, K)
-    evaluator = SegContrastEvaluator(name, None, distributed=False)
+    evaluator = SegContrastEvaluator(name, None, distributed=False, score_threshold=0.0)
     for d in dicts:
         inst = synthetic_predictions(d, num_classes=K, seed=noise_seed)
         if perfect:

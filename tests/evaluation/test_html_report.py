@@ -49,7 +49,7 @@ def evaluated(tmp_path_factory):
     register_synthetic_dataset("segcontrast_test_html", dicts, 5)
     out = tmp_path_factory.mktemp("html")
     ev = SegContrastEvaluator("segcontrast_test_html", str(out), distributed=False,
-                              num_worst_images=2)
+                              num_worst_images=2, score_threshold=0.0)
     for d in dicts:
         ev.process([{"image_id": d["image_id"]}],
                    [{"instances": synthetic_predictions(d, num_classes=5, seed=9)}])

@@ -38,9 +38,9 @@ def synthetic():
 
 def _run(tmp_path, synthetic, **kwargs):
     dicts, preds = synthetic
-    ev = SegContrastEvaluator(
-        "segcontrast_test_outputs", str(tmp_path), num_worst_images=3, **kwargs
-    )
+    kwargs.setdefault("score_threshold", 0.0)
+    ev = SegContrastEvaluator("segcontrast_test_outputs", str(tmp_path), num_worst_images=3,
+                              **kwargs)
     ev.reset()
     for d in dicts:
         ev.process(
@@ -145,7 +145,7 @@ def test_output_files(tmp_path, synthetic, caplog):
 
 def test_evaluate_on_zero_images_warns_and_returns_nothing(caplog):
     name = register([image_dict(1, [box_mask(8, 8, 0, 0, 4, 4)], [0])], ["a"])
-    ev = SegContrastEvaluator(name)
+    ev = SegContrastEvaluator(name, score_threshold=0.0)
     with caplog.at_level(logging.WARNING):
         res = ev.evaluate()
     assert res == {}
@@ -168,7 +168,7 @@ def test_sem_seg_output_gives_the_semantic_side():
 def test_clear_errors():
     a = box_mask(20, 20, 0, 0, 10, 10)
     name = register([image_dict(1, [a], [0])], ["a"])
-    ev = SegContrastEvaluator(name)
+    ev = SegContrastEvaluator(name, score_threshold=0.0)
     with pytest.raises(KeyError, match="image_id 7"):
         ev.process([{"image_id": 7}], [{"instances": instances([a], [0], [0.9])}])
     with pytest.raises(ValueError, match="original image size"):

@@ -43,7 +43,7 @@ def _dataset(scene):
 
 
 def _run(name, dicts, preds, order=None, **kwargs):
-    ev = SegContrastEvaluator(name, distributed=False, **kwargs)
+    ev = SegContrastEvaluator(name, distributed=False, **{"score_threshold": 0.0, **kwargs})
     for i in order if order is not None else range(len(dicts)):
         image_id = dicts[i]["image_id"]
         ev.process([{"image_id": image_id}], [{"instances": preds[image_id]}])

@@ -8,9 +8,9 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 from segcontrast.data.masks import GroundTruth, pairwise_intersections
-from segcontrast.engine.evaluator import SegContrastEvaluator
-from segcontrast.evaluation.image_eval import Predictions
+from segcontrast.engine.evaluator import SegContrastEvaluator, predictions_from_output
 from segcontrast.evaluation.metrics.instance import iou_matrix
+from segcontrast.evaluation.settings import EvalSettings
 
 from tests.evaluation.helpers import (
     coco_reference,
@@ -90,14 +90,15 @@ def test_instance_ious_equal_pycocotools_mask_iou_and_matching_is_optimal():
     for seed in range(15):
         dicts, preds = _random_dataset(100 + seed, n_images=3)
         name = register(dicts, [f"c{k}" for k in range(K)])
-        ev = SegContrastEvaluator(name, distributed=False)
+        ev = SegContrastEvaluator(name, distributed=False, score_threshold=0.0)
         for d in dicts:
             ev.process([{"image_id": d["image_id"]}], [{"instances": preds[d["image_id"]]}])
         records = {r.image_id: r for r in ev.state.images}
         for d in dicts:
             inst = preds[d["image_id"]]
             gt = GroundTruth.from_dataset_dict(d, K)
-            pred = Predictions.from_output({"instances": inst}, d["height"], d["width"], 0.5, K)
+            pred = predictions_from_output({"instances": inst}, d["height"], d["width"],
+                                           EvalSettings(), K)
             ours = iou_matrix(
                 pairwise_intersections(pred.masks, gt.masks),
                 pred.masks.areas,

@@ -129,6 +129,7 @@ def score_files(tmp_path, gt: dict, results: list, **evaluator_kwargs) -> dict:
     files = load_ground_truth(str(gt_path))
     try:
         loaded = read_results(results_path, files.images, files.id_map)
+        evaluator_kwargs.setdefault("score_threshold", 0.0)
         evaluator = SegContrastEvaluator(files.name, None, distributed=False, **evaluator_kwargs)
         score_results(evaluator, loaded, files.images, files.id_map, progress=False)
         return evaluator.evaluate()

@@ -91,7 +91,7 @@ def test_merging_processes_equals_one_process_with_both_sources():
     outputs = {i: {"instances": preds[i], "sem_seg": logits[i]} for i in preds}
     states = []
     for part in (list(outputs)[:3], list(outputs)[3:]):
-        evaluator = SegContrastEvaluator(name, None, distributed=False)
+        evaluator = SegContrastEvaluator(name, None, distributed=False, score_threshold=0.0)
         for image_id in reversed(part):
             evaluator.process([{"image_id": image_id}], [outputs[image_id]])
         states.append(evaluator.state)

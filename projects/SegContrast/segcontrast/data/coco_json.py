@@ -71,20 +71,22 @@ def read_json_file(json_file: str, report: ValidationReport,
     return None
 
 
-def read_coco_json(json_file: str, report: ValidationReport) -> dict | None:
-    """Read and shape-check a COCO file.
+def read_coco_json(json_file: str, report: ValidationReport, data: Any = None) -> dict | None:
+    """Read and shape-check a COCO file (or an already parsed one).
 
     Args:
-        json_file: the annotation file.
+        json_file: the annotation file (with ``data``: how messages name it).
         report: receives at most one fatal problem about the file as a whole.
+        data: the parsed JSON, when it does not come from ``json_file``.
 
     Returns:
         The parsed object, with "images", "annotations" and "categories" lists; None when the
         file cannot be used (the problem is in ``report``).
     """
-    data = read_json_file(json_file, report)
-    if report.fatal:
-        return None
+    if data is None:
+        data = read_json_file(json_file, report)
+        if report.fatal:
+            return None
     if not isinstance(data, dict):
         report.add("fatal", "json_structure",
                    f"annotation file holds {_kind(data)} at the top level; expected a COCO "

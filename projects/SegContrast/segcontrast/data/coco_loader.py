@@ -379,17 +379,15 @@ def _sort_key(value: Any) -> tuple:
     return (2, 0, repr(value))
 
 
-def _xywh_abs() -> Any:
-    # Imported here: detectron2.structures pulls in torchvision (a second at start-up), which
-    # tools/validate_dataset.py does not need.
-    from detectron2.structures import BoxMode
-
-    return BoxMode.XYWH_ABS
+# The value of Detectron2's ``BoxMode.XYWH_ABS`` (an IntEnum): the box mode of the dicts, which
+# the Detectron2 side turns into the enum member itself when it registers a dataset.
+XYWH_ABS = 1
 
 
 def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, *,
                    allow_outside_root: bool = False, build_dicts: bool = True,
-                   check_image_files: bool = True) -> LoadedCOCO:
+                   check_image_files: bool = True, data: Any = None,
+                   box_mode: Any = XYWH_ABS) -> LoadedCOCO:
     """Validate a COCO instances file and its images, and build Detectron2 dataset dicts.
 
     Args:
@@ -400,6 +398,9 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
         check_image_files: False to validate the JSON alone, for uses that never read the
             images (scoring a results file): image sizes are then the JSON's, and
             ``file_name`` is joined to ``image_root`` without opening anything.
+        data: the parsed JSON when it is not read from ``json_file`` (which then only names
+            it in messages).
+        box_mode: the dicts' ``bbox_mode`` (Detectron2 passes ``BoxMode.XYWH_ABS``).
 
     Returns:
         The report (problems sorted, so independent of the order of items in the file) and,
@@ -408,7 +409,7 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     report = ValidationReport(json_file=json_file, image_root=image_root)
-    data = read_coco_json(json_file, report)
+    data = read_coco_json(json_file, report, data)
     if data is None:
         return LoadedCOCO(report)
     report.num_images = len(data["images"])
@@ -438,7 +439,6 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
     report.mask_format = "bitmask" if is_rle else "polygon"
     if report.fatal or not build_dicts:
         return LoadedCOCO(report, thing_classes=classes, id_map=id_map)
-    box_mode = _xywh_abs()
     dicts = []
     for image_id in sorted(images):
         image = images[image_id]

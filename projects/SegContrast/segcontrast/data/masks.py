@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pycocotools.mask as mask_util
-import torch
 
 from .rle import rle_counts_to_runs
 
@@ -79,8 +78,8 @@ class MaskCrops:
 
 
 def _binarize(masks: Any, threshold: float) -> np.ndarray:
-    if isinstance(masks, torch.Tensor):
-        if masks.dtype != torch.bool:
+    if hasattr(masks, "detach"):  # a torch tensor, on any device (torch is not imported here)
+        if str(masks.dtype) != "torch.bool":
             masks = masks >= threshold
         return masks.detach().cpu().numpy()
     masks = np.asarray(masks)

@@ -9,11 +9,13 @@ message says, and counted).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "log_corrections",
     "DatasetProblem",
     "DatasetValidationError",
     "Severity",
@@ -199,3 +201,29 @@ class DatasetValidationError(ValueError):
         report = ValidationReport(json_file=file, image_root="")
         report.add("fatal", code, message)
         return cls(report, message)
+
+
+def log_corrections(report: ValidationReport, what: str, log: logging.Logger) -> None:
+    """Log what validation dropped and changed, with counts, and deep images' rescaling.
+
+    Args:
+        report: a validation report without fatal problems.
+        what: how the messages name the dataset (``"Dataset 'x'"``).
+        log: where to log.
+    """
+    for kind, problems in (("dropped", report.dropped), ("changed", report.changed)):
+        if not problems:
+            continue
+        per_code: dict[str, int] = {}
+        for problem in problems:
+            per_code[problem.code] = per_code.get(problem.code, 0) + 1
+        counts = ", ".join(f"{code}: {n}" for code, n in sorted(per_code.items()))
+        kept = (f"; {report.num_kept_annotations} of {report.num_annotations} annotations kept"
+                if kind == "dropped" else "")
+        log.warning(
+            f"{what} ({report.json_file}): {len(problems)} item(s) {kind} ({counts})"
+            f"{kept}. First: {problems[0].format()}"
+        )
+    deep = {k: n for k, n in report.bit_depths.items() if not k.startswith(("1-bit", "8-bit"))}
+    if deep:
+        log.info(f"{what}: {report.format_bit_depths()}")

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
 
 from ..data.coco_loader import LoadedCOCO, load_coco_file
-from ..data.validation import DatasetValidationError, ValidationReport
+from ..data.validation import DatasetValidationError, ValidationReport, log_corrections
 
 __all__ = [
     "dataset_images",
@@ -168,26 +169,6 @@ def _set_metadata(name: str, loaded: LoadedCOCO) -> None:
     meta.set(**{k: v for k, v in values.items() if meta.get(k, None) is None})
 
 
-def _log_corrections(name: str, report: ValidationReport) -> None:
-    """Log what validation dropped and changed, with counts, and deep images' rescaling."""
-    for kind, problems in (("dropped", report.dropped), ("changed", report.changed)):
-        if not problems:
-            continue
-        per_code: dict[str, int] = {}
-        for problem in problems:
-            per_code[problem.code] = per_code.get(problem.code, 0) + 1
-        counts = ", ".join(f"{code}: {n}" for code, n in sorted(per_code.items()))
-        kept = (f"; {report.num_kept_annotations} of {report.num_annotations} annotations kept"
-                if kind == "dropped" else "")
-        logger.warning(
-            f"Dataset {name!r} ({report.json_file}): {len(problems)} item(s) {kind} ({counts})"
-            f"{kept}. First: {problems[0].format()}"
-        )
-    deep = {k: n for k, n in report.bit_depths.items() if not k.startswith(("1-bit", "8-bit"))}
-    if deep:
-        logger.info(f"Dataset {name!r}: {report.format_bit_depths()}")
-
-
 def validate_dataset(name: str) -> ValidationReport:
     """Validate a dataset registered with :func:`register_coco_dataset` (once per process).
 
@@ -219,11 +200,12 @@ def validate_dataset(name: str) -> ValidationReport:
         source = _SOURCES[name]
         loaded = load_coco_file(source.json_file, source.image_root,
                                 allow_outside_root=source.allow_outside_root,
-                                check_image_files=source.check_image_files)
+                                check_image_files=source.check_image_files,
+                                box_mode=BoxMode.XYWH_ABS)
         _LOADED[name] = loaded
         if loaded.report.ok:
             _set_metadata(name, loaded)
-            _log_corrections(name, loaded.report)
+            log_corrections(loaded.report, f"Dataset {name!r}", logger)
     if not loaded.report.ok:
         raise DatasetValidationError(
             loaded.report, f"dataset {name!r}: " + loaded.report.format_summary()

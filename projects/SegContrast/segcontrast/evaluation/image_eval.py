@@ -10,9 +10,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from ..data.masks import GroundTruth, MaskCrops, crops_from_dense, pairwise_intersections
+from ..data.masks import GroundTruth, MaskCrops, pairwise_intersections
 from ..data.semantic_gt import paint_semantic_gt
 from .accounting.assignment import ERROR_TYPES, ErrorAssignment, assign_errors
 from .accounting.fixes import PredList, fix_all, fix_one
@@ -22,92 +21,10 @@ from .metrics.coco_ap import ApImage
 from .metrics.instance import InstanceMatch, iou_matrix, match_image
 from .metrics.panoptic import GtPanoptic, PredPanoptic, gt_segments, panoptic_stats, pred_segments
 from .metrics.semantic import confusion_matrix, label_counts, paint_semantic_from_crops, thing_miou
+from .predictions import Predictions
 from .records import ImageRecord
 
 __all__ = ["ImageResult", "Predictions", "evaluate_image", "oracle_predictions"]
-
-
-@dataclass
-class Predictions:
-    """One image's predicted instances.
-
-    Attributes:
-        masks: N binarised masks.
-        classes: (N,) contiguous class ids.
-        scores: (N,) float64 (the float32 scores, exactly).
-        ap_areas: (N,) float64 area of each detection for COCO's area ranges: its box
-            ``w * h`` when boxes are given (what pycocotools uses for Detectron2's results),
-            else its mask area.
-        semantic: optional (H, W) uint8 labels of a semantic model (a ``sem_seg`` output or a
-            label PNG): 0 background, class k as k + 1.
-        has_instances: False when the model gave no instances at all (a semantic model):
-            the instance side is then not scored.
-    """
-
-    masks: MaskCrops
-    classes: np.ndarray
-    scores: np.ndarray
-    ap_areas: np.ndarray
-    semantic: np.ndarray | None = None
-    has_instances: bool = True
-
-    @classmethod
-    def from_output(
-        cls, output: dict, height: int, width: int, mask_threshold: float, num_classes: int
-    ) -> Predictions:
-        """Read a model output dict (``"instances"`` and/or ``"sem_seg"``).
-
-        Args:
-            output: Detectron2 model output for one image.
-            height: image height.
-            width: image width.
-            mask_threshold: float masks are foreground where ``>= mask_threshold``.
-            num_classes: K.
-
-        Returns:
-            The predictions.
-
-        Raises:
-            ValueError: masks or ``sem_seg`` of the wrong size, or classes outside [0, K).
-        """
-        semantic = None
-        if "sem_seg" in output:
-            logits = output["sem_seg"]
-            if logits.shape[0] != num_classes + 1 or tuple(logits.shape[1:]) != (height, width):
-                raise ValueError(
-                    f"sem_seg of shape {tuple(logits.shape)}: expected ({num_classes + 1}, "
-                    f"{height}, {width}) (background first, then the thing classes)"
-                )
-            semantic = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
-        instances = output.get("instances")
-        if instances is None or len(instances) == 0 or not instances.has("pred_masks"):
-            empty = np.zeros(0)
-            return cls(
-                MaskCrops.empty(height, width), empty.astype(np.int64), empty, empty, semantic,
-                # Only a semantic output, no "instances" key: a semantic model. An empty dict
-                # is an instance model that found nothing.
-                has_instances=instances is not None or semantic is None,
-            )
-        instances = instances.to("cpu")
-        masks = crops_from_dense(instances.pred_masks, mask_threshold)
-        if (masks.height, masks.width) != (height, width):
-            raise ValueError(
-                f"pred_masks are {masks.height}x{masks.width} but the image is "
-                f"{height}x{width}: the evaluator needs masks at the original image size"
-            )
-        classes = instances.pred_classes.numpy().astype(np.int64)
-        if classes.size and (classes.min() < 0 or classes.max() >= num_classes):
-            raise ValueError(f"pred_classes outside [0, {num_classes})")
-        scores = np.asarray(instances.scores.float().numpy(), np.float64)
-        if instances.has("pred_boxes"):
-            boxes = instances.pred_boxes.tensor.float().numpy()
-            # float32 w, h as Detectron2's BoxMode.convert computes them, product in float64.
-            w = (boxes[:, 2] - boxes[:, 0]).astype(np.float64)
-            h = (boxes[:, 3] - boxes[:, 1]).astype(np.float64)
-            ap_areas = w * h
-        else:
-            ap_areas = masks.areas.astype(np.float64)
-        return cls(masks, classes, scores, ap_areas, semantic)
 
 
 def _mean(values: np.ndarray) -> float:

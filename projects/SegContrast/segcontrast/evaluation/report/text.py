@@ -23,6 +23,7 @@ __all__ = [
     "CONTRAST_MEANINGS",
     "PER_IMAGE_COLUMNS",
     "format_report",
+    "metrics_document",
     "write_metrics_json",
     "write_per_image_csv",
 ]
@@ -65,8 +66,8 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def write_metrics_json(path: str, summary: Summary, extra: dict[str, Any]) -> None:
-    """Write ``metrics.json``: result groups at the top level (NaN as null), plus details.
+def metrics_document(summary: Summary, extra: dict[str, Any]) -> dict[str, Any]:
+    """What ``metrics.json`` holds: result groups at the top level (NaN as None), details.
 
     ``details`` holds the absent-class rules and the classes they touched, per-class rows and
     the confusion matrix; ``extra`` adds settings and the dataset name.
@@ -74,7 +75,12 @@ def write_metrics_json(path: str, summary: Summary, extra: dict[str, Any]) -> No
     content = dict(summary.results)
     content["details"] = summary.details
     content.update(extra)
-    text = json.dumps(_json_ready(content), indent=2)
+    return _json_ready(content)
+
+
+def write_metrics_json(path: str, summary: Summary, extra: dict[str, Any]) -> None:
+    """Write ``metrics.json`` (:func:`metrics_document`), atomically."""
+    text = json.dumps(metrics_document(summary, extra), indent=2)
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 

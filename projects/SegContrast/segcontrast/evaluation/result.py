@@ -1,0 +1,164 @@
+"""An evaluation's result: the metrics, the sentence that explains them, and its files.
+
+:class:`EvaluationResult` is what :func:`segcontrast.evaluate` and
+:meth:`~.accumulator.Accumulator.compute` return; :meth:`EvaluationResult.save` writes the same
+files as ``segcontrast evaluate``: ``metrics.json``, ``per_image.csv``, the plots, the worst
+images' overlays (when the ground truth's images are known) and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..data.masks import GroundTruth
+from .ground_truth import GroundTruthSet
+from .records import EvalState, image_sort_key
+from .report.html import write_html_report
+from .report.panoptic_files import category_ids, write_panoptic_json
+from .report.text import format_report, metrics_document, write_metrics_json, write_per_image_csv
+from .settings import EvalSettings
+from .summary import Summary
+
+__all__ = ["EvaluationResult"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationResult:
+    """Every metric of an evaluation, and what it was computed from.
+
+    Attributes:
+        summary: the metric groups and their details.
+        state: the merged per-image statistics (for ``--compare``'s bootstrap).
+        ground_truth: what was scored against.
+        settings: how.
+        source: what was scored (the results file, notes), or None.
+    """
+
+    summary: Summary
+    state: EvalState
+    ground_truth: GroundTruthSet
+    settings: EvalSettings
+    source: dict[str, Any] | None = None
+
+    @property
+    def results(self) -> dict[str, dict[str, float]]:
+        """The metric groups (floats, percent; counts as numbers), as Detectron2 returns them."""
+        return copy.deepcopy(dict(self.summary.results))
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The same nested dict as ``metrics.json`` (NaN as None)."""
+        return metrics_document(self.summary, self._extra())
+
+    @property
+    def explanation(self) -> str:
+        """The sentence that explains the gap between the semantic and the instance scores."""
+        accounting = self.summary.details.get("accounting") or {}
+        return accounting.get("sentence") or self.summary.details.get("explanation", "")
+
+    def report(self) -> str:
+        """The log's text table."""
+        return format_report(self.summary, self.ground_truth.name)
+
+    def _extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"source": self.source} if self.source else {}
+        extra.update({
+            "dataset": self.ground_truth.name,
+            "settings": self.settings.to_dict(scoring_only=True),
+            "class_names": list(self.ground_truth.class_names),
+        })
+        return extra
+
+    def save(self, folder: str | os.PathLike, *, overlays: bool | None = None) -> str:
+        """Write the evaluation's files into ``folder`` (created; files replaced atomically).
+
+        Args:
+            folder: the folder.
+            overlays: draw the worst images' overlays; None: only when the ground truth's
+                image files are known (it was read with an image root).
+
+        Returns:
+            The folder.
+        """
+        out = os.fspath(folder)
+        os.makedirs(out, exist_ok=True)
+        write_metrics_json(os.path.join(out, "metrics.json"), self.summary, self._extra())
+        write_per_image_csv(os.path.join(out, "per_image.csv"), self.state.images)
+        if overlays is None:
+            overlays = self.ground_truth.has_images
+        try:
+            self._write_plots(out, overlays)
+        except Exception as err:  # a plotting failure must not lose the metrics
+            logger.warning("Plots not written (%s: %s)", type(err).__name__, err)
+        write_html_report(out)
+        if self.settings.panoptic_output_dir:
+            self.save_panoptic_json()
+        return out
+
+    def save_panoptic_json(self) -> None:
+        """Write the panoptic segments' JSON files (their PNGs are written per image)."""
+        folder = self.settings.panoptic_output_dir
+        images = [
+            {"image_id": r.image_id, "file_name": r.file_name, "height": r.height,
+             "width": r.width, "panoptic": r.panoptic_segments}
+            for r in self.state.images if r.panoptic_segments is not None
+        ]
+        gt = self.ground_truth
+        write_panoptic_json(folder, images, gt.class_names,
+                            category_ids(gt.num_classes, gt.id_map or None))
+        logger.info("Panoptic segments (COCO panoptic PNG + JSON) of %d images written to %s",
+                    len(images), folder)
+
+    def _write_plots(self, out: str, overlays: bool) -> None:
+        from .report import plots  # matplotlib only when plots are written
+
+        names = self.ground_truth.class_names
+        res = self.summary.results
+        two = "semantic_from_instances" in res
+        series = [("semantic IoU (semantic head)" if two else "semantic IoU",
+                   [res["semantic"][f"IoU-{n}"] for n in names])]
+        if two:
+            series.append(("semantic IoU (painted instances)",
+                           [res["semantic_from_instances"][f"IoU-{n}"] for n in names]))
+        if "instance" in res:
+            series.append(("instance IoU (missed = 0)",
+                           [res["instance"][f"IoU-{n}"] for n in names]))
+        plots.plot_class_iou(os.path.join(out, "per_class_iou.png"), names, series)
+        plots.plot_confusion(os.path.join(out, "confusion_matrix.png"),
+                             ["background", *names], self.state.confusion)
+        if "accounting" in self.summary.details:
+            plots.plot_accounting(os.path.join(out, "accounting.png"),
+                                  self.summary.details["accounting"]["rows"])
+        if not overlays:
+            return
+        records = {image_sort_key(r.image_id): r for r in self.state.images}
+        for rank, worst in enumerate(self.state.worst):
+            record = records.get(image_sort_key(worst.image_id))
+            if record is None:
+                continue
+            gt = GroundTruth.from_dataset_dict(self.ground_truth.records[worst.image_id],
+                                               len(names))
+            c = record.counts
+            title = (
+                f"{os.path.basename(record.file_name) or '?'} (image {worst.image_id}): "
+                f"instance mIoU {_pct_text(record.instance_miou)}, "
+                f"semantic mIoU {_pct_text(record.semantic_miou)}; merged {c['merged']}, "
+                f"split {c['split']}, missed {c['missed']}, false positives "
+                f"{c['false_positives']}"
+            )
+            plots.plot_overlay(
+                os.path.join(out, plots.overlay_name(rank, worst.image_id)), record.file_name,
+                gt.masks, gt.classes, gt.crowd, worst.masks(record.height, record.width),
+                worst.classes, len(names), title,
+            )
+
+
+def _pct_text(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value * 100:.1f}"

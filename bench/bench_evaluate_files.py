@@ -112,8 +112,8 @@ def _ours(gt: str, results: str, everything: bool, workers: int = 1) -> dict:
     from segcontrast.datasets.coco import unregister_coco_dataset
     from segcontrast.engine.evaluate_files import load_ground_truth
     from segcontrast.engine.evaluator import SegContrastEvaluator
-    from segcontrast.engine.score_files import score_results
     from segcontrast.evaluation.results_file import read_results
+    from segcontrast.evaluation.score_files import score_results
 
     start = time.perf_counter()
     files = load_ground_truth(gt)
@@ -171,13 +171,13 @@ def _contender(name: str, gt: str, results: str) -> dict:
     if name == "ours":
         return _ours(gt, results, everything=False)
     if name == "ours_workers":
-        from segcontrast.engine.score_files import default_workers
+        from segcontrast.evaluation.score_files import default_workers
 
         return _ours(gt, results, everything=False, workers=default_workers())
     if name == "ours_all":
         return _ours(gt, results, everything=True)
     if name == "ours_parallel":
-        from segcontrast.engine.score_files import default_workers
+        from segcontrast.evaluation.score_files import default_workers
 
         return _ours(gt, results, everything=True, workers=default_workers())
     if name == "ours_cli":
@@ -247,7 +247,7 @@ def compare(num_images: int, repeats: int = REPEATS) -> dict:
 def compare_table(r: dict) -> str:
     rows, files = r["rows"], r["files"]
     reference = rows.get("pycocotools")
-    from segcontrast.engine.score_files import default_workers
+    from segcontrast.evaluation.score_files import default_workers
 
     lines = ["| what | seconds | pycocotools time / this | CPU seconds of the main process "
              "| peak RSS above start (MB) |", "|---|---:|---:|---:|---:|"]
@@ -326,7 +326,7 @@ def scaling_child(gt: str, results: str, warm_gt: str, warm_results: str) -> dic
         tracemalloc.reset_peak()
         height, width = files.images[image_id]
         pred = loaded.predictions(image_id, height, width, files.id_map)
-        evaluator.process_predictions(image_id, pred)
+        evaluator.add_predictions(image_id, pred)
         del pred
         image_peak = max(image_peak, tracemalloc.get_traced_memory()[1] - before)
     held_end = tracemalloc.get_traced_memory()[0]

@@ -161,7 +161,7 @@ def _fixed_evaluation(name, dicts, preds, row, num_classes, score_threshold):
         gt = GroundTruth.from_dataset_dict(d, num_classes)
         pred = predictions_from_output({"instances": preds[d["image_id"]]}, d["height"],
                                        d["width"], EvalSettings(), num_classes)
-        ev.process_predictions(d["image_id"], oracle_predictions(
+        ev.add_predictions(d["image_id"], oracle_predictions(
             gt, pred, row, iou_threshold=0.5, score_threshold=score_threshold))
     return _headlines(ev.evaluate())
 

@@ -15,8 +15,8 @@ from pycocotools.cocoeval import COCOeval
 from segcontrast.datasets.coco import unregister_coco_dataset
 from segcontrast.engine.evaluate_files import load_ground_truth
 from segcontrast.engine.evaluator import SegContrastEvaluator
-from segcontrast.engine.score_files import score_results
 from segcontrast.evaluation.results_file import ResultsFileError, check_results, read_results
+from segcontrast.evaluation.score_files import score_results
 
 from .results_files import coco_gt_json, results_of_image
 from .synthetic import synthetic_dataset

@@ -2,7 +2,7 @@
 
 The ground truth is a COCO instances file, validated like any dataset (without reading images
 unless ``--images`` is given); the results are read and checked once, grouped per image, decoded
-one image at a time and handed to :meth:`SegContrastEvaluator.process_predictions`, the per-image
+one image at a time and handed to :meth:`SegContrastEvaluator.add_predictions`, the per-image
 entry point of the training evaluator; ``evaluate()`` is the same too. With ``--compare`` a second
 results file is scored the same way and the two are compared with a paired bootstrap over images.
 
@@ -41,11 +41,11 @@ from ..evaluation.compare import compare_states
 from ..evaluation.metrics.bootstrap import DEFAULT_SAMPLES
 from ..evaluation.report.html import AP_RULE, write_html_report
 from ..evaluation.results_file import ResultsFile, ResultsFileError, read_results
+from ..evaluation.score_files import default_workers, score_results
 from ..evaluation.semantic_pngs import SemanticPngs
 from ..utils import atomic_write
 from .evaluator import SegContrastEvaluator, build_segcontrast_evaluator
 from .logging_setup import segcontrast_logging, setup_segcontrast_logging
-from .score_files import default_workers, score_results
 
 __all__ = ["FileInputError", "GroundTruthFile", "build_argument_parser", "load_ground_truth",
            "main"]

@@ -172,8 +172,8 @@ class SegContrastEvaluator(DatasetEvaluator):
                 raise ValueError(str(err) if where in str(err) else f"{where}: {err}") from err
             self._accumulator.add_predictions(inp["image_id"], pred, inp.get("file_name"))
 
-    def process_predictions(self, image_id: Any, pred: Predictions,
-                            file_name: str | None = None) -> None:
+    def add_predictions(self, image_id: Any, pred: Predictions,
+                        file_name: str | None = None) -> None:
         """Score one image whose predictions are read already (see ``Accumulator``)."""
         self._accumulator.add_predictions(image_id, pred, file_name)
 

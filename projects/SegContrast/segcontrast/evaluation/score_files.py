@@ -1,6 +1,6 @@
 """Handing a results file to the evaluator one image at a time, in this process or in several.
 
-Every image of the ground truth goes to :meth:`SegContrastEvaluator.process_predictions`, the
+Every image of the ground truth goes to :meth:`Accumulator.add_predictions`, the
 evaluator's per-image entry point, with the image's results decoded just before. With several
 workers, forked processes score chunks of images with evaluators of the same settings and send
 back their sufficient statistics, which are merged into the caller's evaluator as Detectron2's
@@ -19,10 +19,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..evaluation.records import EvalState
-from ..evaluation.results_file import ResultProblem, ResultsFile, ResultsFileError
-from ..evaluation.semantic_pngs import SemanticPngs
-from .evaluator import SegContrastEvaluator
+from .accumulator import Accumulator
+from .records import EvalState
+from .results_file import ResultProblem, ResultsFile, ResultsFileError
+from .semantic_pngs import SemanticPngs
 
 __all__ = ["default_workers", "score_results"]
 
@@ -40,7 +40,7 @@ def default_workers() -> int:
     return max(1, min(8, available))
 
 
-def _score_images(evaluator: SegContrastEvaluator, image_ids: Sequence[Any], results: ResultsFile,
+def _score_images(evaluator: Accumulator, image_ids: Sequence[Any], results: ResultsFile,
                   gt_images: dict[Any, tuple[int, int]], id_map: dict[int, int],
                   semantic: SemanticPngs | None, file_names: dict[Any, str] | None,
                   done: Callable[[int], None] | None = None) -> list[tuple[str, ResultProblem]]:
@@ -56,7 +56,7 @@ def _score_images(evaluator: SegContrastEvaluator, image_ids: Sequence[Any], res
             problems += [(err.file, p) for p in err.problems]
         else:
             if not problems:  # after a problem nothing is written: only look for more
-                evaluator.process_predictions(image_id, pred, (file_names or {}).get(image_id))
+                evaluator.add_predictions(image_id, pred, (file_names or {}).get(image_id))
         if done is not None:
             done(1)
     return problems
@@ -107,11 +107,11 @@ def _collector_skips_what_is_loaded():
         gc.unfreeze()
 
 
-def score_results(evaluator: SegContrastEvaluator, results: ResultsFile,
+def score_results(evaluator: Accumulator, results: ResultsFile,
                   gt_images: dict[Any, tuple[int, int]], id_map: dict[int, int], *,
                   semantic: SemanticPngs | None = None, file_names: dict[Any, str] | None = None,
                   progress: bool = True, workers: int = 1,
-                  make_evaluator: Callable[[], SegContrastEvaluator] | None = None) -> None:
+                  make_evaluator: Callable[[], Accumulator] | None = None) -> None:
     """Hand every image of the ground truth, with its results, to the evaluator.
 
     Images are taken in increasing id order; an image without results is an image without

@@ -66,7 +66,7 @@ LABELS = {
 
 def write_files(folder: Path, num_images: int) -> dict:
     """The workload's GT and results files (untimed)."""
-    import segcontrast  # noqa: F401  (makes detectron2 importable)
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
 
     from tests.evaluation.results_files import write_synthetic_files
 
@@ -192,7 +192,7 @@ def run_child(name: str, gt: str, results: str, warm_gt: str, warm_results: str)
     (torchvision behind detectron2.structures, pycocotools' C extension, ...) are not timed.
     """
     _setup_torch()
-    import segcontrast  # noqa: F401
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
 
     with _quiet():
         _contender(name, warm_gt, warm_results)
@@ -299,7 +299,7 @@ def scaling_child(gt: str, results: str, warm_gt: str, warm_results: str) -> dic
     import pickle
     import tracemalloc
 
-    import segcontrast  # noqa: F401
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
     from segcontrast.datasets.coco import unregister_coco_dataset
     from segcontrast.engine.evaluate_files import load_ground_truth
     from segcontrast.engine.evaluator import SegContrastEvaluator

@@ -111,7 +111,7 @@ def compare(num_images: int) -> dict:
     """One side-by-side run; returns timings (s) and AP agreement."""
     _setup_torch()
     import numpy as np
-    import segcontrast  # noqa: F401
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
     import torch
     from detectron2.evaluation.coco_evaluation import instances_to_coco_json
     from pycocotools.coco import COCO
@@ -319,7 +319,7 @@ def _scaling_child(num_images: int) -> dict:
     _setup_torch()
     import tracemalloc
 
-    import segcontrast  # noqa: F401
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
     from segcontrast.engine.evaluator import SegContrastEvaluator
 
     from tests.evaluation.synthetic import (

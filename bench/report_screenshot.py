@@ -92,7 +92,7 @@ def main() -> int:
     parser.add_argument("--write-docs", action="store_true",
                         help=f"write the screenshot to {PICTURE.relative_to(REPO)}")
     args = parser.parse_args()
-    import segcontrast  # noqa: F401
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
     from segcontrast.data.shapes import ShapesConfig, generate_shapes
 
     out = Path(args.output).resolve()

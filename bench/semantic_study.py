@@ -76,7 +76,7 @@ def write_boundary_file(config: str, weights: str, dataset: str, output: str,
     The label map is the model's ``sem_seg`` argmax, or its confident instances painted (as
     ``tools/predict.py --semantic-png`` and the evaluator paint them).
     """
-    import segcontrast  # noqa: F401  (heavy: only in this step)
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
     from detectron2.data import DatasetCatalog
     from segcontrast.config import load_config
     from segcontrast.data.semantic_gt import IGNORE_LABEL, semantic_gt_from_record

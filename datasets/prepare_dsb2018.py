@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 
-import segcontrast  # noqa: F401  (makes detectron2 usable)
+import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
 from segcontrast.data import DatasetValidationError, convert_dsb2018
 from segcontrast.datasets.builtin import builtin_root, dsb2018_source
 

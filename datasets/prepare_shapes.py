@@ -11,7 +11,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-import segcontrast  # noqa: F401  (makes detectron2 usable)
+import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
 from segcontrast.data.shapes import ShapesConfig, generate_shapes
 from segcontrast.datasets.builtin import builtin_root
 

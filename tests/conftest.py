@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import segcontrast  # noqa: F401  (makes detectron2 importable)
+import segcontrast.engine  # noqa: F401  (makes detectron2 importable; registers the heads)
 import torch
 from segcontrast.data.shapes import ShapesConfig, generate_shapes
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import segcontrast  # noqa: F401  (makes detectron2 importable)
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils import logger as d2_logger

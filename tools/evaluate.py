@@ -11,7 +11,7 @@ Exit codes: 0 scored (the folder holds metrics.json, per_image.csv, plots and re
 
 import sys
 
-import segcontrast  # noqa: F401  (makes detectron2 usable)
+import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
 from segcontrast.utils.known_warnings import ignore_known_warnings
 
 ignore_known_warnings()  # before the imports below: some of them warn while importing

@@ -10,7 +10,7 @@ See `--help` and the README for datasets, resuming and several machines.
 
 import sys
 
-import segcontrast  # noqa: F401  (makes detectron2 usable; registers the mask heads)
+import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
 from segcontrast.utils.known_warnings import ignore_known_warnings
 
 ignore_known_warnings()  # before the imports below: some of them warn while importing

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import segcontrast  # noqa: F401  (makes detectron2 usable)
+import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
 from segcontrast.utils.known_warnings import ignore_known_warnings
 
 ignore_known_warnings()  # before the imports below: some of them warn while importing

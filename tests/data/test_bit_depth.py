@@ -6,7 +6,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from detectron2.config import get_cfg
 from PIL import Image

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-import segcontrast  # noqa: F401
 from detectron2.structures import BoxMode
 from PIL import Image, ImageFile
 from segcontrast.data import validate_coco_file

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog

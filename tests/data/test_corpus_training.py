@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog

@@ -7,7 +7,6 @@ import zlib
 
 import numpy as np
 import pytest
-import segcontrast  # noqa: F401
 from detectron2.data.detection_utils import read_image as d2_read_image
 from PIL import Image
 from segcontrast.data.image_check import ImageCheckError, inspect_image, resolve_image_path

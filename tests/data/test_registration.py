@@ -6,7 +6,6 @@ import logging
 
 import numpy as np
 import pytest
-import segcontrast  # noqa: F401
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image

@@ -3,7 +3,6 @@
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-import segcontrast  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from segcontrast.data.rle import RLEError, check_rle, rle_counts_to_runs

@@ -6,7 +6,6 @@ import copy
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetMapper

@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-import segcontrast  # noqa: F401
 from segcontrast.data.shapes import SHAPE_CLASSES, ShapesConfig, generate_shapes
 
 SMALL = ShapesConfig(num_train=6, num_val=3, image_size=96, seed=3)

@@ -13,7 +13,6 @@ from unittest import mock
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-import segcontrast  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image

@@ -4,7 +4,6 @@ import os
 import pickle
 
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from segcontrast.engine.checkpoint import (
     SafeDetectionCheckpointer,

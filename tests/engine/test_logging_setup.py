@@ -3,7 +3,6 @@ records from before the folder is known included, and the logger as it was after
 
 import logging
 
-import segcontrast  # noqa: F401
 from segcontrast.engine.logging_setup import segcontrast_logging, setup_segcontrast_logging
 
 

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import segcontrast  # noqa: F401
 from segcontrast.engine.output_dir import (
     LOCK_FILE_NAME,
     OutputDirError,

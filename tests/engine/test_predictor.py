@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Instances

@@ -4,7 +4,6 @@ and the last good checkpoint, before the NaN reaches the weights."""
 from pathlib import Path
 
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from segcontrast.config import load_config
 from segcontrast.data.shapes import ShapesConfig, generate_shapes

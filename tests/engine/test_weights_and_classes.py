@@ -4,7 +4,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from segcontrast.engine.checkpoint import (

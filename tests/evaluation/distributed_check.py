@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import segcontrast  # noqa: F401
 import segcontrast.evaluation.report.plots  # noqa: F401  (imported once, before the fork)
 import torch
 import torch.multiprocessing as mp

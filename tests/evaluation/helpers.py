@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pycocotools.mask as mask_util
-import segcontrast  # noqa: F401
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json

@@ -8,7 +8,6 @@ import os
 
 import numpy as np
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from detectron2.config import get_cfg
 from detectron2.evaluation import print_csv_format

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-import segcontrast  # noqa: F401
 import torch
 from detectron2.modeling.meta_arch.panoptic_fpn import combine_semantic_and_instance_outputs
 from panopticapi.evaluation import pq_compute, pq_compute_single_core

@@ -11,10 +11,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import yaml
-from detectron2.config import CfgNode as CN
-from detectron2.config import get_cfg
 
-from .utils import use_cuda
+from . import compat
+
+compat.apply()  # before Detectron2 is imported: makes the registry's Detectron2 usable
+
+from detectron2.config import CfgNode as CN  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+
+from .device import use_cuda  # noqa: E402
 
 __all__ = [
     "ConfigError",

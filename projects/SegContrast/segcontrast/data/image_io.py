@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from detectron2.utils.file_io import PathManager
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "exif_orientation",
     "orientation_from_exif",
     "oriented_size",
+    "read_rgb",
     "read_image",
     "sample_bits",
     "to_8bit",
@@ -190,27 +190,8 @@ def _decode_deep_colour(data: bytes, file_name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(_rescale(colour)))
 
 
-def read_image(file_name: str, format: str | None = None) -> np.ndarray:
-    """Read an image like ``detectron2.data.detection_utils.read_image``, 16-bit safe.
-
-    Args:
-        file_name: path of the image.
-        format: "BGR", "RGB", "L" or another PIL mode, as in Detectron2 (None: keep the mode).
-
-    Returns:
-        ``(H, W, C)`` uint8 array (``(H, W)`` for ``format=None`` and a one-channel image),
-        oriented by its EXIF tag; images deeper than 8 bits rescaled by the module's rule.
-
-    Raises:
-        OSError: the file cannot be read or decoded (Pillow may also raise ValueError or
-            SyntaxError for damaged files, as Detectron2's reader does).
-    """
-    # Imported here: detectron2.data costs a second at import time, which the validator
-    # (tools/validate_dataset.py, image_check) does not need.
-    from detectron2.data.detection_utils import convert_PIL_to_numpy
-
-    with PathManager.open(file_name, "rb") as f:
-        data = f.read()
+def _decoded(data: bytes, file_name: str) -> Image.Image:
+    """An image file's pixels as an 8-bit Pillow image, oriented by its EXIF tag."""
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -222,4 +203,42 @@ def read_image(file_name: str, format: str | None = None) -> np.ndarray:
         image = _decode_deep_colour(data, file_name)
     else:
         image = to_8bit(image)
-    return convert_PIL_to_numpy(apply_exif_orientation(image, orientation), format)
+    return apply_exif_orientation(image, orientation)
+
+
+def read_rgb(file_name: str) -> np.ndarray:
+    """Read a local image file as ``(H, W, 3)`` uint8 RGB, by :func:`read_image`'s rules.
+
+    What the evaluator's overlays need, without Detectron2.
+
+    Raises:
+        OSError: the file cannot be read or decoded.
+    """
+    with open(file_name, "rb") as f:
+        data = f.read()
+    return np.asarray(_decoded(data, file_name).convert("RGB"))
+
+
+def read_image(file_name: str, format: str | None = None) -> np.ndarray:
+    """Read an image like ``detectron2.data.detection_utils.read_image``, 16-bit safe.
+
+    Args:
+        file_name: path of the image (any path Detectron2's ``PathManager`` opens).
+        format: "BGR", "RGB", "L" or another PIL mode, as in Detectron2 (None: keep the mode).
+
+    Returns:
+        ``(H, W, C)`` uint8 array (``(H, W)`` for ``format=None`` and a one-channel image),
+        oriented by its EXIF tag; images deeper than 8 bits rescaled by the module's rule.
+
+    Raises:
+        OSError: the file cannot be read or decoded (Pillow may also raise ValueError or
+            SyntaxError for damaged files, as Detectron2's reader does).
+    """
+    # Imported here: the Detectron2 side reads images with Detectron2's conventions; the
+    # evaluation side (image checks, overlays) never imports Detectron2.
+    from detectron2.data.detection_utils import convert_PIL_to_numpy
+    from detectron2.utils.file_io import PathManager
+
+    with PathManager.open(file_name, "rb") as f:
+        data = f.read()
+    return convert_PIL_to_numpy(_decoded(data, file_name), format)

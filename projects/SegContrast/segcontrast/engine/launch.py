@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.utils import comm
 
-from ..utils import use_cuda
+from ..device import use_cuda
 
 __all__ = ["DEFAULT_TIMEOUT", "launch", "use_cuda"]
 

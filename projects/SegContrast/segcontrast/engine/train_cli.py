@@ -43,7 +43,7 @@ from ..datasets import (
     segcontrast_dataset_names,
     validate_dataset,
 )
-from ..utils import use_cuda
+from ..device import use_cuda
 from .checkpoint import (
     EMPTY_EVAL_WEIGHTS,
     WeightsError,

@@ -1,6 +1,6 @@
-"""Small helpers used by every layer: atomic file writes, the device check."""
+"""Small helpers every layer uses: atomic file writes, the error type for bad input."""
 
 from .atomic_io import atomic_write
-from .device import use_cuda
+from .errors import InputError
 
-__all__ = ["atomic_write", "use_cuda"]
+__all__ = ["InputError", "atomic_write"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ...data.masks import MaskCrops, pairwise_intersections
 
@@ -72,6 +71,10 @@ def hungarian_match(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
     rows_in = np.flatnonzero(candidate.any(1))
     cols_in = np.flatnonzero(candidate.any(0))
     sub = np.where(candidate[np.ix_(rows_in, cols_in)], iou[np.ix_(rows_in, cols_in)], 0.0)
+    # Imported on first conflict only: scipy.optimize takes a second to import, and most
+    # images' candidate pairs are one to one already.
+    from scipy.optimize import linear_sum_assignment
+
     r, c = linear_sum_assignment(sub, maximize=True)
     keep = sub[r, c] >= threshold
     return rows_in[r[keep]].astype(np.int64), cols_in[c[keep]].astype(np.int64)

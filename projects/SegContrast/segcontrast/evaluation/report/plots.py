@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ...data.image_io import read_image  # noqa: E402
+from ...data.image_io import read_rgb  # noqa: E402
 from ...data.masks import MaskCrops  # noqa: E402
 from ...utils import atomic_write  # noqa: E402
 from ..metrics.boundary import mask_boundary  # noqa: E402
@@ -141,7 +141,7 @@ def draw_instances(
 def _load_rgb(file_name: str, height: int, width: int) -> np.ndarray:
     # The project's one reader: EXIF orientation and deep images as training saw them.
     try:
-        rgb = read_image(file_name, format="RGB")
+        rgb = read_rgb(file_name)
         if rgb.shape[:2] == (height, width):
             return rgb
     except (OSError, ValueError, SyntaxError):
@@ -164,7 +164,7 @@ def plot_overlay(
 
     Args:
         path: PNG file.
-        file_name: the image, read as training reads it (``data.image_io.read_image``); a
+        file_name: the image, read as training reads it (``data.image_io.read_rgb``); a
             grey canvas when it cannot be read at the right size.
         gt: ground-truth instances (crowd regions included).
         gt_classes: their classes.

@@ -1,4 +1,4 @@
-"""Which devices this machine has."""
+"""Which devices this machine has (the Detectron2 side: it imports torch)."""
 
 from __future__ import annotations
 

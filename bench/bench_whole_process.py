@@ -68,9 +68,11 @@ WORKLOAD_DIR = REPO / "output" / "bench_workloads"
 RUNS_DIR = REPO / "output" / "bench_whole_process_runs"
 NUM_CLASSES = 10
 SEED = 0
-# Whatever decides a workload's bytes: a cached workload made from other sources is remade.
-GENERATOR_SOURCES = ("tests/evaluation/synthetic.py", "tests/evaluation/results_files.py",
-                     "tests/evaluation/dense_results.py")
+# What decides a workload's bytes, per generator: a cached workload made from other sources
+# is remade.
+_SYNTHETIC_SOURCES = ("tests/evaluation/synthetic.py", "tests/evaluation/results_files.py")
+GENERATOR_SOURCES = {"synthetic": _SYNTHETIC_SOURCES,
+                     "dense": (*_SYNTHETIC_SOURCES, "tests/evaluation/dense_results.py")}
 ROUNDS = 5
 SCALING_ROUNDS = 3
 SCALING_SIZES = (100, 200, 500, 1000, 2000, 5000)
@@ -138,9 +140,9 @@ class Workload:
 # Workloads
 
 
-def _sources_digest() -> str:
+def _sources_digest(generator: str) -> str:
     digest = hashlib.sha1()
-    for source in GENERATOR_SOURCES:
+    for source in GENERATOR_SOURCES.get(generator, ()):
         digest.update((REPO / source).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -148,7 +150,7 @@ def _sources_digest() -> str:
 def workload_key(spec: WorkloadSpec) -> dict:
     """Everything that decides a workload's files; a cache with another key is remade."""
     key = {"generator": spec.generator, "images": spec.images, "seed": SEED,
-           "num_classes": NUM_CLASSES, "sources": _sources_digest()}
+           "num_classes": NUM_CLASSES, "sources": _sources_digest(spec.generator)}
     if spec.parent:
         key["parent"] = workload_key(WORKLOADS[spec.parent])
     return key
@@ -442,7 +444,7 @@ def verdict(what: str, ours: Summary | None, other: Summary | None, other_name: 
     else:
         met = ours.peak_mb <= other.peak_mb
         ratio = ours.peak_mb / other.peak_mb
-        detail = (f"ours peak {ours.peak_mb:.0f} MB vs {other_name} {other.peak_mb:.0f} MB: "
+        detail = (f"ours peak {ours.peak_mb:,.0f} MB vs {other_name} {other.peak_mb:,.0f} MB: "
                   + (f"{ratio:.2f}x as much" if ratio > 1 else f"{1 / ratio:.2f}x less"))
     if required:
         outcome = "MET" if met else "NOT MET"
@@ -633,14 +635,14 @@ def scaling_table(rows: Sequence[tuple[Workload, Summary | None, list[Run]]]) ->
 
     Also what each extra image costs (the difference to the row above).
     """
-    lines = ["| images | results | GT objects | median s (min to max) | ms per image | ms per "
-             "extra image | peak RSS MB | MB per extra 1,000 images |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| images | results | GT objects | median s (min to max) | CPU s | ms per image | "
+             "ms per extra image | peak RSS MB | MB per extra 1,000 images |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     previous: tuple[Workload, Summary] | None = None
     for w, s, runs in rows:
         if s is None:
             lines.append(f"| {w.images:,} | {w.results_count:,} | {w.gt_objects:,} | "
-                         f"{_failure(runs)} | | | | |")
+                         f"{_failure(runs)} | | | | | |")
             continue
         extra_ms = extra_mb = ""
         if previous is not None and w.images > previous[0].images:
@@ -649,14 +651,15 @@ def scaling_table(rows: Sequence[tuple[Workload, Summary | None, list[Run]]]) ->
             extra_mb = f"{1000 * (s.peak_mb - previous[1].peak_mb) / more:.0f}"
         lines.append(f"| {w.images:,} | {w.results_count:,} | {w.gt_objects:,} | "
                      f"{s.seconds:.2f} ({s.seconds_min:.2f} to {s.seconds_max:.2f}) | "
-                     f"{1000 * s.seconds / w.images:.1f} | {extra_ms} | {s.peak_mb:,.0f} | "
-                     f"{extra_mb} |")
+                     f"{s.cpu_seconds:.1f} | {1000 * s.seconds / w.images:.1f} | {extra_ms} | "
+                     f"{s.peak_mb:,.0f} | {extra_mb} |")
         previous = (w, s)
     rounds = max((s.rounds for _, s, _ in rows if s is not None), default=0)
     lines += ["", (
         f"Ours as above (the whole process, default settings and outputs), median of {rounds} "
-        "interleaved rounds; the workloads are the first N images of the 5,000-image one (each "
-        "image depends on its index alone, so they are what the generator makes for N). The "
+        f"interleaved round{'s' if rounds > 1 else ''}; the workloads are the first N images of "
+        "the 5,000-image one (each image depends on its index alone, so they are what the "
+        "generator makes for N). The "
         "fixed cost (interpreter, imports, set-up) is in every row: 'per extra image' is the "
         "difference to the row above.")]
     return "\n".join(lines)
@@ -940,7 +943,8 @@ def breakdown_table(results: dict[str, dict], workloads: Sequence[Workload]) -> 
             notes.append(f"{w.name}: '{label}' matched nothing for {', '.join(missing)} "
                          "(update PARTS in bench/bench_whole_process.py)")
     lines += ["", (
-        "The tool's main() run once in a fresh process per workload, --workers 1 (so that every "
+        f"The main() of {TOOL_SCRIPT.relative_to(REPO)} (whatever --ours-cmd says) run once "
+        "in a fresh process per workload, --workers 1 (so that every "
         "image is scored where it is timed), defaults otherwise, every output written. Each "
         "part's own time: functions are wrapped with a clock (PARTS in the script maps "
         "functions to parts by module basename and name); a part takes what is called inside "

@@ -9,7 +9,7 @@ rescaled near-duplicates, sometimes a wrong-class copy or a partial mask, merges
 then low-score false positives until the image's budget (60 to 130, capped at 100) is used.
 
 Masks are made from polygons straight to compressed RLE (pycocotools' ``frPyObjects``), never
-rasterised at image size, so 1,000 images take seconds. Each image depends on ``(seed,
+rasterised at image size: 1,000 images take about ten seconds. Each image depends on ``(seed,
 image_id)`` alone.
 """
 

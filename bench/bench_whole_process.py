@@ -196,7 +196,7 @@ def make_workload(name: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=WORKLOAD_DIR))
     try:
         if spec.generator == "subset":
-            _subset(prepare(WORKLOADS[spec.parent]).gt_folder, tmp, spec.images)
+            _subset(prepare(WORKLOADS[spec.parent]).folder, tmp, spec.images)
         else:
             import segcontrast  # noqa: F401  (makes detectron2 importable)
 
@@ -222,7 +222,7 @@ def _spec_by_name(name: str) -> WorkloadSpec:
 
 @dataclass
 class _Prepared(Workload):
-    gt_folder: Path = field(default=Path())
+    folder: Path = field(default=Path())
 
 
 def prepare(spec: WorkloadSpec) -> _Prepared:
@@ -243,7 +243,7 @@ def prepare(spec: WorkloadSpec) -> _Prepared:
     return _Prepared(name=spec.name, title=spec.title, gt=str(folder / "gt.json"),
                      results=str(folder / "results.json"), images=meta["images"],
                      gt_objects=meta["gt_objects"], results_count=meta["results_count"],
-                     results_mb=meta["results_mb"], gt_folder=folder)
+                     results_mb=meta["results_mb"], folder=folder)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ bench: setup
 	$(PY) bench/bench_evaluator.py --scaling --write-docs
 	$(PY) bench/bench_evaluate_files.py --write-docs
 	$(PY) bench/bench_evaluate_files.py --scaling --write-docs
+	$(PY) bench/bench_whole_process.py --write-docs --scaling --breakdown
 	$(PY) bench/reliability_report.py --write-docs
 
 # The loss study (hours on a CPU; resumable): docs/STUDY.md and its plots in docs/study/; mask

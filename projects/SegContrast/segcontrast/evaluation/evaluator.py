@@ -25,6 +25,7 @@ from ..data.coco import dataset_dicts_for_reading
 from ..data.masks import GroundTruth, describe_image
 from .accounting_summary import VARIANT_NAMES
 from .boundary import boundary_dilation
+from .coco_ap import AP_AREA_RULES, AP_AREAS
 from .html_report import write_html_report
 from .image_eval import Predictions, evaluate_image
 from .panoptic_export import category_ids, write_panoptic_json, write_panoptic_pngs
@@ -64,6 +65,10 @@ class SegContrastEvaluator(DatasetEvaluator):
             to higher-scored ones gets no panoptic segment.
         panoptic_output_dir: write the ground-truth and predicted panoptic segments there as
             COCO panoptic PNG + JSON (None or "": not written).
+        ap_area: what a prediction's area is for APs/APm/APl: "mask" (its mask area, as
+            Detectron2's ``COCOEvaluator`` has pycocotools take it) or "box" (its box ``w * h``
+            where it has ``pred_boxes``, as pycocotools' ``loadRes`` takes it from results with
+            boxes). Predictions handed to :meth:`process_predictions` carry their areas.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class SegContrastEvaluator(DatasetEvaluator):
         accounting: bool = True,
         panoptic_overlap_threshold: float = 0.5,
         panoptic_output_dir: str | None = None,
+        ap_area: str = "mask",
     ) -> None:
         if not 0 < iou_threshold <= 1:
             raise ValueError(f"iou_threshold = {iou_threshold}: expected a number in (0, 1]")
@@ -93,6 +99,9 @@ class SegContrastEvaluator(DatasetEvaluator):
         if not 0 <= panoptic_overlap_threshold <= 1:
             raise ValueError(f"panoptic_overlap_threshold = {panoptic_overlap_threshold}: "
                              "expected a number in [0, 1]")
+        if ap_area not in AP_AREAS:
+            raise ValueError(f"ap_area = {ap_area!r}: expected one of {list(AP_AREAS)}")
+        self._ap_area = ap_area
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
@@ -131,6 +140,11 @@ class SegContrastEvaluator(DatasetEvaluator):
         self.reset()
 
     @property
+    def ap_area(self) -> str:
+        """What a prediction's area is for APs/APm/APl: "mask" or "box"."""
+        return self._ap_area
+
+    @property
     def class_names(self) -> list[str]:
         """The thing classes, contiguous order."""
         return list(self._class_names)
@@ -161,7 +175,7 @@ class SegContrastEvaluator(DatasetEvaluator):
             try:
                 pred = Predictions.from_output(
                     out, int(record["height"]), int(record["width"]), self._mask_threshold,
-                    num_classes,
+                    num_classes, self._ap_area,
                 )
             except ValueError as err:
                 where = describe_image(record)
@@ -279,7 +293,9 @@ class SegContrastEvaluator(DatasetEvaluator):
                 self._dataset_name,
             )
         summary = summarize(state, self._class_names, boundary_iou=self._boundary_iou)
-        logger.info("\n" + format_report(summary, self._dataset_name))
+        logger.info("\n" + format_report(summary, self._dataset_name)
+                    + ("\n" + AP_AREA_RULES[self._ap_area] if "segm" in summary.results
+                       else ""))
         if self._output_dir:
             self._write_outputs(state, summary)
         if self._panoptic_dir:
@@ -311,6 +327,7 @@ class SegContrastEvaluator(DatasetEvaluator):
                 "panoptic": self._panoptic,
                 "accounting": self._accounting,
                 "panoptic_overlap_threshold": self._overlap_threshold,
+                "ap_area": self._ap_area,
             },
             "class_names": self._class_names,
         }
@@ -395,8 +412,8 @@ def build_segcontrast_evaluator(
     """The evaluator with the settings of ``cfg.TEST.SEGCONTRAST``.
 
     ``SCORE_THRESHOLD`` is optional (0.0, i.e. every prediction, when the config has none),
-    and so are the panoptic and accounting keys (their defaults). The panoptic files go to
-    ``PANOPTIC_OUTPUT_DIR/<dataset_name>``.
+    and so are the panoptic, accounting and ``AP_AREA`` keys (their defaults). The panoptic
+    files go to ``PANOPTIC_OUTPUT_DIR/<dataset_name>``.
 
     Args:
         cfg: a config with SegContrast keys.
@@ -422,6 +439,7 @@ def build_segcontrast_evaluator(
         panoptic=sc.get("PANOPTIC", True),
         accounting=sc.get("ACCOUNTING", True),
         panoptic_overlap_threshold=sc.get("PANOPTIC_OVERLAP_THRESHOLD", 0.5),
+        ap_area=sc.get("AP_AREA", "mask"),
         # One folder per dataset; a dataset named after its file (tools/evaluate.py) loses the
         # ".json": panopticapi finds a JSON's PNG folder by deleting every ".json" in its path.
         panoptic_output_dir=(

@@ -18,13 +18,13 @@ from .accounting import ERROR_TYPES, ErrorAssignment, assign_errors
 from .accounting_fixes import PredList, fix_all, fix_one
 from .accounting_image import ImageContext, account_image
 from .boundary import boundary_iou_pairs
-from .coco_ap import ApImage
+from .coco_ap import AP_AREAS, ApImage
 from .instance import InstanceMatch, iou_matrix, match_image
 from .panoptic import GtPanoptic, PredPanoptic, gt_segments, panoptic_stats, pred_segments
 from .records import ImageRecord
 from .semantic import confusion_matrix, label_counts, paint_semantic_from_crops, thing_miou
 
-__all__ = ["ImageResult", "Predictions", "evaluate_image", "oracle_predictions"]
+__all__ = ["AP_AREAS", "ImageResult", "Predictions", "evaluate_image", "oracle_predictions"]
 
 
 @dataclass
@@ -35,9 +35,9 @@ class Predictions:
         masks: N binarised masks.
         classes: (N,) contiguous class ids.
         scores: (N,) float64 (the float32 scores, exactly).
-        ap_areas: (N,) float64 area of each detection for COCO's area ranges: its box
-            ``w * h`` when boxes are given (what pycocotools uses for Detectron2's results),
-            else its mask area.
+        ap_areas: (N,) float64 area of each detection for COCO's area ranges: its mask area
+            (Detectron2's ``COCOEvaluator``), or its box ``w * h`` when asked for and boxes are
+            given (pycocotools' ``loadRes`` on results with boxes).
         semantic: optional (H, W) uint8 labels of a semantic model (a ``sem_seg`` output or a
             label PNG): 0 background, class k as k + 1.
         has_instances: False when the model gave no instances at all (a semantic model):
@@ -53,7 +53,8 @@ class Predictions:
 
     @classmethod
     def from_output(
-        cls, output: dict, height: int, width: int, mask_threshold: float, num_classes: int
+        cls, output: dict, height: int, width: int, mask_threshold: float, num_classes: int,
+        ap_area: str = "mask",
     ) -> Predictions:
         """Read a model output dict (``"instances"`` and/or ``"sem_seg"``).
 
@@ -63,6 +64,8 @@ class Predictions:
             width: image width.
             mask_threshold: float masks are foreground where ``>= mask_threshold``.
             num_classes: K.
+            ap_area: "mask" (detection areas for APs/APm/APl are mask areas) or "box" (box
+                ``w * h`` from ``pred_boxes`` when the instances have them).
 
         Returns:
             The predictions.
@@ -70,6 +73,8 @@ class Predictions:
         Raises:
             ValueError: masks or ``sem_seg`` of the wrong size, or classes outside [0, K).
         """
+        if ap_area not in AP_AREAS:
+            raise ValueError(f"ap_area {ap_area!r}: expected one of {list(AP_AREAS)}")
         semantic = None
         if "sem_seg" in output:
             logits = output["sem_seg"]
@@ -99,7 +104,7 @@ class Predictions:
         if classes.size and (classes.min() < 0 or classes.max() >= num_classes):
             raise ValueError(f"pred_classes outside [0, {num_classes})")
         scores = np.asarray(instances.scores.float().numpy(), np.float64)
-        if instances.has("pred_boxes"):
+        if ap_area == "box" and instances.has("pred_boxes"):
             boxes = instances.pred_boxes.tensor.float().numpy()
             # float32 w, h as Detectron2's BoxMode.convert computes them, product in float64.
             w = (boxes[:, 2] - boxes[:, 0]).astype(np.float64)

@@ -59,6 +59,10 @@ def _scenes(seed: int, n_images: int = 6):
             masks.append(_disk(rng.uniform(r, W - r), rng.uniform(r, H - r), r))
             classes.append(int(rng.integers(0, K)))
             scores.append(float(rng.uniform(0.05, 0.9)))
+        if i == 1:  # an empty mask: area 0 for pycocotools (its box is [0, 0, 0, 0])
+            masks.append(np.zeros((H, W), bool))
+            classes.append(0)
+            scores.append(0.6)
         dicts.append(record)
         preds[record["image_id"]] = instances(masks, classes, scores)  # with pred_boxes
     return dicts, preds

@@ -23,7 +23,7 @@ import bisect
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,17 +293,17 @@ def _check_bbox(bbox: Any) -> tuple[str, str] | None:
             "finite numbers with width, height >= 0")
 
 
-def _ids_listed(known: Any, value: Any) -> str:
-    """The ids a message shows: all of them when few, else their range and those nearest."""
-    ids = sorted(known, key=lambda v: (not isinstance(v, int), repr(v) if not isinstance(
-        v, int) else v))
+def _ids_listed(known: Collection[int], value: Any) -> str:
+    """The ground truth's ids a message shows: all when few, else their range and neighbours.
+
+    The neighbours are the three ids on either side of ``value`` when it is a number.
+    """
+    ids = sorted(known)
     if len(ids) <= _LISTED_IDS:
         return "ids " + ", ".join(map(str, ids))
     text = f"ids {ids[0]} to {ids[-1]}"
-    wanted = normalized_id(value)
-    if isinstance(wanted, (int, float)) and not isinstance(wanted, bool) and all(
-            isinstance(i, int) for i in ids):
-        at = bisect.bisect_left(ids, wanted)
+    if is_number(value):
+        at = bisect.bisect_left(ids, value)
         text += f"; nearest to {_shown(value)}: " + ", ".join(map(str, ids[max(0, at - 3):at + 3]))
     return text
 

@@ -298,6 +298,15 @@ def _zero_box(d, coco):
     return coco
 
 
+@case("roboflow_placeholder_category", "dropped", ("category_duplicate_name_unused",),
+      "Roboflow's export: category 0 'square' without annotations beside category 7 'square' "
+      "(left out, not a class); info.year the string '2023'")
+def _roboflow(d, coco):
+    coco["info"].update(year="2023", url="https://public.roboflow.com")
+    coco["categories"].insert(0, {"id": 0, "name": "square", "supercategory": "none"})
+    return coco
+
+
 # ----------------------------------------------------------------------------------------------
 # Cases where items are kept in a corrected form, with a count.
 

@@ -11,8 +11,8 @@ from detectron2.config import get_cfg
 from PIL import Image
 from segcontrast.config import add_segcontrast_config
 from segcontrast.data import validate_coco_file
-from segcontrast.data.image_io import read_image
 from segcontrast.datasets import SegContrastDatasetMapper
+from segcontrast.datasets.image_reader import read_image
 from segcontrast.evaluation.report import plots
 
 H, W = 24, 32

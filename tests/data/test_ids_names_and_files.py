@@ -1,6 +1,7 @@
 """Ids and names a user's COCO file may get wrong: annotation id 0 (renumbered, so that AP is
-the same as with any other id), duplicate category names (refused, naming both ids), and every
-message about an image naming its file."""
+the same as with any other id), duplicate category names (refused, naming both ids, unless one of
+them has no annotations: Roboflow's placeholder category, left out), and every message about an
+image naming its file."""
 
 import contextlib
 import copy
@@ -12,7 +13,7 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 from PIL import Image
 from pycocotools.coco import COCO
@@ -164,6 +165,70 @@ def test_duplicate_category_names_are_fatal_naming_both_ids(folder, registered):
     name = registered("dup_names", folder / "dup.json", folder / "images")
     with pytest.raises(DatasetValidationError, match="category ids 3 and 7"):
         validate_dataset(name)
+
+
+def _roboflow(coco: dict) -> dict:
+    """As Roboflow exports: a placeholder category 0 named like a real one, without
+    annotations; a string info.year (the annotation id 0 comes from ``_coco(first_id=0)``)."""
+    coco = copy.deepcopy(coco)
+    coco["info"] = {"year": "2023", "version": "1", "description": "Exported from roboflow.com"}
+    coco["categories"] = [{"id": 0, "name": "square", "supercategory": "none"},
+                          *({**c, "supercategory": "none"} for c in coco["categories"])]
+    return coco
+
+
+def test_roboflow_placeholder_category_is_left_out_and_both_evaluators_score(folder, registered):
+    coco = _roboflow(_coco(first_id=0))
+    (folder / "roboflow.json").write_text(json.dumps(coco))
+    report = validate_coco_file(folder / "roboflow.json", folder / "images")
+    assert report.ok, report.format_summary()
+    [dropped] = report.dropped
+    assert dropped.code == "category_duplicate_name_unused"
+    assert "category id 0 ('square') has no annotations and its name is that of category id 7" \
+        in dropped.message
+    assert list(report.left_out_categories) == [0]
+    assert report.categories == [(3, "patch"), (7, "square")]
+    name = registered("roboflow", folder / "roboflow.json", folder / "images")
+    validate_dataset(name)
+    meta = MetadataCatalog.get(name)
+    assert meta.thing_classes == ["patch", "square"]
+    assert meta.thing_dataset_id_to_contiguous_id == {3: 0, 7: 1}
+    # pycocotools on the file with the placeholder left in (it has no ground truth and no
+    # detection, so it takes no part) and annotation id 0 changed, as the loader changes it
+    reference = _roboflow(_coco(first_id=99))
+    expected = {t: _pycocotools_ap(reference, t) for t in ("segm", "bbox")}
+    ours = SegContrastEvaluator(name, None, distributed=False)
+    detectron2 = _coco_evaluator(name, str(folder / "coco_eval"))  # training's COCOEvaluator
+    for evaluator in (ours, detectron2):
+        evaluator.reset()
+        for image_id in (1, 2):
+            evaluator.process([{"image_id": image_id, "file_name": f"img{image_id}.png"}],
+                              [_outputs(image_id)])
+    mine = ours.evaluate()["segm"]
+    assert mine["AP"] == pytest.approx(expected["segm"], abs=1e-9)
+    assert sorted(k for k in mine if k.startswith("AP-")) == ["AP-patch", "AP-square"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        theirs = detectron2.evaluate()
+    assert theirs["segm"]["AP"] == pytest.approx(expected["segm"], abs=1e-9)
+    assert theirs["bbox"]["AP"] == pytest.approx(expected["bbox"], abs=1e-9)
+
+
+def test_a_placeholder_is_left_out_only_while_it_has_no_annotations(folder):
+    coco = _roboflow(_coco(first_id=10))
+    coco["annotations"][0]["category_id"] = 0  # now both 'square' categories are used
+    (folder / "used.json").write_text(json.dumps(coco))
+    report = validate_coco_file(folder / "used.json", folder / "images")
+    [problem] = report.fatal
+    assert problem.code == "category_duplicate_name"
+    assert "category name 'square' is used by category ids 0 and 7, each with annotations" \
+        in problem.message
+    # neither has annotations: the one of the largest id stays
+    coco = _roboflow(_coco(first_id=10))
+    coco["annotations"] = [a for a in coco["annotations"] if a["category_id"] != 7]
+    (folder / "unused.json").write_text(json.dumps(coco))
+    report = validate_coco_file(folder / "unused.json", folder / "images")
+    assert report.ok and list(report.left_out_categories) == [0]
+    assert report.categories == [(3, "patch"), (7, "square")]
 
 
 def test_messages_about_an_image_name_its_file(folder, tmp_path):

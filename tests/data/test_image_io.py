@@ -10,7 +10,8 @@ import pytest
 from detectron2.data.detection_utils import read_image as d2_read_image
 from PIL import Image
 from segcontrast.data.image_check import ImageCheckError, inspect_image, resolve_image_path
-from segcontrast.data.image_io import read_image, to_8bit
+from segcontrast.data.image_io import to_8bit
+from segcontrast.datasets.image_reader import read_image
 
 
 def _picture(height=30, width=44, seed=0):

@@ -103,8 +103,13 @@ def evaluate(name: str, predictions: dict, output_dir=None, **kwargs):
     return evaluator.evaluate()
 
 
-def coco_reference(dicts: list[dict], predictions: dict, num_classes: int):
+def coco_reference(dicts: list[dict], predictions: dict, num_classes: int,
+                   ap_area: str = "mask"):
     """Real COCOeval (segm) on the same data, results made by Detectron2's own converter.
+
+    ``ap_area="mask"`` removes each result's bbox before ``loadRes``, as Detectron2's
+    COCOEvaluator does (detection areas are then mask areas); "box" keeps them (pycocotools
+    then takes box areas).
 
     Returns:
         (stats dict in percent like Detectron2, per-class AP list, COCOeval object) or None
@@ -140,6 +145,8 @@ def coco_reference(dicts: list[dict], predictions: dict, num_classes: int):
                 )
         for r in converted:
             r["category_id"] += 1
+            if ap_area == "mask":
+                r.pop("bbox", None)
             results.append(r)
     if not results:
         return None

@@ -7,15 +7,24 @@ counts, XYWH boxes, float scores), with category ids mapped to the ground truth'
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from .synthetic import synthetic_dataset, synthetic_predictions
 
-__all__ = ["coco_gt_json", "results_of_image", "write_synthetic_files"]
+__all__ = ["STAT_NAMES", "coco_gt_json", "cocoeval_stats", "results_of_image",
+           "write_synthetic_files"]
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def coco_gt_json(dicts: list[dict], category_ids: Sequence[int]) -> dict:
@@ -61,3 +70,29 @@ def write_synthetic_files(folder: Path, num_images: int, *, num_classes: int = 1
     results = [r for d in dicts for r in results_of_image(d, category_ids, seed=seed)]
     results_path.write_text(json.dumps(results))
     return gt_path, results_path, dicts
+
+
+def cocoeval_stats(gt: dict | Path, results: list, ap_area: str = "mask") -> dict[str, float]:
+    """pycocotools' COCOeval (segm) in percent, NaN where it gives -1: the reference.
+
+    Args:
+        gt: a COCO instances dict, or the path of one.
+        results: a COCO results list (not changed).
+        ap_area: "mask" removes each result's ``bbox`` before ``loadRes``, as Detectron2's
+            COCOEvaluator does; "box" loads the results as they are.
+    """
+    results = copy.deepcopy(results)
+    if ap_area == "mask":
+        for r in results:
+            r.pop("bbox", None)
+    data = json.loads(Path(gt).read_text()) if isinstance(gt, (str, Path)) else copy.deepcopy(gt)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = data
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(results), "segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {n: (ev.stats[i] * 100 if ev.stats[i] >= 0 else math.nan)
+            for i, n in enumerate(STAT_NAMES)}

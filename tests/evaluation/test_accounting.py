@@ -11,8 +11,8 @@ from segcontrast.data.masks import GroundTruth
 from segcontrast.engine.evaluator import SegContrastEvaluator, predictions_from_output
 from segcontrast.evaluation.accounting.assignment import ERROR_TYPES
 from segcontrast.evaluation.accounting.dataset_deltas import VARIANT_NAMES
+from segcontrast.evaluation.explanation import explain_accounting
 from segcontrast.evaluation.image_eval import oracle_predictions
-from segcontrast.evaluation.report.explanation import explain_accounting
 from segcontrast.evaluation.settings import EvalSettings
 
 from tests.evaluation.helpers import (

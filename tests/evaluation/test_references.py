@@ -15,6 +15,7 @@ from segcontrast.evaluation.settings import EvalSettings
 from tests.evaluation.helpers import (
     coco_reference,
     evaluate,
+    image_dict,
     instances,
     random_scene,
     register,
@@ -45,16 +46,18 @@ def _random_dataset(seed, *, boxes=True, n_images=6, height=30, width=40):
     return dicts, preds
 
 
-@pytest.mark.parametrize("boxes", [True, False])
-def test_mask_ap_equals_cocoeval_on_random_data(boxes):
+@pytest.mark.parametrize("boxes,ap_area", [(True, "mask"), (False, "mask"), (True, "box"),
+                                           (False, "box")])
+def test_mask_ap_equals_cocoeval_on_random_data(boxes, ap_area):
     checked = 0
     for seed in range(25):
         dicts, preds = _random_dataset(seed, boxes=boxes)
-        ref = coco_reference(dicts, preds, K)
+        ref = coco_reference(dicts, preds, K, ap_area)
         if ref is None:
             continue
         stats, per_class, _ = ref
-        res = evaluate(register(dicts, [f"c{k}" for k in range(K)]), preds)["segm"]
+        res = evaluate(register(dicts, [f"c{k}" for k in range(K)]), preds,
+                       ap_area=ap_area)["segm"]
         for key, value in stats.items():
             assert same(res[key], value), (seed, key, res[key], value)
         for k in range(K):
@@ -195,3 +198,32 @@ def test_mask_ap_with_more_than_100_detections_per_class():
     res = evaluate(register(dicts, ["c0"]), preds)["segm"]
     for key, value in stats.items():
         assert same(res[key], value), key
+
+
+def test_300_objects_and_300_predictions_in_one_image_equal_cocoeval():
+    # pycocotools.mask.area fails for 256 or more masks at once under NumPy 2; training's
+    # evaluation (eval-only) decodes a whole image's ground truth at once
+    rng = np.random.default_rng(11)
+    h, w = 150, 240
+    gt_masks, gt_classes = [], []
+    for n in range(300):  # a 20 x 15 grid of 12 x 10 cells
+        y, x = 10 * (n // 20), 12 * (n % 20)
+        m = np.zeros((h, w), bool)
+        m[y + rng.integers(0, 3):y + rng.integers(5, 10),
+          x + rng.integers(0, 3):x + rng.integers(6, 12)] = True
+        gt_masks.append(m)
+        gt_classes.append(n % K)
+    record = image_dict(5, gt_masks, gt_classes, [int(n % 101 == 0) for n in range(300)])
+    masks, classes, scores = [], [], []
+    for n in range(300):
+        source = gt_masks[n] if n < 270 else gt_masks[int(rng.integers(0, 300))]
+        masks.append(np.roll(source, int(rng.integers(-1, 2)), axis=int(rng.integers(0, 2))))
+        classes.append(gt_classes[n] if rng.random() < 0.9 else int(rng.integers(0, K)))
+        scores.append(float(rng.uniform(0.05, 1.0)))
+    preds = {5: instances(masks, classes, scores)}
+    stats, per_class, _ = coco_reference([record], preds, K)
+    res = evaluate(register([record], [f"c{k}" for k in range(K)]), preds)["segm"]
+    for key, value in stats.items():
+        assert same(res[key], value), key
+    for k in range(K):
+        assert same(res[f"AP-c{k}"], per_class[k]), k

@@ -1,5 +1,7 @@
 """Scoring a COCO results file: decoding every segmentation format, grouping, and COCO mask AP
-equal to pycocotools' ``COCOeval(gt, gt.loadRes(results), "segm")`` on randomised files."""
+equal to pycocotools' ``COCOeval(gt, gt.loadRes(results), "segm")`` on randomised files: with
+each result's bbox removed first (Detectron2's COCOEvaluator, the default mask areas), and on the
+file as it is (``ap_area="box"``)."""
 
 import contextlib
 import copy
@@ -103,13 +105,19 @@ def randomised_files(seed: int, with_bbox: bool):
     return gt, results, reference
 
 
-def cocoeval(gt: dict, results: list) -> tuple[dict, list]:
+def cocoeval(gt: dict, results: list, ap_area: str = "mask") -> tuple[dict, list]:
+    """COCOeval segm; ``ap_area="mask"`` removes each result's bbox before ``loadRes`` first,
+    as Detectron2's COCOEvaluator does, "box" loads the results as they are."""
     names = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+    results = copy.deepcopy(results)
+    if ap_area == "mask":
+        for r in results:
+            r.pop("bbox", None)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = copy.deepcopy(gt)
         coco_gt.createIndex()
-        ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), "segm")
+        ev = COCOeval(coco_gt, coco_gt.loadRes(results), "segm")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -122,26 +130,30 @@ def cocoeval(gt: dict, results: list) -> tuple[dict, list]:
     return stats, per_class
 
 
-def score_files(tmp_path, gt: dict, results: list, **evaluator_kwargs) -> dict:
+def score_files(tmp_path, gt: dict, results: list, ap_area: str = "mask",
+                **evaluator_kwargs) -> dict:
     gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
     gt_path.write_text(json.dumps(gt))
     results_path.write_text(json.dumps(results))
     files = load_ground_truth(str(gt_path))
     try:
-        loaded = read_results(results_path, files.images, files.id_map)
+        loaded = read_results(results_path, files.images, files.id_map, ap_area=ap_area)
         evaluator_kwargs.setdefault("score_threshold", 0.0)
-        evaluator = SegContrastEvaluator(files.name, None, distributed=False, **evaluator_kwargs)
+        evaluator = SegContrastEvaluator(files.name, None, distributed=False, ap_area=ap_area,
+                                         **evaluator_kwargs)
         score_results(evaluator, loaded, files.images, files.id_map, progress=False)
         return evaluator.evaluate()
     finally:
         unregister_coco_dataset(files.name)
 
 
-@pytest.mark.parametrize("seed,with_bbox", [(0, True), (1, False), (2, True), (3, False)])
-def test_mask_ap_equals_pycocotools_on_randomised_results_files(tmp_path, seed, with_bbox):
+@pytest.mark.parametrize("seed,with_bbox,ap_area", [(0, True, "mask"), (1, False, "mask"),
+                                                    (2, True, "box"), (3, False, "box")])
+def test_mask_ap_equals_pycocotools_on_randomised_results_files(tmp_path, seed, with_bbox,
+                                                                ap_area):
     gt, results, reference = randomised_files(seed, with_bbox)
-    ours = score_files(tmp_path, gt, results, boundary_iou=False)
-    stats, per_class = cocoeval(gt, reference)
+    ours = score_files(tmp_path, gt, results, ap_area, boundary_iou=False)
+    stats, per_class = cocoeval(gt, reference, ap_area)
     for key, value in stats.items():
         assert ours["segm"][key] == pytest.approx(value, abs=1e-9, nan_ok=True), key
     for k, value in enumerate(per_class):
@@ -195,7 +207,7 @@ def test_every_segmentation_format_decodes_to_the_pycocotools_mask():
     assert pred.scores.dtype == np.float64 and pred.scores[1] == 1.0 - 1 / 100
 
 
-def test_results_are_grouped_per_image_in_file_order_and_box_areas_follow_the_first_result():
+def test_results_are_grouped_per_image_in_file_order_and_box_areas_are_asked_for():
     m = np.zeros((4, 5), bool)
     m[1:3, 1:4] = True
     rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
@@ -206,15 +218,20 @@ def test_results_are_grouped_per_image_in_file_order_and_box_areas_follow_the_fi
         {"image_id": 1, "category_id": 1, "segmentation": seg, "score": 0.9, "bbox": [0, 0, 3, 3]},
         {"image_id": 2, "category_id": 3, "segmentation": seg, "score": 0.7, "bbox": [0, 0, 1, 1]},
     ]
-    loaded = check_results("r.json", results, {1: (4, 5), 2: (4, 5), 3: (4, 5)}, {1: 0, 3: 1})
+    images, id_map = {1: (4, 5), 2: (4, 5), 3: (4, 5)}, {1: 0, 3: 1}
+    loaded = check_results("r.json", copy.deepcopy(results), images, id_map)
     assert loaded.by_image == {2: [0, 2], 1: [1]}
-    assert loaded.area_from_box
-    pred = loaded.predictions(2, 4, 5, {1: 0, 3: 1})
+    assert loaded.has_boxes and not loaded.area_from_box
+    pred = loaded.predictions(2, 4, 5, id_map)
     assert pred.classes.tolist() == [0, 1]
     assert pred.scores.tolist() == [0.2, 0.7]
-    assert pred.ap_areas.tolist() == [5.0, 1.0]  # box w * h, not the mask area 6
-    empty = loaded.predictions(3, 4, 5, {1: 0, 3: 1})
+    assert pred.ap_areas.tolist() == [6.0, 6.0]  # the mask areas, as Detectron2 takes them
+    empty = loaded.predictions(3, 4, 5, id_map)
     assert len(empty.masks) == 0 and empty.has_instances
+    # pycocotools' loadRes on the file as it is: box w * h
+    boxed = check_results("r.json", results, images, id_map, ap_area="box")
+    assert boxed.area_from_box
+    assert boxed.predictions(2, 4, 5, id_map).ap_areas.tolist() == [5.0, 1.0]
 
 
 def test_all_problems_are_reported_at_once_with_index_image_and_category():

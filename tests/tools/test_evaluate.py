@@ -289,15 +289,26 @@ def test_match_file_names_takes_the_image_from_the_file_name(files, tmp_path, ca
         r["file_name"] = f"/somewhere/{names[r['image_id']]}"
         r["image_id"] = order[r["image_id"]] + 1000  # numbered as tools/predict.py does
     path = _write(tmp_path, renumbered, "predictions.json")
-    _refused(capsys, tmp_path, path, "--match-file-names")
+    # no image_id is an image of the ground truth, every file_name is: matched by file name,
+    # and said so
+    auto = tmp_path / "auto"
+    code, stdout, _ = _run(capsys, "--gt", files["gt"], "--results", path, "--output", auto,
+                           *FAST)
+    assert code == 0
+    warning = "image_ids are not image ids of the ground truth: each result was matched"
+    assert warning in stdout
+    assert any(warning in n for n in json.loads((auto / "metrics.json").read_text())["source"][
+        "notes"])
+    _refused(capsys, tmp_path, path, "is not an image of the ground truth (8 images, ids 1, 2",
+             "--match-file-names", extra=["--match-image-ids"])
     out, plain = tmp_path / "by_name", tmp_path / "by_id"
     assert _run(capsys, "--gt", files["gt"], "--results", path, "--match-file-names",
                 "--output", out, *FAST)[0] == 0
     assert _run(capsys, "--gt", files["gt"], "--results", files["results"], "--output", plain,
                 *FAST)[0] == 0
-    a, b = (json.loads((p / "metrics.json").read_text()) for p in (out, plain))
+    a, b, c = (json.loads((p / "metrics.json").read_text()) for p in (out, plain, auto))
     for group in ("semantic", "instance", "segm", "contrast"):
-        assert a[group] == b[group], group
+        assert a[group] == b[group] == c[group], group
     # Ultralytics: no file_name, the file stem as image_id
     stems = [{k: v for k, v in r.items() if k != "file_name"} for r in renumbered]
     for r, original in zip(stems, renumbered, strict=True):
@@ -307,7 +318,7 @@ def test_match_file_names_takes_the_image_from_the_file_name(files, tmp_path, ca
         image["file_name"] = "img_" + image["file_name"]
     gt_path = _write(tmp_path, gt, "gt_named.json")
     _refused(capsys, tmp_path, _write(tmp_path, stems, "ultra.json"), "--match-file-names",
-             gt=gt_path)
+             gt=gt_path, extra=["--match-image-ids"])
     out = tmp_path / "by_stem"
     assert _run(capsys, "--gt", gt_path, "--results", tmp_path / "ultra.json",
                 "--match-file-names", "--output", out, *FAST)[0] == 0

@@ -22,6 +22,7 @@ from detectron2.config import get_cfg  # noqa: E402
 from .device import use_cuda  # noqa: E402
 
 __all__ = [
+    "AP_AREA_VALUES",
     "ConfigError",
     "ConfigValueError",
     "POS_WEIGHT_SCOPES",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 POS_WEIGHT_SCOPES = ("batch", "instance")
+AP_AREA_VALUES = ("mask", "box")  # TEST.SEGCONTRAST.AP_AREA
 
 # Keys whose value is "auto" or a number. yacs fixes a key's type from its default, so the
 # value is stored as a string; normalize_opts() keeps command-line numbers as strings too.
@@ -92,6 +94,10 @@ def add_segcontrast_config(cfg: CN) -> None:
     cfg.TEST.SEGCONTRAST.BOUNDARY_IOU = True
     # Also run Detectron2's COCOEvaluator for its familiar bbox/segm AP table.
     cfg.TEST.SEGCONTRAST.COCO_EVALUATOR = False
+    # Mask AP's APs/APm/APl: a prediction's area is its "mask" area (Detectron2's COCOEvaluator
+    # and MMDetection remove each result's box before pycocotools' loadRes) or its "box" w * h
+    # (pycocotools' loadRes on results with boxes, as they are).
+    cfg.TEST.SEGCONTRAST.AP_AREA = "mask"
     # Number of worst images (by instance mIoU) drawn as GT-vs-prediction overlays.
     cfg.TEST.SEGCONTRAST.NUM_WORST_IMAGES = 6
     # Panoptic quality (PQ, SQ, RQ) of the instance predictions, as panopticapi computes it.
@@ -191,6 +197,12 @@ def validate_segcontrast_config(cfg: CN) -> None:
         raise ConfigValueError(
             "TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR is set but TEST.SEGCONTRAST.PANOPTIC is "
             "False: the panoptic segments are only built with PANOPTIC True."
+        )
+    if sc.get("AP_AREA", "mask") not in AP_AREA_VALUES:
+        raise ConfigValueError(
+            f"TEST.SEGCONTRAST.AP_AREA = {sc.AP_AREA!r} is not allowed: expected one of "
+            f"{list(AP_AREA_VALUES)} (mask: Detectron2's COCOEvaluator; box: pycocotools' "
+            "loadRes on results with boxes)."
         )
     if not 0 <= sc.SCORE_THRESHOLD < 1:
         raise ConfigValueError(

@@ -92,7 +92,15 @@ def _file_names_by_id(images: list) -> dict[int, str]:
     return {i: n for i, n in names.items() if count[i] == 1}
 
 
-def _check_categories(categories: list, report: ValidationReport) -> tuple[dict, list, set]:
+def _check_categories(categories: list, used: set, report: ValidationReport
+                      ) -> tuple[dict, list, set]:
+    """The categories that are classes: id -> contiguous id, names, and every id defined.
+
+    Args:
+        categories: the JSON's ``categories``.
+        used: the category ids that annotations refer to.
+        report: receives the problems.
+    """
     names: dict[int, str] = {}
     known: set[int] = set()
     count: dict[int, int] = defaultdict(int)
@@ -122,15 +130,42 @@ def _check_categories(categories: list, report: ValidationReport) -> tuple[dict,
         by_name[name].append(cid)
     for name, ids in sorted(by_name.items()):
         if len(ids) > 1:
-            report.add("fatal", "category_duplicate_name",
-                       f"category name {name!r} is used by category ids {_join(sorted(ids))}; "
-                       f"results are keyed by class name (IoU-{name}, ...), so each category "
-                       "needs its own name")
+            _leave_out_unused_namesakes(name, sorted(ids), used, names, report)
     if not categories:
         report.add("fatal", "no_categories", "'categories' is empty; at least one is needed")
     ordered = sorted(names)
     report.categories = [(cid, names[cid]) for cid in ordered]
     return {cid: k for k, cid in enumerate(ordered)}, [names[c] for c in ordered], known
+
+
+def _leave_out_unused_namesakes(name: str, ids: list[int], used: set, names: dict[int, str],
+                                report: ValidationReport) -> None:
+    """Categories sharing a name: those without annotations are left out, when one is left.
+
+    Roboflow exports carry a placeholder category (id 0) named like a real one, without
+    annotations. Results are keyed by class name, so two categories with annotations and one
+    name stay an error; a namesake without annotations is no class (every table would show an
+    empty row under the name of a real one). When no namesake has annotations, the one with
+    the largest id stays (Roboflow's placeholder is the smallest).
+    """
+    with_annotations = [cid for cid in ids if cid in used]
+    if len(with_annotations) > 1:
+        report.add("fatal", "category_duplicate_name",
+                   f"category name {name!r} is used by category ids {_join(with_annotations)}, "
+                   f"each with annotations; results are keyed by class name (IoU-{name}, ...), "
+                   "so each category needs its own name")
+        return
+    kept = with_annotations[0] if with_annotations else ids[-1]
+    for cid in ids:
+        if cid == kept:
+            continue
+        reason = (f"category id {cid} ({name!r}) has no annotations and its name is that of "
+                  f"category id {kept}{'' if with_annotations else ' (which has none either)'}: "
+                  f"left out, not a class (as Roboflow's placeholder category); results must "
+                  f"use category id {kept}")
+        report.add("dropped", "category_duplicate_name_unused", reason)
+        report.left_out_categories[cid] = reason
+        del names[cid]
 
 
 def _image_entry_errors(img: dict) -> list[str]:
@@ -415,7 +450,9 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
     report.num_images = len(data["images"])
     report.num_annotations = len(data["annotations"])
     report.image_files = _file_names_by_id(data["images"])
-    id_map, classes, known = _check_categories(data["categories"], report)
+    used = {a.get("category_id") for a in data["annotations"]
+            if isinstance(a, dict) and _is_id(a.get("category_id"))}
+    id_map, classes, known = _check_categories(data["categories"], used, report)
     images, entries = _check_images(data["images"], report)
     if not data["images"]:
         report.add("fatal", "no_images", "'images' is empty; at least one image is needed")

@@ -1,8 +1,8 @@
 """Checking image files cheaply: inside the image root, present, complete, their size and depth.
 
 The size is read from the file's header and turned by its EXIF orientation exactly as
-:func:`segcontrast.data.image_io.read_image` (and Detectron2) will turn the pixels. Pixels are
-decoded only where that is the cheapest way to find a truncated file:
+:func:`segcontrast.datasets.image_reader.read_image` (and Detectron2) will turn the pixels.
+Pixels are decoded only where that is the cheapest way to find a truncated file:
 
 * PNG: every chunk is walked and its CRC checked (no decompression); the file must reach its
   ``IEND`` chunk.

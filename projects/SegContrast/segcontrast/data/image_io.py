@@ -8,13 +8,13 @@ of files deeper than 8 bits per sample go wrong there:
 * 16-bit colour (RGB or RGBA PNG and TIFF, 16-bit grayscale with alpha): Pillow has no such
   mode and keeps only the high byte of each sample, so 12-bit data comes out nearly black.
 
-The one rule of :func:`read_image`: an image deeper than 8 bits is rescaled to 8 bits from its
-own minimum (0) to its own maximum (255), linearly and rounded, over all colour channels
-together (alpha is left out and dropped, as Detectron2 drops it); a constant image becomes 0.
-16-bit colour files are decoded with OpenCV, which keeps all 16 bits. Every other image is
-read exactly as Detectron2 reads it, and the EXIF orientation is applied with the same table
-as Detectron2's ``_apply_exif_orientation``. :func:`describe_bit_depth` names a file's depth
-for the validator's report.
+The one rule of the readers (:func:`read_rgb`, and the Detectron2 side's ``read_image``): an
+image deeper than 8 bits is rescaled to 8 bits from its own minimum (0) to its own maximum
+(255), linearly and rounded, over all colour channels together (alpha is left out and dropped,
+as Detectron2 drops it); a constant image becomes 0. 16-bit colour files are decoded with
+OpenCV, which keeps all 16 bits. Every other image is read exactly as Detectron2 reads it, and
+the EXIF orientation is applied with the same table as Detectron2's ``_apply_exif_orientation``.
+:func:`describe_bit_depth` names a file's depth for the validator's report.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ __all__ = [
     "describe_bit_depth",
     "exif_orientation",
     "orientation_from_exif",
+    "decode_image_bytes",
     "oriented_size",
     "read_rgb",
-    "read_image",
     "sample_bits",
     "to_8bit",
 ]
@@ -190,7 +190,7 @@ def _decode_deep_colour(data: bytes, file_name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(_rescale(colour)))
 
 
-def _decoded(data: bytes, file_name: str) -> Image.Image:
+def decode_image_bytes(data: bytes, file_name: str) -> Image.Image:
     """An image file's pixels as an 8-bit Pillow image, oriented by its EXIF tag."""
     try:
         image = Image.open(io.BytesIO(data))
@@ -207,7 +207,7 @@ def _decoded(data: bytes, file_name: str) -> Image.Image:
 
 
 def read_rgb(file_name: str) -> np.ndarray:
-    """Read a local image file as ``(H, W, 3)`` uint8 RGB, by :func:`read_image`'s rules.
+    """Read a local image file as ``(H, W, 3)`` uint8 RGB, by the module's rules.
 
     What the evaluator's overlays need, without Detectron2.
 
@@ -216,29 +216,4 @@ def read_rgb(file_name: str) -> np.ndarray:
     """
     with open(file_name, "rb") as f:
         data = f.read()
-    return np.asarray(_decoded(data, file_name).convert("RGB"))
-
-
-def read_image(file_name: str, format: str | None = None) -> np.ndarray:
-    """Read an image like ``detectron2.data.detection_utils.read_image``, 16-bit safe.
-
-    Args:
-        file_name: path of the image (any path Detectron2's ``PathManager`` opens).
-        format: "BGR", "RGB", "L" or another PIL mode, as in Detectron2 (None: keep the mode).
-
-    Returns:
-        ``(H, W, C)`` uint8 array (``(H, W)`` for ``format=None`` and a one-channel image),
-        oriented by its EXIF tag; images deeper than 8 bits rescaled by the module's rule.
-
-    Raises:
-        OSError: the file cannot be read or decoded (Pillow may also raise ValueError or
-            SyntaxError for damaged files, as Detectron2's reader does).
-    """
-    # Imported here: the Detectron2 side reads images with Detectron2's conventions; the
-    # evaluation side (image checks, overlays) never imports Detectron2.
-    from detectron2.data.detection_utils import convert_PIL_to_numpy
-    from detectron2.utils.file_io import PathManager
-
-    with PathManager.open(file_name, "rb") as f:
-        data = f.read()
-    return convert_PIL_to_numpy(_decoded(data, file_name), format)
+    return np.asarray(decode_image_bytes(data, file_name).convert("RGB"))

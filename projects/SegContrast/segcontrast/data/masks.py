@@ -182,14 +182,6 @@ def crops_from_rles(rles: Sequence[dict], height: int, width: int) -> MaskCrops:
     for rle in rles:
         if list(rle["size"]) != [height, width]:
             raise ValueError(f"RLE of size {rle['size']} in an image of size {[height, width]}")
-    bbox = mask_util.toBbox(list(rles)).astype(np.int64)  # x, y, w, h
-    areas = mask_util.area(list(rles)).astype(np.int64)
-    boxes = np.stack([bbox[:, 0], bbox[:, 1], bbox[:, 0] + bbox[:, 2], bbox[:, 1] + bbox[:, 3]], 1)
-    boxes[areas == 0] = 0
-    crop_w = boxes[:, 2] - boxes[:, 0]
-    crop_h = boxes[:, 3] - boxes[:, 1]
-    sizes = crop_w * crop_h
-    crop_offsets = np.concatenate(([0], np.cumsum(sizes)))
     runs, run_offsets = rle_counts_to_runs([r["counts"] for r in rles])
     # Foreground runs [start, end) in column-major pixel order, mapped to each crop's own
     # column-major order. A run that crosses a column edge only occurs when the mask touches
@@ -201,7 +193,19 @@ def crops_from_rles(rles: Sequence[dict], height: int, width: int) -> MaskCrops:
     last_run = run_offsets[1:][np.diff(run_offsets) > 0] - 1
     if np.any(runs < 0) or np.any(ends_local[last_run] != height * width):
         raise ValueError("RLE run lengths do not add up to height * width")
-    fg = np.flatnonzero((local % 2 == 1) & (runs > 0))
+    foreground = local % 2 == 1
+    # pycocotools.mask.area's sum of the odd runs; area() itself cannot be called with 256 or
+    # more masks under NumPy 2 (it builds its output from a uint8 array of the count).
+    areas = np.bincount(mask_of[foreground], weights=runs[foreground], minlength=n)
+    areas = areas.astype(np.int64)
+    bbox = mask_util.toBbox(list(rles)).astype(np.int64)  # x, y, w, h
+    boxes = np.stack([bbox[:, 0], bbox[:, 1], bbox[:, 0] + bbox[:, 2], bbox[:, 1] + bbox[:, 3]], 1)
+    boxes[areas == 0] = 0
+    crop_w = boxes[:, 2] - boxes[:, 0]
+    crop_h = boxes[:, 3] - boxes[:, 1]
+    sizes = crop_w * crop_h
+    crop_offsets = np.concatenate(([0], np.cumsum(sizes)))
+    fg = np.flatnonzero(foreground & (runs > 0))
     stop = ends_local[fg]
     start = stop - runs[fg]
     owner = mask_of[fg]

@@ -74,7 +74,9 @@ class ValidationReport:
         num_images: images in the file.
         num_annotations: annotations in the file.
         num_kept_annotations: annotations left after dropping the droppable ones.
-        categories: ``(id, name)`` of each category, sorted by id.
+        categories: ``(id, name)`` of each category that is a class, sorted by id.
+        left_out_categories: category id -> why it is not a class (a category without
+            annotations whose name another category has, such as Roboflow's placeholder).
         mask_format: "polygon" when every kept segmentation is a polygon, else "bitmask".
         bit_depths: number of image files per sample depth found ("8-bit RGB": 12, ...).
         image_files: image id -> its ``file_name`` (ids used once), to name images in messages.
@@ -87,6 +89,7 @@ class ValidationReport:
     num_annotations: int = 0
     num_kept_annotations: int = 0
     categories: list[tuple[int, str]] = field(default_factory=list)
+    left_out_categories: dict[int, str] = field(default_factory=dict)
     mask_format: str = "polygon"
     bit_depths: dict[str, int] = field(default_factory=dict)
     image_files: dict[Any, str] = field(default_factory=dict, repr=False)

@@ -13,8 +13,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..config import model_has_instances, model_needs_sem_seg
-from ..data.image_io import read_image
 from ..data.semantic_gt import semantic_gt_from_record
+from .image_reader import read_image
 
 __all__ = ["SegContrastDatasetMapper"]
 
@@ -26,7 +26,7 @@ class SegContrastDatasetMapper(DatasetMapper):
     arguments, see ``DatasetMapper.__init__``), with the same augmentations and annotation
     handling. The differences:
 
-    * images are read with :func:`segcontrast.data.image_io.read_image`: 16-bit and float
+    * images are read with :func:`segcontrast.datasets.image_reader.read_image`: 16-bit and float
       images are rescaled to 8 bits instead of clipped; grayscale, RGBA and palette images are
       converted as Detectron2 converts them; the EXIF orientation is applied as Detectron2 does,
       so ``utils.check_image_size`` still compares against the oriented size in the JSON.

@@ -12,8 +12,8 @@ import logging
 
 import numpy as np
 
-from ..data.image_io import read_image
 from ..data.semantic_gt import IGNORE_LABEL, semantic_gt_from_record
+from .image_reader import read_image
 
 __all__ = ["semantic_pixel_counts"]
 

@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from detectron2.config import CfgNode, get_cfg
@@ -98,9 +98,21 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="processes that score images (default: the CPUs available, at "
                         "most 8; the numbers do not depend on it)")
-    parser.add_argument("--match-file-names", action="store_true",
-                        help="take each result's image from its file_name (tools/predict.py "
-                        "writes one) instead of its image_id")
+    matching = parser.add_mutually_exclusive_group()
+    matching.add_argument("--match-file-names", action="store_true",
+                          help="take each result's image from its file_name (tools/predict.py "
+                          "writes one), else from its image_id taken as a file stem (as "
+                          "Ultralytics writes it), instead of its image_id")
+    matching.add_argument("--match-image-ids", action="store_true",
+                          help="take each result's image from its image_id, also where it "
+                          "could be a file stem of another image (without either flag, "
+                          "results whose image_ids are file stems are matched by file name "
+                          "when nothing else fits, and refused when both readings fit)")
+    parser.add_argument("--ap-area", choices=("mask", "box"),
+                        help="what a prediction's area is for APs/APm/APl: its mask area "
+                        "(the default, as Detectron2's COCOEvaluator and MMDetection) or its "
+                        "bbox w * h (pycocotools on the file as it is, when the results have "
+                        "boxes); sets TEST.SEGCONTRAST.AP_AREA")
     parser.add_argument("--config", metavar="FILE",
                         help="a yaml config whose TEST.SEGCONTRAST settings to use")
     parser.add_argument("--panoptic-out", metavar="DIR", default="",
@@ -116,6 +128,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> CfgNode:
     opts = list(args.opts or [])
+    if args.ap_area:
+        opts += ["TEST.SEGCONTRAST.AP_AREA", args.ap_area]
     if args.panoptic_out:
         opts += ["TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR", os.path.abspath(args.panoptic_out)]
     keys = opts[0::2]
@@ -175,6 +189,7 @@ class GroundTruthFile:
         file_names: image id -> image path (under ``--images``, or next to the JSON).
         id_map: category id -> contiguous class id.
         class_names: names in contiguous order.
+        left_out_categories: category ids that are no class -> why (Roboflow's placeholder).
     """
 
     name: str
@@ -183,6 +198,7 @@ class GroundTruthFile:
     file_names: dict[Any, str]
     id_map: dict[int, int]
     class_names: list[str]
+    left_out_categories: dict[int, str] = field(default_factory=dict)
 
 
 def load_ground_truth(gt_json: str, images: str | None = None, *,
@@ -206,7 +222,7 @@ def load_ground_truth(gt_json: str, images: str | None = None, *,
     root = images or os.path.dirname(gt)
     register_coco_dataset(name, gt, root, allow_outside_root=allow_outside_root,
                           check_image_files=bool(images))
-    validate_dataset(name)
+    report = validate_dataset(name)
     dicts = dataset_images(name)
     meta = MetadataCatalog.get(name)
     return GroundTruthFile(
@@ -216,16 +232,37 @@ def load_ground_truth(gt_json: str, images: str | None = None, *,
         file_names={d["image_id"]: d["file_name"] for d in dicts},
         id_map=dict(meta.thing_dataset_id_to_contiguous_id),
         class_names=list(meta.thing_classes),
+        left_out_categories=dict(report.left_out_categories),
     )
 
 
-def _read(path: str, gt: GroundTruthFile, args: argparse.Namespace) -> ResultsFile:
+def _read(path: str, gt: GroundTruthFile, args: argparse.Namespace, cfg: CfgNode
+          ) -> ResultsFile:
     return read_results(path, gt.images, gt.id_map, match_file_names=args.match_file_names,
-                        gt_file_names=gt.file_names)
+                        match_image_ids=args.match_image_ids, gt_file_names=gt.file_names,
+                        ap_area=cfg.TEST.SEGCONTRAST.AP_AREA,
+                        left_out_categories=gt.left_out_categories)
+
+
+def _area_note(results: ResultsFile) -> str | None:
+    """What the results' boxes did for APs/APm/APl, where the user might expect otherwise."""
+    if results.ap_area == "mask" and results.has_boxes:
+        return ("The results carry boxes; APs/APm/APl take each result's mask area all the "
+                "same, as Detectron2's COCOEvaluator and MMDetection do (--ap-area box takes "
+                "the boxes' w * h, as pycocotools does on this file as it is).")
+    if results.ap_area == "box" and not results.has_boxes and len(results):
+        return ("--ap-area box, but the first result has no bbox: APs/APm/APl take mask areas, "
+                "as pycocotools does then.")
+    return None
 
 
 def _source(args: argparse.Namespace, results: ResultsFile, gt: GroundTruthFile) -> dict:
     notes = list(results.warnings)
+    area = _area_note(results)
+    if area:
+        notes.append(area)
+    notes += [f"Category id {cid} of the ground truth is left out of the per-class tables: "
+              f"{why}." for cid, why in sorted(gt.left_out_categories.items())]
     if args.semantic_dir:
         notes.append("The 'semantic' columns are the semantic model's label PNGs, the "
                      "'semantic_from_instances' columns the results painted as labels.")
@@ -257,8 +294,8 @@ def _evaluate_one(cfg: CfgNode, gt: GroundTruthFile, results: ResultsFile, folde
 def _run(args: argparse.Namespace, cfg: CfgNode, tmp: str) -> str:
     setup_segcontrast_logging(tmp)
     gt = load_ground_truth(args.gt, args.images, allow_outside_root=args.allow_outside_root)
-    results_a = _read(args.results, gt, args)
-    results_b = _read(args.compare, gt, args) if args.compare else None
+    results_a = _read(args.results, gt, args, cfg)
+    results_b = _read(args.compare, gt, args, cfg) if args.compare else None
     semantic = None
     if args.semantic_dir:
         semantic = SemanticPngs(

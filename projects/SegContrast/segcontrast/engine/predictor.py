@@ -4,10 +4,10 @@
 ``__call__``) with four differences: weights are loaded by
 :func:`~segcontrast.engine.checkpoint.load_weights_for_eval` (every parameter must load, pickles
 only from the model zoo), masks are pasted at ``TEST.SEGCONTRAST.MASK_THRESHOLD``, images are
-read by the project's one image reader (:func:`segcontrast.data.image_io.read_image`, 16-bit safe),
-so a file reaches the model exactly as it does in training and evaluation, and its class names and
-category ids come with the weights (:mod:`.class_metadata`; a registered dataset may override
-them).
+read by the project's one image reader (:func:`segcontrast.datasets.image_reader.read_image`,
+16-bit safe), so a file reaches the model exactly as it does in training and evaluation, and its
+class names and category ids come with the weights (:mod:`.class_metadata`; a registered dataset
+may override them).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..config import num_thing_classes
-from ..data.image_io import read_image
+from ..datasets.image_reader import read_image
 from ..evaluation.metrics.semantic import paint_semantic_prediction
 from ..modeling.postprocessing import MaskThresholdModel
 from ..utils import atomic_write

@@ -28,22 +28,51 @@ __all__ = ["evaluate", "read_results_for", "results_source"]
 
 
 def read_results_for(results: str | os.PathLike | Sequence[dict], gt: GroundTruthSet, *,
-                     match_file_names: bool = False, name: str = "results") -> ResultsFile:
+                     match_file_names: bool = False, match_image_ids: bool = False,
+                     ap_area: str = "mask", name: str = "results") -> ResultsFile:
     """A results file (or list) checked against the ground truth, grouped per image.
+
+    Args:
+        results: the file or the parsed list.
+        gt: the ground truth.
+        match_file_names: take each result's image from its file name (or file stem).
+        match_image_ids: take each result's image from its ``image_id``, without asking
+            whether the results name their images by file.
+        ap_area: the AP area rule ("mask" or "box").
+        name: how messages name a list given in Python.
 
     Raises:
         ResultsFileError: every problem, each naming the result.
     """
-    kwargs = {"match_file_names": match_file_names, "gt_file_names": gt.file_names}
+    kwargs = {"match_file_names": match_file_names, "match_image_ids": match_image_ids,
+              "gt_file_names": gt.file_names, "ap_area": ap_area,
+              "left_out_categories": gt.left_out_categories}
     if isinstance(results, (str, os.PathLike)):
         return read_results(results, gt.images, gt.id_map, **kwargs)
     return check_results(name, list(results), gt.images, gt.id_map, **kwargs)
+
+
+def _area_note(results: ResultsFile) -> str | None:
+    """What the results' boxes did for APs/APm/APl, where the user might expect otherwise."""
+    if results.ap_area == "mask" and results.has_boxes:
+        return ("The results carry boxes; APs/APm/APl take each result's mask area all the "
+                "same, as Detectron2's COCOEvaluator and MMDetection do (--ap-area box takes "
+                "the boxes' w * h, as pycocotools does on this file as it is).")
+    if results.ap_area == "box" and not results.has_boxes and len(results):
+        return ("--ap-area box, but the first result has no bbox: APs/APm/APl take mask areas, "
+                "as pycocotools does then.")
+    return None
 
 
 def results_source(results: ResultsFile, gt: GroundTruthSet, gt_label: str | None = None,
                    semantic_dir: str | None = None) -> dict[str, Any]:
     """What was scored, for ``metrics.json``'s ``"source"`` and the report's notes."""
     notes = list(results.warnings)
+    area = _area_note(results)
+    if area:
+        notes.append(area)
+    notes += [f"Category id {cid} of the ground truth is left out of the per-class tables: "
+              f"{why}." for cid, why in sorted(gt.left_out_categories.items())]
     if semantic_dir:
         notes.append("The 'semantic' columns are the semantic model's label PNGs, the "
                      "'semantic_from_instances' columns the results painted as labels.")
@@ -60,7 +89,8 @@ def results_source(results: ResultsFile, gt: GroundTruthSet, gt_label: str | Non
 def evaluate(gt: str | os.PathLike | Mapping | GroundTruthSet,
              results: str | os.PathLike | Sequence[dict], *,
              images: str | os.PathLike | None = None, semantic_dir: str | None = None,
-             match_file_names: bool = False, settings: EvalSettings | None = None,
+             match_file_names: bool = False, match_image_ids: bool = False,
+             settings: EvalSettings | None = None,
              workers: int = 1, progress: bool = False, **overrides: Any) -> EvaluationResult:
     """Score predictions as semantic and as instance segmentation, and explain the gap.
 
@@ -73,6 +103,9 @@ def evaluate(gt: str | os.PathLike | Mapping | GroundTruthSet,
         semantic_dir: label PNGs of a semantic model, scored as the "semantic" group.
         match_file_names: take each result's image from its ``file_name`` (or its file stem
             as ``image_id``, as Ultralytics writes) instead of its ``image_id``.
+        match_image_ids: take each result's image from its ``image_id`` even where the ids
+            could be file stems (without either flag, results named by file are matched by
+            file name where that is the one reading that fits, refused where both fit).
         settings: how to score (default :class:`EvalSettings`).
         workers: processes that score images (the numbers do not depend on it).
         progress: show a progress bar with ETA.
@@ -88,7 +121,8 @@ def evaluate(gt: str | os.PathLike | Mapping | GroundTruthSet,
     """
     settings = (settings or EvalSettings()).replace(**overrides)
     ground_truth = gt if isinstance(gt, GroundTruthSet) else GroundTruthSet.from_coco(gt, images)
-    loaded = read_results_for(results, ground_truth, match_file_names=match_file_names)
+    loaded = read_results_for(results, ground_truth, match_file_names=match_file_names,
+                              match_image_ids=match_image_ids, ap_area=settings.ap_area)
     semantic = None
     if semantic_dir:
         semantic = SemanticPngs(

@@ -36,6 +36,8 @@ class GroundTruthSet:
         json_file: the file it came from (None for a dict or dataset dicts).
         has_images: the records' ``file_name``s are image files that were checked (an image
             root was given, or Detectron2's dataset): overlays are drawn on them.
+        left_out_categories: category ids of the file that are no class -> why (Roboflow's
+            placeholder category): a result using one is refused with that reason.
         report: the validation report (what was dropped or changed), when validated here.
     """
 
@@ -45,6 +47,7 @@ class GroundTruthSet:
     id_map: dict[int, int]
     json_file: str | None = None
     has_images: bool = False
+    left_out_categories: dict[int, str] = field(default_factory=dict)
     report: ValidationReport | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +107,7 @@ class GroundTruthSet:
             id_map=dict(loaded.id_map),
             json_file=json_file if data is None else None,
             has_images=images is not None,
+            left_out_categories=dict(loaded.report.left_out_categories),
             report=loaded.report,
         )
 

@@ -13,11 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..data.masks import MaskCrops, annotation_to_rle, crops_from_dense, crops_from_rles
+from .metrics.coco_ap import AP_AREAS
 
-__all__ = ["AP_AREAS", "Predictions", "ap_areas"]
-
-# What a detection's area is for COCO's small / medium / large ranges (EvalSettings.ap_area).
-AP_AREAS = ("mask", "box")
+__all__ = ["Predictions", "ap_areas"]
 
 
 def ap_areas(masks: MaskCrops, boxes: Any, ap_area: str) -> np.ndarray:

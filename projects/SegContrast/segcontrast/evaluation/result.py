@@ -17,6 +17,7 @@ from typing import Any
 
 from ..data.masks import GroundTruth
 from .ground_truth import GroundTruthSet
+from .metrics.coco_ap import AP_AREA_RULES
 from .records import EvalState, image_sort_key
 from .report.html import write_html_report
 from .report.panoptic_files import category_ids, write_panoptic_json
@@ -64,8 +65,11 @@ class EvaluationResult:
         return accounting.get("sentence") or self.summary.details.get("explanation", "")
 
     def report(self) -> str:
-        """The log's text table."""
-        return format_report(self.summary, self.ground_truth.name)
+        """The log's text table (and the AP area rule used, when AP was computed)."""
+        text = format_report(self.summary, self.ground_truth.name)
+        if "segm" in self.summary.results:
+            text += "\n" + AP_AREA_RULES[self.settings.ap_area]
+        return text
 
     def _extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"source": self.source} if self.source else {}

@@ -7,16 +7,23 @@ image at a time by :meth:`ResultsFile.predictions`, into the :class:`~.image_eva
 that the evaluator scores. The parsed JSON list itself stays in memory; everything derived from
 it is per image.
 
-Detection areas for COCO's area ranges follow pycocotools' ``COCO.loadRes``: when the first
-result has a non-empty ``bbox``, every result's area is its box ``w * h``; otherwise its mask area.
+Detection areas for COCO's area ranges (APs, APm, APl) are mask areas by default, as
+Detectron2's ``COCOEvaluator`` and MMDetection's ``CocoMetric`` take them (they remove each
+result's ``bbox`` before ``loadRes``). ``ap_area="box"`` is pycocotools' ``COCO.loadRes`` on the
+file as it is: when the first result has a non-empty ``bbox``, every result's area is its box
+``w * h``; otherwise its mask area.
+
+Each result's image is found by its ``image_id``, or by its file name where the results name
+their images that way (:mod:`.results_images` decides, or the caller says which).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +34,9 @@ from ..data.masks import annotation_to_rle, crops_from_rles
 from ..data.rle import RLEError, rle_counts_to_runs
 from ..data.segmentation import EDGE_TOLERANCE, all_numbers, is_number
 from ..data.validation import ValidationReport
-from .image_eval import Predictions
+from .metrics.coco_ap import AP_AREAS
+from .predictions import Predictions
+from .results_images import FileNames, choose_matching, normalized_id, stem_text
 
 __all__ = [
     "ResultProblem",
@@ -39,7 +48,7 @@ __all__ = [
 
 _SHOWN_PROBLEMS = 30
 _PLAIN_NUMBERS = frozenset((int, float))
-_STEM = "\0stem:"  # marks file-stem keys apart from file-name keys
+_LISTED_IDS = 20  # ids a message lists in full; more are summarised around the one looked for
 
 
 @dataclass(frozen=True)
@@ -110,17 +119,25 @@ class ResultsFile:
         path: the file.
         results: the parsed list.
         by_image: indices into ``results`` of each image's results, in file order.
-        area_from_box: detection areas are box ``w * h`` (pycocotools' rule, set by the first
-            result) rather than mask areas.
-        warnings: things a reader of the report must know (an empty list, results of images
-            outside the ground truth that were matched by file name, ...).
+        has_boxes: the first result has a non-empty ``bbox`` (pycocotools' ``loadRes`` then
+            takes every detection's area from its box).
+        ap_area: "mask" (detection areas for APs/APm/APl are mask areas, Detectron2's rule) or
+            "box" (box ``w * h`` when ``has_boxes``, pycocotools' raw rule).
+        warnings: things a reader of the report must know (an empty list, results matched to
+            their images by file name, ...).
     """
 
     path: str
     results: list
     by_image: dict[Any, list[int]]
-    area_from_box: bool
+    has_boxes: bool
+    ap_area: str = "mask"
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def area_from_box(self) -> bool:
+        """Detection areas are box ``w * h`` rather than mask areas."""
+        return self.ap_area == "box" and self.has_boxes
 
     def __len__(self) -> int:
         return len(self.results)
@@ -183,7 +200,7 @@ class ResultsFile:
 
 
 def _to_rle(segmentation: Any, height: int, width: int) -> dict:
-    """A checked segmentation as compressed RLE with bytes counts."""
+    """A checked segmentation (ASCII counts) as compressed RLE with bytes counts."""
     if isinstance(segmentation, dict) and isinstance(segmentation["counts"], (str, bytes)):
         counts = segmentation["counts"]
         return {"size": [height, width],
@@ -215,6 +232,10 @@ def _check_rle(segm: dict, height: int, width: int) -> tuple[str, str] | None:
         return ("rle_size_mismatch", f"RLE size {list(size)} (height, width) differs from the "
                 f"image's [{height}, {width}] in the ground truth")
     counts = segm.get("counts")
+    if isinstance(counts, str) and not counts.isascii():
+        at = next(i for i, c in enumerate(counts) if not c.isascii())
+        return ("rle_malformed", f"compressed RLE counts contain {counts[at]!r} at position "
+                f"{at}, outside COCO's alphabet ('0'..'o')")
     if isinstance(counts, (str, bytes)):
         return None
     if isinstance(counts, list):
@@ -273,45 +294,61 @@ def _check_bbox(bbox: Any) -> tuple[str, str] | None:
             "finite numbers with width, height >= 0")
 
 
-def _image_lookup(images: Mapping[Any, tuple[int, int]], file_names: Mapping[str, Any] | None,
+def _ids_listed(known: Collection[int], value: Any) -> str:
+    """The ground truth's ids a message shows: all when few, else their range and neighbours.
+
+    The neighbours are the three ids on either side of ``value`` when it is a number.
+    """
+    ids = sorted(known)
+    if len(ids) <= _LISTED_IDS:
+        return "ids " + ", ".join(map(str, ids))
+    text = f"ids {ids[0]} to {ids[-1]}"
+    if is_number(value):
+        at = bisect.bisect_left(ids, value)
+        text += f"; nearest to {_shown(value)}: " + ", ".join(map(str, ids[max(0, at - 3):at + 3]))
+    return text
+
+
+def _image_lookup(images: Mapping[Any, tuple[int, int]], file_names: FileNames | None,
                   result: dict) -> tuple[Any, str | None]:
     """The ground-truth image of a result, or None and why not."""
     if file_names is not None:
         name = result.get("file_name")
         if isinstance(name, str):
-            key = os.path.basename(name)
-        elif isinstance(result.get("image_id"), str):
-            # Ultralytics writes no file name; its image_id is the file stem (a string unless
+            image_id = file_names.by_name(name)
+        elif stem_text(result.get("image_id")) is not None:
+            # Ultralytics writes no file name; its image_id is the file stem (an integer when
             # the stem is a number)
-            name = result["image_id"]
-            key = _STEM + name
+            name = stem_text(result["image_id"])
+            image_id = file_names.by_stem(name)
         else:
             return None, (f"no 'file_name' (found {_shown(name)}) and no file stem as "
                           "image_id: with file-name matching every result needs one")
-        image_id = file_names.get(key)
         if image_id is None:
             return None, f"file name {name!r} is no image of the ground truth"
         return image_id, None
-    image_id = result["image_id"]
+    image_id = normalized_id(result["image_id"])
     if _is_int(image_id) and image_id in images:
         return image_id, None
     hint = ""
     if isinstance(image_id, str) and image_id.strip().lstrip("-").isdigit() \
             and int(image_id) in images:
-        hint = "; it is a string, the ground truth's ids are integers"
+        hint = ("; it is a string, the ground truth's ids are integers (a string image_id is "
+                "often a file stem, as Ultralytics writes it: --match-file-names matches those "
+                "to the ground truth's file names)")
     elif isinstance(result.get("file_name"), str) or isinstance(image_id, str):
         hint = ("; the results name their images by file (tools/predict.py's file_name, "
                 "Ultralytics' file stem as image_id): --match-file-names matches them to the "
                 "ground truth's file names")
-    known = sorted(images, key=str)
-    shown = ", ".join(map(str, known[:5])) + (", ..." if len(known) > 5 else "")
-    return None, (f"image_id {_shown(image_id)} is not an image of the ground truth "
-                  f"({len(images)} images, ids {shown}){hint}")
+    return None, (f"image_id {_shown(result['image_id'])} is not an image of the ground truth "
+                  f"({len(images)} images, {_ids_listed(images, image_id)}){hint}")
 
 
 def read_results(path: str | os.PathLike, images: Mapping[Any, tuple[int, int]],
                  id_map: Mapping[int, int], *, match_file_names: bool = False,
-                 gt_file_names: Mapping[Any, str] | None = None) -> ResultsFile:
+                 match_image_ids: bool = False, gt_file_names: Mapping[Any, str] | None = None,
+                 ap_area: str = "mask",
+                 left_out_categories: Mapping[int, str] | None = None) -> ResultsFile:
     """Read and check a results file against the ground truth, without decoding masks.
 
     Args:
@@ -321,8 +358,14 @@ def read_results(path: str | os.PathLike, images: Mapping[Any, tuple[int, int]],
         match_file_names: take each result's image from its ``file_name`` (matched on the
             last path component) instead of its ``image_id``; a result without one is matched
             by its ``image_id`` taken as a file stem (as Ultralytics writes it).
+        match_image_ids: take each result's image from its ``image_id``, without asking
+            whether the results name their images by file.
         gt_file_names: image id -> ``file_name`` of the ground truth (needed with
-            ``match_file_names``).
+            ``match_file_names``; without either flag, the results are matched by file name
+            when that is the one reading that finds every image, see :mod:`.results_images`).
+        ap_area: "mask" or "box", the detection areas of APs/APm/APl (see the module doc).
+        left_out_categories: category ids of the ground truth that are not classes -> why (a
+            result using one is refused with that reason).
 
     Returns:
         The results, grouped per image.
@@ -337,12 +380,15 @@ def read_results(path: str | os.PathLike, images: Mapping[Any, tuple[int, int]],
         raise ResultsFileError(path, [ResultProblem(report.fatal[0].code,
                                                     report.fatal[0].message)])
     return check_results(path, data, images, id_map, match_file_names=match_file_names,
-                         gt_file_names=gt_file_names)
+                         match_image_ids=match_image_ids, gt_file_names=gt_file_names,
+                         ap_area=ap_area, left_out_categories=left_out_categories)
 
 
 def check_results(path: str, data: Any, images: Mapping[Any, tuple[int, int]],
                   id_map: Mapping[int, int], *, match_file_names: bool = False,
-                  gt_file_names: Mapping[Any, str] | None = None) -> ResultsFile:
+                  match_image_ids: bool = False, gt_file_names: Mapping[Any, str] | None = None,
+                  ap_area: str = "mask",
+                  left_out_categories: Mapping[int, str] | None = None) -> ResultsFile:
     """Check an already parsed results list (what :func:`read_results` does after parsing).
 
     Args:
@@ -351,14 +397,22 @@ def check_results(path: str, data: Any, images: Mapping[Any, tuple[int, int]],
         images: the ground truth's image id -> (height, width).
         id_map: the ground truth's category id -> contiguous class id.
         match_file_names: take each result's image from its ``file_name``.
+        match_image_ids: take each result's image from its ``image_id``, without asking.
         gt_file_names: image id -> ``file_name`` of the ground truth.
+        ap_area: "mask" or "box".
+        left_out_categories: category ids that are not classes -> why.
 
     Returns:
-        The results, grouped per image.
+        The results, grouped per image. Integral float ids (``50.0``) are taken as integers,
+        as pycocotools takes them.
 
     Raises:
         ResultsFileError: every problem found.
     """
+    if ap_area not in AP_AREAS:
+        raise ValueError(f"ap_area {ap_area!r}: expected one of {list(AP_AREAS)}")
+    if match_file_names and match_image_ids:
+        raise ValueError("match_file_names and match_image_ids exclude each other")
     if not isinstance(data, list):
         hint = ""
         if isinstance(data, dict):
@@ -367,27 +421,34 @@ def check_results(path: str, data: Any, images: Mapping[Any, tuple[int, int]],
         raise ResultsFileError(path, [ResultProblem(
             "not_a_list", f"holds {_kind(data)} at the top level; expected a COCO results list "
             f"[{{\"image_id\", \"category_id\", \"segmentation\", \"score\"}}, ...]{hint}")])
-    file_names = None
-    if match_file_names:
-        # file name -> image id, and (prefixed) file stem -> image id; ambiguous names left out
-        keys = [(i, k) for i, n in (gt_file_names or {}).items()
-                for k in (os.path.basename(n), _STEM + os.path.splitext(os.path.basename(n))[0])]
-        counts = Counter(k for _, k in keys)
-        file_names = {k: i for i, k in keys if counts[k] == 1}
     if data and all(isinstance(r, dict) and "segmentation" not in r for r in data):
         raise ResultsFileError(path, [ResultProblem(
             "no_segmentation", f"none of the {len(data)} results has a 'segmentation': these "
             "are box (detection) results; SegContrast scores masks, so segm results are needed "
             "(e.g. MMDetection's *.segm.json, not *.bbox.json)")])
+    warnings = []
+    file_names = FileNames(gt_file_names or {}) if match_file_names else None
+    if not match_file_names and not match_image_ids and gt_file_names is not None:
+        choice = choose_matching(data, images, gt_file_names)
+        if choice.refusal:
+            raise ResultsFileError(path, [ResultProblem("image_id_ambiguous", choice.refusal)])
+        if choice.contradictions:
+            raise ResultsFileError(path, [
+                ResultProblem("image_id_contradicts_file_name", message, index,
+                              data[index].get("image_id"), data[index].get("category_id"))
+                for index, message in choice.contradictions])
+        if choice.by_file_name:
+            file_names = FileNames(gt_file_names)
+            warnings.append(f"{path}: {choice.warning}")
     problems: list[ResultProblem] = []
     by_image: dict[Any, list[int]] = {}
     first = data[0] if data else None
-    area_from_box = isinstance(first, dict) and first.get("bbox") not in (None, [])
+    has_boxes = isinstance(first, dict) and first.get("bbox") not in (None, [])
     missing_box = 0
     for index, result in enumerate(data):
         if file_names is None and _plainly_valid(result, images, id_map):
             by_image.setdefault(result["image_id"], []).append(index)
-            if area_from_box and result.get("bbox") in (None, []):
+            if has_boxes and result.get("bbox") in (None, []):
                 missing_box += 1
             continue
         if not isinstance(result, dict):
@@ -395,24 +456,25 @@ def check_results(path: str, data: Any, images: Mapping[Any, tuple[int, int]],
                                           "object with image_id, category_id, segmentation and "
                                           "score", index))
             continue
-        found = _check_result(result, images, id_map, file_names)
+        found = _check_result(result, images, id_map, file_names, left_out_categories or {})
         image_id = found[0]
         shown_id = result.get("image_id")
         problems += [ResultProblem(code, message, index, shown_id, result.get("category_id"))
                      for code, message in found[1]]
         if not found[1]:
             by_image.setdefault(image_id, []).append(index)
-            if match_file_names:
-                result["image_id"] = image_id
-            if area_from_box and result.get("bbox") in (None, []):
+            # what pycocotools compares equal, stored as the ground truth's own values
+            result["image_id"] = image_id
+            result["category_id"] = normalized_id(result["category_id"])
+            if has_boxes and result.get("bbox") in (None, []):
                 missing_box += 1
     if problems:
         raise ResultsFileError(path, problems)
-    out = ResultsFile(path, data, by_image, area_from_box)
+    out = ResultsFile(path, data, by_image, has_boxes, ap_area, warnings)
     if not data:
         out.warnings.append(f"{path} holds no results (an empty list): every object counts as "
                             "missed, and every score is 0")
-    if missing_box:
+    if missing_box and ap_area == "box":
         out.warnings.append(f"{missing_box} results have no 'bbox' while the first one has: "
                             "their detection area for APs/APm/APl is their mask area "
                             "(pycocotools would stop at them)")
@@ -435,7 +497,8 @@ def _plainly_valid(result: Any, images: Mapping[Any, tuple[int, int]],
     size = images.get(image_id)
     if size is None or category not in id_map or not math.isfinite(score):
         return False
-    if type(segmentation) is not dict or type(segmentation.get("counts")) is not str:
+    if type(segmentation) is not dict or type(segmentation.get("counts")) is not str \
+            or not segmentation["counts"].isascii():
         return False
     rle_size = segmentation.get("size")
     if (type(rle_size) is not list or len(rle_size) != 2 or type(rle_size[0]) is not int
@@ -448,8 +511,21 @@ def _plainly_valid(result: Any, images: Mapping[Any, tuple[int, int]],
             and all(map(math.isfinite, box)) and box[2] >= 0 and box[3] >= 0)
 
 
+def _category_problem(category: Any, id_map: Mapping[int, int],
+                      left_out: Mapping[int, str]) -> tuple[str, str] | None:
+    category = normalized_id(category)
+    if _is_int(category) and category in id_map:
+        return None
+    if _is_int(category) and category in left_out:
+        return ("unknown_category_id", f"category_id {category} is not a class of the ground "
+                f"truth: {left_out[category]}")
+    return ("unknown_category_id", f"category_id {_shown(category)} is not a category of the "
+            f"ground truth ({_ids_listed(id_map, category)})")
+
+
 def _check_result(result: dict, images: Mapping[Any, tuple[int, int]], id_map: Mapping[int, int],
-                  file_names: Mapping[str, Any] | None) -> tuple[Any, list[tuple[str, str]]]:
+                  file_names: FileNames | None, left_out: Mapping[int, str]
+                  ) -> tuple[Any, list[tuple[str, str]]]:
     """One result's image id and its problems."""
     issues: list[tuple[str, str]] = []
     image_id = None
@@ -459,14 +535,12 @@ def _check_result(result: dict, images: Mapping[Any, tuple[int, int]], id_map: M
         image_id, why = _image_lookup(images, file_names, result)
         if why:
             issues.append(("unknown_image_id", why))
-    category = result.get("category_id")
     if "category_id" not in result:
         issues.append(("missing_key", "no 'category_id'"))
-    elif not _is_int(category) or category not in id_map:
-        known = sorted(id_map)
-        listed = ", ".join(map(str, known[:20])) + (", ..." if len(known) > 20 else "")
-        issues.append(("unknown_category_id", f"category_id {_shown(category)} is not a "
-                       f"category of the ground truth (ids {listed})"))
+    else:
+        issue = _category_problem(result["category_id"], id_map, left_out)
+        if issue:
+            issues.append(issue)
     score = result.get("score")
     if "score" not in result:
         issues.append(("bad_score", "no 'score'; every result needs its confidence"))

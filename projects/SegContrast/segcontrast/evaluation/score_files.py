@@ -133,7 +133,11 @@ def score_results(evaluator: Accumulator, results: ResultsFile,
 
     Raises:
         ResultsFileError: every decoding problem (results file first, then the PNGs).
+        ValueError: the results' area rule (``results.ap_area``) is not the evaluator's.
     """
+    if results.ap_area != evaluator.settings.ap_area:
+        raise ValueError(f"the results were read with ap_area {results.ap_area!r} but the "
+                         f"evaluator scores with {evaluator.settings.ap_area!r}")
     image_ids = sorted(gt_images)
     tasks = [image_ids[i : i + _IMAGES_PER_TASK]
              for i in range(0, len(image_ids), _IMAGES_PER_TASK)]

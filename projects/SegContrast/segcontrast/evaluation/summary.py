@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from .accounting.dataset_deltas import accounting_results, panoptic_matrix
+from .explanation import explain, explain_accounting
 from .metrics.coco_ap import MatchedDetections, accumulate, ground_truth_counts, match_detections
 from .metrics.panoptic import FN, FP, TP, panoptic_scores
 from .metrics.semantic import SemanticScores, semantic_scores
 from .records import EvalState, ImageRecord
-from .report.explanation import explain, explain_accounting
 
 __all__ = [
     "CONTRAST_COUNTS",

@@ -7,9 +7,10 @@
   detection's area);
 * ground truth ignored for an area range when crowd or when its annotation ``area`` lies
   outside the range (bounds inclusive); a detection left unmatched is ignored when its
-  ``area`` lies outside. Detectron2's ``COCOEvaluator`` writes each detection's box into the
-  results, and pycocotools' ``loadRes`` then takes the detection area as box ``w * h``: the
-  caller passes that area (or the mask area for results without boxes);
+  ``area`` lies outside. The caller passes the detection areas (:data:`AP_AREAS`): mask areas
+  by default, as Detectron2's ``COCOEvaluator`` has pycocotools take them (it removes each
+  result's box before ``loadRes``), or box ``w * h`` as ``loadRes`` takes them from results
+  with boxes;
 * greedy matching per IoU threshold in score order: each detection takes the still-free
   ground truth of highest IoU >= threshold (on equal IoU the later one), non-ignored ground
   truth before ignored, crowd regions never used up; a match to a ground truth whose
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "AP_AREAS",
+    "AP_AREA_RULES",
     "AREA_RANGES",
     "IOU_THRESHOLDS",
     "MAX_DETS",
@@ -57,6 +60,19 @@ AREA_RANGES = np.array(
 )
 AREA_NAMES = ("all", "small", "medium", "large")
 MAX_DETS = 100
+# What a detection's area is for the area ranges: "mask" (its pixel count, as Detectron2's
+# COCOEvaluator and MMDetection's CocoMetric have pycocotools compute it) or "box" (its box
+# w * h where there is one, as pycocotools' loadRes takes it from results with boxes).
+AP_AREAS = ("mask", "box")
+AP_AREA_RULES = {
+    "mask": "APs, APm and APl (small < 32^2, medium, large > 96^2 pixels) take each prediction's "
+            "mask area, as Detectron2's COCOEvaluator and MMDetection do (AP_AREA mask; "
+            "'box' takes box areas, as pycocotools does on a results file with boxes).",
+    "box": "APs, APm and APl (small < 32^2, medium, large > 96^2 pixels) take each prediction's "
+           "box area w * h where it has a box, as pycocotools' loadRes does on a results file "
+           "with boxes (AP_AREA box; Detectron2's COCOEvaluator and MMDetection take mask "
+           "areas).",
+}
 _MAX_ELEMENTS = 250_000  # per padded array of a matching chunk: bounds evaluate()'s memory
 _WEIGHTED_ELEMENTS = 1_000_000  # per (resamples, detections, thresholds) block of weighted_ap
 

@@ -21,6 +21,7 @@ import os
 from typing import Any
 
 from ...utils import atomic_write
+from ..metrics.coco_ap import AP_AREA_RULES
 from .text import CONTRAST_MEANINGS
 
 __all__ = ["AP_RULE", "REPORT_NAME", "render_report", "write_html_report"]
@@ -239,6 +240,9 @@ def _header(metrics: dict) -> str:
     items = [f"<li>{_esc(k.replace('_', ' '))}: {_esc(v)}</li>"
              for k, v in source.items() if k != "notes" and v is not None]
     notes = [*source.get("notes", []), AP_RULE]
+    area_rule = AP_AREA_RULES.get((metrics.get("settings") or {}).get("ap_area"))
+    if area_rule and "segm" in metrics:
+        notes.append(area_rule)
     if items:
         parts.append("<ul>" + "".join(items) + "</ul>")
     parts.append("".join(f'<p class="note">{_esc(n)}</p>' for n in notes))

@@ -32,7 +32,7 @@ KNOWN_CODES = {
     "bbox_negative", "bbox_outside_image", "bbox_empty", "segmentation_missing",
     "segmentation_empty", "segmentation_malformed", "polygon_malformed", "polygon_outside_image",
     "polygon_odd_length", "polygon_too_few_points", "rle_size_mismatch", "rle_malformed",
-    "category_duplicate_name", "annotation_id_zero",
+    "category_duplicate_name", "annotation_id_zero", "image_too_large", "polygon_too_many_points",
 }
 
 

@@ -63,6 +63,8 @@ REQUIRED = [
 # And those of issue 12.
 REQUIRED += ["png_16bit_rgb", "tiff_16bit_gray", "tiff_16bit_rgb", "annotation_id_zero",
              "duplicate_category_names"]
+# And those of issue 19 (the size limits of segcontrast/data/limits.py).
+REQUIRED += ["image_too_large", "polygon_too_many_points"]
 
 
 @pytest.fixture(scope="module")

@@ -106,18 +106,16 @@ def test_ints_at_float_keys_in_yaml_and_on_the_command_line_train_net(processes)
     assert re.search(r"NUM_WORST_IMAGES: 0\n", config)  # 0.0 at an int key is the int 0
 
 
-def test_int_at_a_float_key_evaluate(processes, scoring_files, tmp_path, capsys):
+def test_int_at_a_float_key_evaluate(processes, scoring_files, tmp_path):
     result, out = processes["evaluate"]
     _ok(result)
     with_int = json.loads((out / "metrics.json").read_text())
     assert with_int["settings"]["score_threshold"] == 0.0
     # the same numbers as with 0.0 (in this process: a new one would prove nothing more)
-    code = evaluate_main(["--gt", scoring_files["gt"], "--results", scoring_files["results"],
-                          "--output", str(tmp_path / "float"),
-                          "TEST.SEGCONTRAST.SCORE_THRESHOLD", "0.0",
-                          "TEST.SEGCONTRAST.NUM_WORST_IMAGES", "0"])
-    capsys.readouterr()
-    assert code == 0
+    _ok(run_cli(evaluate_main, ["--gt", scoring_files["gt"], "--results",
+                                scoring_files["results"], "--output", str(tmp_path / "float"),
+                                "TEST.SEGCONTRAST.SCORE_THRESHOLD", "0.0",
+                                "TEST.SEGCONTRAST.NUM_WORST_IMAGES", "0"]))
     with_float = json.loads((tmp_path / "float" / "metrics.json").read_text())
     for group in ("semantic", "instance", "segm", "contrast", "settings"):
         assert with_int[group] == with_float[group], group

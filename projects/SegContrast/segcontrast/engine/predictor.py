@@ -228,7 +228,8 @@ def predict_images(
             evaluator's semantic painting).
         overlays: draw an overlay per image.
         overlay_size: the overlays' longest side at most (None: the image's own size).
-        plan: the output names, already checked (default: :func:`plan_outputs` here).
+        plan: the output names, already checked by :func:`plan_outputs` for these ``paths``
+            (its names then decide which files are written); default: planned here.
 
     Returns:
         What was written and what was skipped.

@@ -9,34 +9,39 @@ Works with Mask R-CNN and Panoptic FPN models (anything with instance masks).
 Runs the model once per image, pastes its soft masks at each threshold (default 0.2 to 0.8),
 scores each with the contrast evaluator, prints a table, and writes threshold_sweep.json, .csv
 and .png to --output. Use the best one with `TEST.SEGCONTRAST.MASK_THRESHOLD <t>`.
+
+Exit codes: 0 done; 2 bad input (config, weights, dataset, output folder), in one line without a
+traceback; 130 interrupted (Ctrl-C): one line, and the sweep's files are written only at its end.
 """
 
 import argparse
 import sys
 from collections.abc import Sequence
 
-import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
-from segcontrast.utils.known_warnings import ignore_known_warnings
+try:
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
+    from segcontrast.utils.known_warnings import ignore_known_warnings
 
-ignore_known_warnings()  # before the imports below: some of them warn while importing
+    ignore_known_warnings()  # before the imports below: some of them warn while importing
 
-from detectron2.data import build_detection_test_loader  # noqa: E402
-from segcontrast.datasets import SegContrastDatasetMapper  # noqa: E402
-from segcontrast.engine.checkpoint import load_weights_for_eval  # noqa: E402
-from segcontrast.engine.class_metadata import check_weights_match_dataset  # noqa: E402
-from segcontrast.engine.logging_setup import (  # noqa: E402
-    segcontrast_logging,
-    setup_segcontrast_logging,
-)
-from segcontrast.engine.output_dir import check_output_dir_usable  # noqa: E402
-from segcontrast.engine.threshold_sweep import (  # noqa: E402
-    DEFAULT_THRESHOLDS,
-    sweep_mask_thresholds,
-    write_sweep,
-)
-from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg  # noqa: E402
-from segcontrast.engine.trainer import SegContrastTrainer  # noqa: E402
-from segcontrast.modeling.postprocessing import has_instance_masks  # noqa: E402
+    from detectron2.data import build_detection_test_loader
+    from segcontrast.datasets import SegContrastDatasetMapper
+    from segcontrast.engine.checkpoint import load_weights_for_eval
+    from segcontrast.engine.class_metadata import check_weights_match_dataset
+    from segcontrast.engine.logging_setup import segcontrast_logging, setup_segcontrast_logging
+    from segcontrast.engine.output_dir import check_output_dir_usable
+    from segcontrast.engine.threshold_sweep import (
+        DEFAULT_THRESHOLDS,
+        sweep_mask_thresholds,
+        write_sweep,
+    )
+    from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg
+    from segcontrast.engine.trainer import SegContrastTrainer
+    from segcontrast.modeling.postprocessing import has_instance_masks
+except KeyboardInterrupt:  # Ctrl-C while torch and Detectron2 load
+    print("tune_mask_threshold: interrupted before any work; nothing was written",
+          file=sys.stderr)
+    sys.exit(130)
 
 
 def _thresholds(text: str) -> list[float]:
@@ -92,13 +97,24 @@ def _run(args: argparse.Namespace) -> int:
     sc = cfg.TEST.SEGCONTRAST
     dataset = cfg.DATASETS.TEST[0]
     loader = build_detection_test_loader(cfg, dataset, mapper=SegContrastDatasetMapper(cfg, False))
-    result = sweep_mask_thresholds(
-        model, loader, dataset, args.thresholds,
-        metric=args.metric, iou_threshold=sc.IOU_THRESHOLD,
-        score_threshold=sc.SCORE_THRESHOLD, boundary_iou=sc.BOUNDARY_IOU,
-        boundary_dilation_ratio=sc.BOUNDARY_DILATION_RATIO,
-    )
-    paths = write_sweep(result, args.output)
+    try:
+        result = sweep_mask_thresholds(
+            model, loader, dataset, args.thresholds,
+            metric=args.metric, iou_threshold=sc.IOU_THRESHOLD,
+            score_threshold=sc.SCORE_THRESHOLD, boundary_iou=sc.BOUNDARY_IOU,
+            boundary_dilation_ratio=sc.BOUNDARY_DILATION_RATIO,
+        )
+    except KeyboardInterrupt:
+        print("tune_mask_threshold: interrupted during the sweep; its files are written only "
+              "at the end, so none was written", file=sys.stderr)
+        return 130
+    try:
+        paths = write_sweep(result, args.output)
+    except KeyboardInterrupt:
+        print(f"tune_mask_threshold: interrupted while writing the sweep's files into "
+              f"{args.output}; each file there is complete (written atomically), but not all of "
+              "them may be this run's", file=sys.stderr)
+        return 130
     print(f"Mask threshold sweep on {dataset} ({args.metric} picks the best):\n")
     print(result.table())
     print(f"\nbest threshold: {result.best:.2f}; files: {', '.join(paths.values())}")
@@ -107,8 +123,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with segcontrast_logging():
-        return _run(args)
+    try:
+        with segcontrast_logging():
+            return _run(args)
+    except KeyboardInterrupt:  # while the config, datasets or weights were read
+        print("tune_mask_threshold: interrupted before the sweep; nothing was written",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Every case is a folder with ``annotations.json`` (or the file the case is about)
 ``images/``. Outcomes: "works" (no problem at all), "dropped" (usable; the listed codes are
 dropped with a count), "changed" (usable; the listed items are kept in a corrected form, with a
 count), "error" (the listed codes are fatal; the message names the file and the image /
-annotation ids given). The output is deterministic and small (about 200 KB).
+annotation ids given). The output is deterministic and small (about 1 MB).
 
 Nothing here imports segcontrast: the corpus is made independently of the code it tests.
 """
@@ -462,6 +462,23 @@ def _outside_box(d, coco):
       "annotation 12's polygon reaches (400, 300)", image_id=1, annotation_id=12)
 def _outside_polygon(d, coco):
     _ann(coco, 12)["segmentation"] = _square(24, 8, 400, 300)
+    return coco
+
+
+@case("polygon_too_many_points", "error", ("polygon_too_many_points",),
+      "annotation 12's outline has 50,004 points (the limit is 50,000)", image_id=1,
+      annotation_id=12)
+def _many_points(d, coco):
+    # The square's four corners over and over: inside the image, only too long.
+    _ann(coco, 12)["segmentation"] = [[24, 8, 40, 8, 40, 30, 24, 30] * 12501]
+    return json.dumps(coco)  # one line: indented, each number would take a line of its own
+
+
+@case("image_too_large", "error", ("image_too_large",),
+      "image 2 claims 100000x100000 pixels (the limits: 50,000 a side, 10^9 in all)",
+      image_id=2)
+def _huge_image(d, coco):
+    coco["images"][1].update(width=100000, height=100000)
     return coco
 
 

@@ -59,6 +59,8 @@ REQUIRED += ["png_16bit_rgb", "tiff_16bit_gray", "tiff_16bit_rgb", "annotation_i
              "duplicate_category_names", "roboflow_placeholder_category"]
 # Cases whose dropped item is no annotation.
 NO_ANNOTATION_LOST = ("polygon_partly_degenerate", "roboflow_placeholder_category")
+# And those of issue 19 (the size limits of segcontrast/data/limits.py).
+REQUIRED += ["image_too_large", "polygon_too_many_points"]
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ KNOWN_CODES = {
     "segmentation_empty", "segmentation_malformed", "polygon_malformed", "polygon_outside_image",
     "polygon_odd_length", "polygon_too_few_points", "rle_size_mismatch", "rle_malformed",
     "category_duplicate_name", "category_duplicate_name_unused", "annotation_id_zero",
+    "image_too_large", "polygon_too_many_points",
 }
 
 

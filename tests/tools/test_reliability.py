@@ -25,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 from segcontrast.config import load_config
-from segcontrast.engine import predictor as predictor_module
+from segcontrast.engine import prediction_overlays as overlays_module
 from segcontrast.engine.predictor import Predictor, predict_images
 from segcontrast.engine.train_cli import main as train_net_main
 from segcontrast.utils.known_warnings import KNOWN_LOG_MESSAGES, KNOWN_WARNINGS
@@ -242,7 +242,7 @@ def test_predict_skips_unreadable_files_naming_each_and_counts_them(predict_run)
     predictions = json.loads((predict_run.out / "predictions.json").read_text())
     assert {p["file_name"] for p in predictions} <= {str(p) for p in predict_run.good}
     written = {p.name for p in predict_run.out.glob("*.png")}
-    assert written == {p.name for p in predict_run.good}
+    assert written == {f"{p.name}.overlay.png" for p in predict_run.good}
 
 
 def test_predict_overlays_are_labelled_with_the_dataset_names(fruit_run, tiny_config, tmp_path,
@@ -253,12 +253,12 @@ def test_predict_overlays_are_labelled_with_the_dataset_names(fruit_run, tiny_co
     assert predictor.classes.dataset_ids == (3, 5, 9)
     labels = []
 
-    class RecordingVisualizer(predictor_module.Visualizer):
+    class RecordingVisualizer(overlays_module.Visualizer):
         def overlay_instances(self, *args, **kwargs):
             labels.extend(kwargs.get("labels") or [])
             return super().overlay_instances(*args, **kwargs)
 
-    monkeypatch.setattr(predictor_module, "Visualizer", RecordingVisualizer)
+    monkeypatch.setattr(overlays_module, "Visualizer", RecordingVisualizer)
     picture = tmp_path / "one.png"
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(picture)
     summary = predict_images(predictor, [picture], str(tmp_path / "out"), confidence=0.0)

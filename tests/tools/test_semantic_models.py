@@ -141,9 +141,9 @@ def test_predict_with_panoptic_fpn_writes_the_semantic_heads_labels(panoptic_run
     for path in images:
         _, outputs = predictor.predict_file(path)
         assert list(outputs) == ["sem_seg", "instances"]  # COMBINE.ENABLED False: no panoptic
-        labels = np.array(Image.open(tmp_path / f"{path.stem}_semantic.png"))
+        labels = np.array(Image.open(tmp_path / f"{path.name}.semantic.png"))
         assert np.array_equal(labels, outputs["sem_seg"].argmax(0).numpy())
-        assert (tmp_path / f"{path.stem}.png").is_file()
+        assert (tmp_path / f"{path.name}.overlay.png").is_file()
     records = json.loads((tmp_path / "predictions.json").read_text())
     assert len(records) == summary.num_results and summary.num_results > 0
 
@@ -162,9 +162,9 @@ def test_predict_with_a_semantic_segmentor_draws_its_labels(semantic_weights, ti
     predict_images(Predictor(cfg, str(semantic_weights["background"])), [image_path],
                    str(tmp_path / "bare"), semantic_png=True)
     for folder, label in (("cli", 3), ("bare", 0)):
-        labels = np.array(Image.open(tmp_path / folder / f"{image_path.stem}_semantic.png"))
+        labels = np.array(Image.open(tmp_path / folder / f"{image_path.name}.semantic.png"))
         assert labels.shape == rgb.shape[:2] and (labels == label).all()
-        overlay = np.array(Image.open(tmp_path / folder / f"{image_path.stem}.png"))
+        overlay = np.array(Image.open(tmp_path / folder / f"{image_path.name}.overlay.png"))
         assert overlay.shape == rgb.shape
         changed = (overlay != rgb).any(axis=2).mean()
         if label == 0:

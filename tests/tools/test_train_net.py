@@ -289,10 +289,9 @@ def test_predict_writes_overlays_results_and_label_maps(weights_runs, tiny_data)
     images = Path(tiny_data["image_root"]) / "val"
     result, tmp_path = weights_runs["predict"]
     _assert_ok(result)
-    stems = sorted(p.stem for p in images.glob("*.png"))
-    assert sorted(p.stem for p in tmp_path.glob("*_semantic.png")) == [
-        f"{s}_semantic" for s in stems]
-    assert {f"{s}.png" for s in stems} <= {p.name for p in tmp_path.glob("*.png")}
+    names = sorted(p.name for p in images.glob("*.png"))
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(
+        [f"{n}.semantic.png" for n in names] + [f"{n}.overlay.png" for n in names])
     predictions = json.loads((tmp_path / "predictions.json").read_text())
     assert all({"image_id", "category_id", "segmentation", "score"} <= set(p)
                for p in predictions)

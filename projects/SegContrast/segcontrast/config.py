@@ -29,7 +29,9 @@ __all__ = [
     "STRING_OR_NUMBER_KEYS",
     "add_segcontrast_config",
     "load_config",
+    "check_override_list",
     "merge_config_file",
+    "merge_overrides",
     "normalize_opts",
     "parse_pos_weight",
     "validate_segcontrast_config",
@@ -249,7 +251,13 @@ def merge_config_file(cfg: CN, path: str) -> None:
     """``cfg.merge_from_file(path)``, also accepting numbers at "auto or number" keys.
 
     yacs fixes a key's type from its default: ``POS_WEIGHT: 4.5`` in a yaml file would be
-    refused against the string default "auto". Here such numbers become strings first.
+    refused against the string default "auto". Here such numbers become strings first, an int
+    at a float key (``SCORE_THRESHOLD: 0``) becomes a float and an integral float at an int
+    key (``MAX_ITER: 100.0``) an int.
+
+    Raises:
+        ConfigValueError: a value that is no number at a number key, or a fraction at a
+            whole-number key (naming the key and the value).
 
     Args:
         cfg: the config to update in place.
@@ -258,6 +266,7 @@ def merge_config_file(cfg: CN, path: str) -> None:
     loaded = cfg.load_yaml_with_base(path, allow_unsafe=True)
     _quote_numbers(loaded)
     loaded_cfg = type(cfg)(loaded)
+    _coerce_loaded_numbers(loaded_cfg, cfg)
     if loaded_cfg.get("VERSION", cfg.VERSION) != cfg.VERSION:
         # An old config version: Detectron2's upgrade path (numbers must then be quoted).
         cfg.merge_from_file(path)
@@ -282,6 +291,120 @@ def normalize_opts(opts: Sequence[str]) -> list[str]:
         if out[i] in STRING_OR_NUMBER_KEYS:
             out[i + 1] = repr(str(out[i + 1]))
     return out
+
+
+def _number_kind(default: Any) -> str | None:
+    """"float", "int" or "bool" for a key whose default is of that kind, else None."""
+    if isinstance(default, bool):
+        return "bool"
+    if not isinstance(default, (int, float)):
+        return None
+    return "float" if isinstance(default, float) else "int"
+
+
+def _coerce_number(value: Any, default: Any, key: str) -> Any:
+    """A value for a number key, with ints accepted for floats and integral floats for ints.
+
+    yacs fixes a key's type from its default and refuses ``SCORE_THRESHOLD 0`` (an int at a
+    float key) or ``MAX_ITER 100.0``; both mean the obvious number.
+
+    Raises:
+        ConfigValueError: anything but a number, or a fraction at a whole-number key (or
+            anything but True or False at a True/False key).
+    """
+    kind = _number_kind(default)
+    if kind is None:
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigValueError(f"{key} = {value!r} is not allowed: expected True or False.")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigValueError(
+            f"{key} = {value!r} is not allowed: expected a number"
+            + (" (a whole number)" if kind == "int" else "") + f", e.g. {default!r}."
+        )
+    if kind == "float":
+        return float(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigValueError(
+                f"{key} = {value!r} is not allowed: expected a whole number, e.g. {default!r}."
+            )
+        return int(value)
+    return value
+
+
+def _coerce_loaded_numbers(loaded: CN, defaults: CN, prefix: str = "") -> None:
+    """Apply :func:`_coerce_number` to every key of a loaded yaml config, in place."""
+    for key, value in loaded.items():
+        if key not in defaults:
+            continue  # yacs names unknown keys itself
+        default = defaults[key]
+        if isinstance(value, CN) and isinstance(default, CN):
+            _coerce_loaded_numbers(value, default, f"{prefix}{key}.")
+        elif not isinstance(value, CN):
+            loaded[key] = _coerce_number(value, default, prefix + key)
+
+
+def check_override_list(opts: Sequence[str]) -> None:
+    """Refuse trailing overrides that hold a command-line flag or a key without a value.
+
+    Every word after the first ``KEY`` is read as part of a ``KEY VALUE`` pair, so a flag put
+    there (``... SOLVER.MAX_ITER 100 --resume``) is never seen as a flag.
+
+    Args:
+        opts: the trailing ``KEY VALUE`` words.
+
+    Raises:
+        ConfigError: naming the flag (or the key without a value).
+    """
+    for i in range(0, len(opts), 2):
+        word = str(opts[i])
+        if word.startswith("-") and not _is_number(word):
+            after = " ".join(map(str, opts[max(0, i - 2):i])) or "KEY VALUE"
+            raise ConfigError(
+                f"{word} comes after the KEY VALUE config overrides (after '{after}'): put "
+                f"flags before the overrides, e.g. ... {word} KEY VALUE; every word after the "
+                "first KEY is read as a KEY VALUE pair"
+            )
+    if len(opts) % 2:
+        raise ConfigError(
+            f"the KEY VALUE config overrides end with {opts[-1]}, a key without a value: give "
+            f"each key its value (e.g. {opts[-1]} VALUE)"
+        )
+
+
+def merge_overrides(cfg: CN, opts: Sequence[str]) -> None:
+    """Merge command-line ``KEY VALUE`` overrides into ``cfg``, numbers read as meant.
+
+    An int is accepted at a float key (``TEST.SEGCONTRAST.SCORE_THRESHOLD 0``) and an integral
+    float at an int key (``SOLVER.MAX_ITER 1e3``); "auto or number" keys keep numbers as
+    strings (:func:`normalize_opts`).
+
+    Args:
+        cfg: the config to update in place.
+        opts: trailing ``KEY VALUE`` words.
+
+    Raises:
+        ConfigError: a flag among the overrides, a key without a value, an unknown key, or a
+            value of the wrong type (naming the key and the value).
+    """
+    check_override_list(opts)
+    words = normalize_opts(opts)
+    merged: list[Any] = []
+    for key, text in zip(words[0::2], words[1::2], strict=True):
+        value: Any = text
+        node: Any = cfg
+        for part in str(key).split("."):
+            node = node.get(part) if isinstance(node, CN) else None
+        if _number_kind(node) is not None:
+            value = _coerce_number(type(cfg)._decode_cfg_value(text), node, key)
+        merged += [key, value]
+    try:
+        cfg.merge_from_list(merged)
+    except (KeyError, ValueError, AssertionError) as err:
+        raise ConfigError(f"command-line overrides: {err}") from err
 
 
 def _yaml_error_message(config_file: str, err: yaml.YAMLError) -> str:
@@ -320,12 +443,11 @@ def load_config(config_file: str, opts: Sequence[str]) -> CN:
         merge_config_file(cfg, config_file)
     except yaml.YAMLError as err:
         raise ConfigError(_yaml_error_message(config_file, err)) from err
+    except ConfigValueError as err:
+        raise ConfigValueError(f"{config_file}: {err}") from err
     except (KeyError, ValueError, AssertionError, OSError) as err:
         raise ConfigError(f"{config_file}: {err}") from err
-    try:
-        cfg.merge_from_list(normalize_opts(opts))
-    except (KeyError, ValueError, AssertionError) as err:
-        raise ConfigError(f"command-line overrides: {err}") from err
+    merge_overrides(cfg, opts)
     validate_segcontrast_config(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not use_cuda():
         cfg.MODEL.DEVICE = "cpu"

@@ -17,6 +17,7 @@ from typing import Any
 from .coco_json import read_coco_json
 from .image_check import ImageCheckError, ImageFileInfo, inspect_image, resolve_image_path
 from .image_io import SWAPPING_ORIENTATIONS
+from .limits import image_size_problem
 from .segmentation import (
     BoxCheck,
     SegmentationCheck,
@@ -192,6 +193,13 @@ def _check_images(images: list, report: ValidationReport
         errors = _image_entry_errors(img)
         if errors:
             report.add("fatal", "image_invalid", "; ".join(errors), image_id=img["id"])
+            entries[img["id"]].append(_Image(img["id"], None, None, None))
+            continue
+        too_large = image_size_problem(_as_size(img["width"]), _as_size(img["height"]))
+        if too_large:
+            # Neither its file nor its annotations are looked at: both would cost memory in
+            # proportion to the size.
+            report.add("fatal", "image_too_large", too_large, image_id=img["id"])
             entries[img["id"]].append(_Image(img["id"], None, None, None))
             continue
         entries[img["id"]].append(_Image(img["id"], img["file_name"], _as_size(img["height"]),

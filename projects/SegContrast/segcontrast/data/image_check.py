@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from .image_io import describe_bit_depth, exif_orientation, orientation_from_exif, oriented_size
+from .limits import image_size_problem
 
 __all__ = ["ImageCheckError", "ImageFileInfo", "inspect_image", "resolve_image_path"]
 
@@ -211,7 +212,9 @@ def inspect_image(path: str) -> ImageFileInfo:
 
     Raises:
         ImageCheckError: with code "image_missing", "image_empty", "image_not_image",
-            "image_truncated", "image_corrupt" or "image_unreadable".
+            "image_truncated", "image_corrupt", "image_too_large" (beyond
+            :data:`~.limits.MAX_IMAGE_SIDE` / :data:`~.limits.MAX_IMAGE_PIXELS`, or Pillow's
+            decompression-bomb limit) or "image_unreadable".
     """
     try:
         stat = os.stat(path)
@@ -235,6 +238,9 @@ def inspect_image(path: str) -> ImageFileInfo:
             else:
                 orientation = exif_orientation(image)
             width, height = oriented_size(image, orientation)
+            too_large = image_size_problem(width, height)
+            if too_large:
+                raise ImageCheckError("image_too_large", f"image file {path}: {too_large}")
             if image.format in ("JPEG", "MPO"):
                 _check_jpeg(f, image, stat.st_size)
             elif image.format != "PNG":
@@ -256,7 +262,8 @@ def inspect_image(path: str) -> ImageFileInfo:
             f"{path} ({stat.st_size} bytes) is not an image file Pillow can read",
         ) from None
     except Image.DecompressionBombError as err:
-        raise ImageCheckError("image_unreadable", f"{path}: {err}") from None
+        # Pillow's own limit (below MAX_IMAGE_PIXELS): Detectron2's reader would refuse it too.
+        raise ImageCheckError("image_too_large", f"image file {path}: {err}") from None
     except PermissionError as err:
         raise ImageCheckError("image_unreadable", f"{path}: {err}") from None
     except Exception as err:  # a damaged header: Pillow raises many different types

@@ -13,6 +13,7 @@ from typing import Any
 
 import pycocotools.mask as mask_util
 
+from .limits import polygon_points_problem
 from .rle import RLEError, check_rle
 from .validation import Severity
 
@@ -88,6 +89,10 @@ class SegmentationCheck:
 
 def _check_polygons(segm: list, height: int, width: int) -> SegmentationCheck:
     out = SegmentationCheck()
+    too_many = polygon_points_problem(segm)
+    if too_many:
+        out.issues.append(("fatal", "polygon_too_many_points", too_many))
+        return out
     if all_numbers(segm):
         out.issues.append(("fatal", "polygon_malformed",
                            "segmentation is a flat list of numbers; polygons must be nested: "
@@ -149,8 +154,8 @@ def check_segmentation(segm: Any, height: int, width: int, *, present: bool = Tr
 
     Returns:
         The usable segmentation (if any) and every issue found. Degenerate polygons and empty
-        masks are "dropped"; malformed data, RLE of the wrong size and coordinates far outside
-        the image are "fatal".
+        masks are "dropped"; malformed data, RLE of the wrong size, coordinates far outside
+        the image and polygons of more than ``MAX_POLYGON_POINTS`` points are "fatal".
     """
     if not present or segm is None:
         return SegmentationCheck(issues=[("dropped", "segmentation_missing",

@@ -29,7 +29,14 @@ from typing import Any
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 
-from ..config import ConfigError, add_segcontrast_config, load_config, validate_segcontrast_config
+from ..config import (
+    ConfigError,
+    add_segcontrast_config,
+    check_override_list,
+    load_config,
+    merge_overrides,
+    validate_segcontrast_config,
+)
 from ..data import DatasetValidationError
 from ..datasets.coco import (
     dataset_images,
@@ -87,8 +94,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         help="the folder the GT's file_names are relative to; only the "
                         "worst-image overlays need it")
     parser.add_argument("--semantic-dir", metavar="DIR",
-                        help="label PNGs of a semantic model (<stem>_semantic.png or "
-                        "<stem>.png; 0 background, class k as k + 1): scored as 'semantic', "
+                        help="label PNGs of a semantic model (<file name>.semantic.png as "
+                        "tools/predict.py writes them, <stem>_semantic.png or <stem>.png; 0 "
+                        "background, class k as k + 1): scored as 'semantic', "
                         "the painted instances as 'semantic_from_instances'")
     parser.add_argument("--compare", metavar="OTHER_RESULTS.json",
                         help="a second results file: A vs B with paired bootstrap intervals")
@@ -132,21 +140,18 @@ def _config(args: argparse.Namespace) -> CfgNode:
         opts += ["TEST.SEGCONTRAST.AP_AREA", args.ap_area]
     if args.panoptic_out:
         opts += ["TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR", os.path.abspath(args.panoptic_out)]
-    keys = opts[0::2]
-    others = [k for k in keys if not k.startswith("TEST.SEGCONTRAST.")]
-    if others or len(opts) % 2:
+    check_override_list(opts)
+    others = [k for k in opts[0::2] if not k.startswith("TEST.SEGCONTRAST.")]
+    if others:
         raise ConfigError(
             "overrides must be TEST.SEGCONTRAST.* KEY VALUE pairs (scoring files uses no model "
-            f"settings); found {' '.join(others) if others else 'a key without a value'}"
+            f"settings); found {' '.join(others)}"
         )
     if args.config:
         return load_config(args.config, opts)
     cfg = get_cfg()
     add_segcontrast_config(cfg)
-    try:
-        cfg.merge_from_list(opts)
-    except (KeyError, ValueError, AssertionError) as err:
-        raise ConfigError(f"command-line overrides: {err}") from err
+    merge_overrides(cfg, opts)
     validate_segcontrast_config(cfg)
     return cfg
 

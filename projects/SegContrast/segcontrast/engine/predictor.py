@@ -16,7 +16,6 @@ import glob
 import json
 import logging
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +23,9 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import transforms as T
-from detectron2.data.catalog import Metadata
 from detectron2.engine import DefaultPredictor
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.modeling import build_model
-from detectron2.utils.visualizer import ColorMode, Visualizer
 from PIL import Image
 from tqdm import tqdm
 
@@ -39,6 +36,13 @@ from ..modeling.postprocessing import MaskThresholdModel
 from ..utils import atomic_write
 from .checkpoint import load_weights_for_eval
 from .class_metadata import ClassMetadata, choose_prediction_classes
+from .predict_outputs import PREDICTIONS_NAME, OutputPlan, plan_outputs
+from .prediction_overlays import (
+    DEFAULT_OVERLAY_SIZE,
+    argmax_labels,
+    draw_instances,
+    draw_semantic,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -158,21 +162,6 @@ def _to_cpu(value):
     return value.to("cpu") if hasattr(value, "to") else value
 
 
-def _draw_semantic(rgb: np.ndarray, logits: torch.Tensor, thing_classes: list[str],
-                   thing_colors: list | None) -> np.ndarray:
-    """A semantic model's labels over the image: each thing class in its colour, background bare.
-
-    Detectron2's ``draw_sem_seg`` names labels by ``stuff_classes``; here label k + 1 is thing
-    class k, and background (0) is moved past the named labels so that it is not drawn.
-    """
-    labels = logits.argmax(dim=0).numpy().astype(np.int64)
-    shifted = np.where(labels == 0, len(thing_classes), labels - 1)
-    names = Metadata(stuff_classes=list(thing_classes))
-    if thing_colors:
-        names.stuff_colors = list(thing_colors)
-    return Visualizer(rgb, names).draw_sem_seg(shifted).get_image()
-
-
 @dataclass
 class PredictionSummary:
     """What :func:`predict_images` did.
@@ -190,16 +179,6 @@ class PredictionSummary:
     num_results: int = 0
 
 
-def _unique_stems(paths: Iterable[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        count = seen.get(path.stem, 0)
-        seen[path.stem] = count + 1
-        stems.append(path.stem if count == 0 else f"{path.stem}_{count}")
-    return stems
-
-
 def _save_png(path: str, array: np.ndarray) -> None:
     image = Image.fromarray(array)
     atomic_write(path, lambda f: image.save(f, "PNG"))
@@ -209,7 +188,7 @@ def _semantic_labels(outputs: dict, shape: tuple[int, int], mask_threshold: floa
                      score_threshold: float) -> np.ndarray:
     """(H, W) uint8 labels: the model's ``sem_seg`` when it has one, else painted instances."""
     if "sem_seg" in outputs:
-        return outputs["sem_seg"].argmax(dim=0).to(torch.uint8).numpy()
+        return argmax_labels(outputs["sem_seg"])
     instances = outputs["instances"]
     confident = instances[instances.scores >= score_threshold]
     return paint_semantic_prediction(confident, shape, mask_threshold)
@@ -224,62 +203,88 @@ def predict_images(
     confidence: float = 0.5,
     mask_threshold: float = 0.5,
     score_threshold: float = 0.5,
+    overlays: bool = True,
+    overlay_size: int | None = DEFAULT_OVERLAY_SIZE,
+    plan: OutputPlan | None = None,
 ) -> PredictionSummary:
     """Predict on every image; write overlays, ``predictions.json`` and label PNGs.
 
-    A file that cannot be read as an image is skipped with a warning naming it; the results
-    of the others are written (``predictions.json`` atomically, at the end). Category ids and
-    the overlays' names are the predictor's ``classes``.
+    Output names are made from each input's whole file name (:mod:`.predict_outputs`:
+    ``a.jpg.overlay.png``, ``a.jpg.semantic.png``), and a file that no earlier run into the
+    folder wrote is never replaced. A file that cannot be read as an image is skipped with a
+    warning naming it; the results of the others are written (``predictions.json``
+    atomically, at the end). Category ids and the overlays' names are the predictor's
+    ``classes``. Interrupted (``KeyboardInterrupt``), the files written so far are complete and
+    listed in ``predict_outputs.json``, and ``predictions.json`` is not written.
 
     Args:
         predictor: the model.
         paths: image files.
         output_dir: created if needed.
-        semantic_png: also write ``<stem>_semantic.png`` (0 background, class k as k + 1).
+        semantic_png: also write label PNGs (0 background, class k as k + 1), at full size.
         confidence: overlays draw predictions with at least this score (all go to the JSON).
         mask_threshold: binarisation threshold of soft masks for the label maps.
         score_threshold: predictions below it are left out of the label maps (as in the
             evaluator's semantic painting).
+        overlays: draw an overlay per image.
+        overlay_size: the overlays' longest side at most (None: the image's own size).
+        plan: the output names, already checked by :func:`plan_outputs` for these ``paths``
+            (its names then decide which files are written); default: planned here.
 
     Returns:
         What was written and what was skipped.
+
+    Raises:
+        PredictOutputError: ``output_dir`` holds an input file, or a file of an output's name
+            that no earlier run wrote.
     """
-    os.makedirs(output_dir, exist_ok=True)
+    if plan is None:
+        plan = plan_outputs(paths, output_dir, overlays=overlays, semantic_png=semantic_png)
+    os.makedirs(plan.folder, exist_ok=True)
     metadata, classes = predictor.metadata, predictor.classes
     logger.info("Class names and category ids (%s): %s", classes.source, classes.describe())
-    summary = PredictionSummary(json_path=os.path.join(output_dir, "predictions.json"))
+    summary = PredictionSummary(json_path=plan.path(PREDICTIONS_NAME))
     results = []
-    for image_id, (path, stem) in enumerate(
-        tqdm(list(zip(paths, _unique_stems(paths), strict=True)), desc="predict", unit="img")
-    ):
-        try:
-            image, outputs = predictor.predict_file(path)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            # Pillow and OpenCV raise these for files that are not (complete) images.
-            logger.warning("Skipped %s: not a readable image (%s)", path, err)
-            summary.skipped.append((str(path), str(err)))
-            continue
-        summary.predicted += 1
-        rgb = np.ascontiguousarray(image[:, :, ::-1])
-        instances = outputs.get("instances")
-        if instances is not None:
-            for record in instances_to_coco_json(instances, image_id):
-                record["file_name"] = str(path)
-                record["category_id"] = classes.to_dataset_id(record["category_id"])
-                results.append(record)
-            drawn = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
-            drawn = drawn.draw_instance_predictions(instances[instances.scores >= confidence])
-            drawn = drawn.get_image()
-        else:
-            drawn = _draw_semantic(rgb, outputs["sem_seg"], metadata.thing_classes,
-                                   metadata.get("thing_colors", None))
-        _save_png(os.path.join(output_dir, f"{stem}.png"), drawn)
-        if semantic_png:
-            labels = _semantic_labels(outputs, image.shape[:2], mask_threshold, score_threshold)
-            _save_png(os.path.join(output_dir, f"{stem}_semantic.png"), labels)
-    summary.num_results = len(results)
-    if summary.predicted:
-        atomic_write(summary.json_path, lambda f: json.dump(results, f), mode="w")
+    plan.start()
+    complete = False
+    try:
+        for image_id, item in enumerate(tqdm(plan.items, desc="predict", unit="img")):
+            try:
+                image, outputs = predictor.predict_file(item.input)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+                # Pillow and OpenCV raise these for files that are not (complete) images.
+                logger.warning("Skipped %s: not a readable image (%s)", item.input, err)
+                summary.skipped.append((str(item.input), str(err)))
+                continue
+            summary.predicted += 1
+            instances = outputs.get("instances")
+            if instances is not None:
+                for record in instances_to_coco_json(instances, image_id):
+                    record["file_name"] = str(item.input)
+                    record["category_id"] = classes.to_dataset_id(record["category_id"])
+                    results.append(record)
+            labels = None
+            if item.overlay:
+                if instances is not None:
+                    drawn = draw_instances(image, instances, metadata, confidence, overlay_size)
+                else:
+                    labels = argmax_labels(outputs["sem_seg"])
+                    drawn = draw_semantic(image, labels, metadata, overlay_size)
+                plan.record(item.overlay)
+                _save_png(plan.path(item.overlay), drawn)
+            if item.semantic:
+                if labels is None:
+                    labels = _semantic_labels(outputs, image.shape[:2], mask_threshold,
+                                              score_threshold)
+                plan.record(item.semantic)
+                _save_png(plan.path(item.semantic), labels)
+        summary.num_results = len(results)
+        if summary.predicted:
+            plan.record(PREDICTIONS_NAME)
+            atomic_write(summary.json_path, lambda f: json.dump(results, f), mode="w")
+        complete = True
+    finally:
+        plan.finish(complete)
     logger.info("Wrote %d predictions for %d images to %s", len(results), summary.predicted,
-                output_dir)
+                plan.folder)
     return summary

@@ -232,13 +232,16 @@ def check_solver_schedule(cfg: CfgNode, args: argparse.Namespace) -> None:
     max_iter, steps = cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS)
     late = [step for step in steps if step >= max_iter]
     if late:
-        suggestion = max(1, int(max_iter * 0.8))
+        # A milestone at 80% of the run, when the run has an iteration before its last one.
+        suggestion = int(max_iter * 0.8)
+        fixes = [f"SOLVER.STEPS \"({suggestion},)\""] if suggestion >= 1 else []
+        fixes += ["SOLVER.STEPS \"()\" for no drop", "a larger SOLVER.MAX_ITER"]
         raise UserInputError(
             f"SOLVER.MAX_ITER is {max_iter}, at or below the SOLVER.STEPS milestone(s) "
             f"{', '.join(map(str, late))} (SOLVER.STEPS is {steps}): the learning rate drops at "
-            "each milestone, so every milestone must be below SOLVER.MAX_ITER. Set e.g. "
-            f"SOLVER.STEPS \"({suggestion},)\", SOLVER.STEPS \"()\" for no drop, or a larger "
-            "SOLVER.MAX_ITER."
+            "each milestone, so every milestone must be below SOLVER.MAX_ITER. Set "
+            + ("e.g. " if len(fixes) == 3 else "") + ", ".join(fixes[:-1]) + " or " + fixes[-1]
+            + "."
         )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..data.coco_json import read_json_file
+from ..data.limits import polygon_points_problem
 from ..data.masks import annotation_to_rle, crops_from_rles
 from ..data.rle import RLEError, rle_counts_to_runs
 from ..data.segmentation import EDGE_TOLERANCE, all_numbers, is_number
@@ -260,6 +261,9 @@ def _check_segmentation(segm: Any, height: int, width: int) -> tuple[str, str] |
 
 def _check_polygons(segm: list, height: int, width: int) -> tuple[str, str] | None:
     """Polygons ``[[x1, y1, x2, y2, ...], ...]``; an empty list is an empty mask."""
+    too_many = polygon_points_problem(segm)
+    if too_many:
+        return "polygon_too_many_points", too_many
     if segm and all_numbers(segm):
         return ("polygon_malformed", "segmentation is a flat list of numbers; polygons must be "
                 "nested: [[x1, y1, x2, y2, ...], ...]")

@@ -1,9 +1,10 @@
 """A semantic model's label PNGs (``--semantic-dir``): one per image, 0 background, class k = k + 1.
 
-An image's PNG is ``<file stem>_semantic.png`` (as ``tools/predict.py --semantic-png`` writes
-it; that folder also holds ``<file stem>.png`` overlays) or else ``<file stem>.png``. Every PNG's
-size and mode are checked before scoring starts (reading only the headers); its labels when it
-is read, one image at a time.
+An image's PNG is ``<file name>.semantic.png`` (as ``tools/predict.py --semantic-png`` writes
+it: ``a.jpg`` -> ``a.jpg.semantic.png``; that folder also holds ``<file name>.overlay.png``
+overlays), else ``<file stem>_semantic.png`` (as earlier versions wrote it), else
+``<file stem>.png``. Every PNG's size and mode are checked before scoring starts (reading only
+the headers); its labels when it is read, one image at a time.
 """
 
 from __future__ import annotations
@@ -18,10 +19,30 @@ from PIL import Image
 
 from .results_file import ResultProblem, ResultsFileError
 
-__all__ = ["LABEL_MODES", "SemanticPngs"]
+__all__ = ["LABEL_MODES", "SemanticPngs", "describe_mode"]
 
 # Single-channel modes whose pixel values are the labels themselves.
 LABEL_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")
+
+# Pillow's modes in words, for messages read by people who never met Pillow's names.
+_MODE_WORDS = {
+    "1": "a 1-bit (black and white) image",
+    "LA": "a grayscale image with transparency (2 channels)",
+    "PA": "a palette image with transparency (2 channels)",
+    "RGB": "an RGB colour image (3 channels)",
+    "RGBA": "an RGBA colour image with transparency (4 channels)",
+    "RGBX": "an RGB colour image (4 channels)",
+    "CMYK": "a CMYK colour image (4 channels)",
+    "YCbCr": "a YCbCr colour image (3 channels)",
+    "LAB": "a Lab colour image (3 channels)",
+    "HSV": "an HSV colour image (3 channels)",
+    "F": "a 32-bit floating-point image",
+}
+
+
+def describe_mode(mode: str) -> str:
+    """A Pillow image mode in words: ``"1"`` -> ``"a 1-bit (black and white) image"``."""
+    return _MODE_WORDS.get(mode, f"an image of Pillow mode {mode!r}")
 
 
 @dataclass(frozen=True)
@@ -55,21 +76,24 @@ class SemanticPngs:
         owners: dict[str, Any] = {}
         self._images: dict[Any, _Image] = {}
         for image_id, (file_name, height, width) in images.items():
-            stem = os.path.splitext(os.path.basename(file_name))[0]
-            if stem in owners:
-                problems.append(_problem("semantic_stem_clash", image_id, (
-                    f"has the file stem {stem!r} of image {owners[stem]!r} too: their label "
-                    "PNGs cannot be told apart")))
-                continue
-            owners[stem] = image_id
-            candidates = [os.path.join(folder, f"{stem}_semantic.png"),
+            name = os.path.basename(file_name)
+            stem = os.path.splitext(name)[0]
+            candidates = [os.path.join(folder, f"{name}.semantic.png"),
+                          os.path.join(folder, f"{stem}_semantic.png"),
                           os.path.join(folder, f"{stem}.png")]
             path = next((p for p in candidates if os.path.isfile(p)), None)
             if path is None:
                 problems.append(_problem("semantic_png_missing", image_id, (
-                    f"no label PNG for {file_name}: looked for {candidates[0]} and "
-                    f"{candidates[1]}")))
+                    f"no label PNG for {file_name}: looked for {candidates[0]}, "
+                    f"{candidates[1]} and {candidates[2]}")))
                 continue
+            if path in owners:
+                problems.append(_problem("semantic_stem_clash", image_id, (
+                    f"would read {path}, the label PNG of image {owners[path]!r}: two images "
+                    "whose PNGs cannot be told apart (the same file name, or the same stem "
+                    "with the older naming)")))
+                continue
+            owners[path] = image_id
             problem = _check_header(path, height, width)
             if problem:
                 problems.append(_problem("semantic_png_invalid", image_id, problem))
@@ -122,8 +146,8 @@ def _check_header(path: str, height: int, width: int) -> str | None:
     if kind != "PNG":
         return f"{path} is a {kind} file; expected a PNG"
     if mode not in LABEL_MODES:
-        return (f"{path} is a {mode} image; expected a single-channel label PNG (mode L: 0 "
-                "background, class k as k + 1), not an overlay")
+        return (f"{path} is {describe_mode(mode)}; expected a single-channel label PNG of "
+                "8 or 16 bits (mode L: 0 background, class k as k + 1), not an overlay")
     if size != (width, height):
         return (f"{path} is {size[0]}x{size[1]} (width x height); the image is {width}x{height}")
     return None

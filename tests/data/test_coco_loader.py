@@ -68,7 +68,10 @@ def test_noncontiguous_ids_are_mapped_and_names_kept(tmp_path):
 
 def test_dicts_follow_the_contract(tmp_path):
     path, images = _write(tmp_path, _coco())
-    loaded = load_coco_file(path, images)
+    # The evaluation side's default box mode is BoxMode.XYWH_ABS's value, without Detectron2.
+    plain = load_coco_file(path, images)
+    assert {a["bbox_mode"] for d in plain.dicts for a in d["annotations"]} == {BoxMode.XYWH_ABS}
+    loaded = load_coco_file(path, images, box_mode=BoxMode.XYWH_ABS)
     assert [d["image_id"] for d in loaded.dicts] == [1, 2]
     first = loaded.dicts[0]
     assert first["file_name"] == str((images / "1.png").resolve())

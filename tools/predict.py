@@ -33,13 +33,13 @@ from segcontrast.engine.logging_setup import (  # noqa: E402
     segcontrast_logging,
     setup_segcontrast_logging,
 )
-from segcontrast.engine.output_dir import check_output_dir_usable  # noqa: E402
 from segcontrast.engine.predictor import (  # noqa: E402
     Predictor,
     expand_image_inputs,
     predict_images,
 )
 from segcontrast.engine.train_cli import USER_ERRORS, UserInputError  # noqa: E402
+from segcontrast.utils.output_dir import check_output_dir_usable  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

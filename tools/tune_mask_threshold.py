@@ -28,7 +28,6 @@ from segcontrast.engine.logging_setup import (  # noqa: E402
     segcontrast_logging,
     setup_segcontrast_logging,
 )
-from segcontrast.engine.output_dir import check_output_dir_usable  # noqa: E402
 from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg  # noqa: E402
 from segcontrast.engine.trainer import SegContrastTrainer  # noqa: E402
 from segcontrast.evaluation.threshold_sweep import (  # noqa: E402
@@ -37,6 +36,7 @@ from segcontrast.evaluation.threshold_sweep import (  # noqa: E402
     write_sweep,
 )
 from segcontrast.modeling.postprocessing import has_instance_masks  # noqa: E402
+from segcontrast.utils.output_dir import check_output_dir_usable  # noqa: E402
 
 
 def _thresholds(text: str) -> list[float]:

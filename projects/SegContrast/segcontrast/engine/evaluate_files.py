@@ -6,10 +6,17 @@ one image at a time and handed to :meth:`SegContrastEvaluator.process_prediction
 entry point of the training evaluator; ``evaluate()`` is the same too. With ``--compare`` a second
 results file is scored the same way and the two are compared with a paired bootstrap over images.
 
-Everything is written into a temporary folder next to ``--output`` and renamed to it at the end:
-``--output`` exists only after a run that scored successfully.
+``--output`` is a folder this tool owns (:mod:`segcontrast.utils.output_folder`): it is written
+as a hidden sibling and swapped in only after a run that scored successfully, an existing folder
+is replaced only when it is empty or an earlier output of this tool holding nothing else, and one
+run at a time holds it (a lock next to it).
 
-Exit codes: 0 success; 2 bad input (one message naming the file and every offending item).
+How many GT images each results file covers is logged and written to ``metrics.json``
+(``source.coverage``) and the report; ``--compare`` of two files that cover different images is
+refused unless ``--common-images`` restricts both to the images both cover.
+
+Exit codes: 0 success; 2 bad input (one message naming the file and every offending item);
+130 interrupted (Ctrl-C): one line, nothing written, a previous ``--output`` unchanged.
 """
 
 from __future__ import annotations
@@ -19,9 +26,8 @@ import gc
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,9 +47,13 @@ from ..evaluation.bootstrap import DEFAULT_SAMPLES
 from ..evaluation.compare import compare_states
 from ..evaluation.evaluator import SegContrastEvaluator, build_segcontrast_evaluator
 from ..evaluation.html_report import AP_RULE, write_html_report
+from ..evaluation.report import coverage_is_partial, coverage_sentence
 from ..evaluation.results_file import ResultsFile, ResultsFileError, read_results
 from ..evaluation.semantic_pngs import SemanticPngs
 from ..utils import atomic_write
+from ..utils.interrupts import INTERRUPTED_EXIT_CODE, interrupts_ignored
+from ..utils.output_dir import OutputDirError
+from ..utils.output_folder import OwnedOutputFolder
 from .logging_setup import segcontrast_logging, setup_segcontrast_logging
 from .score_files import default_workers, score_results
 
@@ -53,6 +63,10 @@ __all__ = ["FileInputError", "GroundTruthFile", "build_argument_parser", "load_g
 logger = logging.getLogger("segcontrast")
 
 COMPARE_FOLDER = "compare"
+TOOL_NAME = "tools/evaluate.py"  # the writer named in --output's manifest
+# Validation codes of image files that --images only draws: counted as changed, not fatal.
+_IMAGE_FILE_CODES = ("image_missing", "image_empty", "image_not_image", "image_truncated",
+                     "image_corrupt", "image_unreadable", "image_size_mismatch")
 
 
 class FileInputError(ValueError):
@@ -81,17 +95,25 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         help="a COCO results list: image_id, category_id (the GT's ids), "
                         "segmentation (RLE or polygons), score, optional bbox")
     parser.add_argument("--output", required=True, metavar="DIR",
-                        help="folder for metrics.json, per_image.csv, plots and report.html "
-                        "(a previous evaluation folder there is replaced)")
+                        help="folder for metrics.json, per_image.csv, plots and report.html: "
+                        "a new or empty folder, or an earlier output of this tool holding "
+                        "nothing else (it is replaced); anything else is refused")
     parser.add_argument("--images", metavar="IMAGE_ROOT",
                         help="the folder the GT's file_names are relative to; only the "
-                        "worst-image overlays need it")
+                        "worst-image overlays need it (a missing image is drawn on a grey "
+                        "canvas, with a warning), and GT images without height/width take "
+                        "them from their files")
     parser.add_argument("--semantic-dir", metavar="DIR",
                         help="label PNGs of a semantic model (<stem>_semantic.png or "
                         "<stem>.png; 0 background, class k as k + 1): scored as 'semantic', "
                         "the painted instances as 'semantic_from_instances'")
     parser.add_argument("--compare", metavar="OTHER_RESULTS.json",
-                        help="a second results file: A vs B with paired bootstrap intervals")
+                        help="a second results file: A vs B with paired bootstrap intervals "
+                        "(both must cover the same GT images, see --common-images)")
+    parser.add_argument("--common-images", action="store_true",
+                        help="with --compare: score both files only on the GT images both "
+                        "have results for (without it, files covering different images are "
+                        "refused)")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_SAMPLES, metavar="N",
                         help=f"bootstrap resamples of --compare (default {DEFAULT_SAMPLES})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
@@ -137,31 +159,29 @@ def _config(args: argparse.Namespace) -> CfgNode:
     return cfg
 
 
-def _check_output(output: str) -> None:
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise FileInputError(f"--output {output}: a file of that name exists; expected a folder")
-    if os.path.isdir(output) and os.listdir(output) and not os.path.isfile(
-            os.path.join(output, "metrics.json")):
+def _overlaps(a: str, b: str) -> bool:
+    """Whether one of two absolute paths is the other or inside it."""
+    return a == b or a.startswith(b.rstrip(os.sep) + os.sep) or b.startswith(
+        a.rstrip(os.sep) + os.sep)
+
+
+def _check_panoptic_out(args: argparse.Namespace, output: str) -> None:
+    """Refuse a ``--panoptic-out`` whose folder overlaps ``--output``.
+
+    ``--output`` is replaced as a whole and holds only this tool's files; the panoptic files are
+    written straight to their folder while scoring.
+    """
+    if not args.panoptic_out:
+        return
+    target = os.path.realpath(os.path.join(
+        os.path.abspath(args.panoptic_out),
+        os.path.basename(os.path.abspath(args.gt)).removesuffix(".json")))
+    if _overlaps(target, output):
         raise FileInputError(
-            f"--output {output} holds other files and no metrics.json: choose a new or empty "
-            "folder (a previous evaluation folder is replaced)"
+            f"--panoptic-out {args.panoptic_out} writes into {target}, which overlaps --output "
+            f"{args.output}: --output is replaced as a whole by each run and holds only what "
+            "tools/evaluate.py writes there; choose a --panoptic-out outside it"
         )
-
-
-def _publish(tmp: str, output: str) -> None:
-    """Move the finished folder into place (replacing a previous evaluation folder)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it private
-    if os.path.isdir(output):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", suffix=".old",
-                               dir=os.path.dirname(output))
-        os.rmdir(old)
-        os.rename(output, old)
-        os.rename(tmp, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, output)
 
 
 @dataclass
@@ -175,6 +195,8 @@ class GroundTruthFile:
         file_names: image id -> image path (under ``--images``, or next to the JSON).
         id_map: category id -> contiguous class id.
         class_names: names in contiguous order.
+        notes: what ``--images`` changed (missing image files, sizes taken from the files),
+            for the report.
     """
 
     name: str
@@ -183,11 +205,16 @@ class GroundTruthFile:
     file_names: dict[Any, str]
     id_map: dict[int, int]
     class_names: list[str]
+    notes: list[str]
 
 
 def load_ground_truth(gt_json: str, images: str | None = None, *,
                       allow_outside_root: bool = False) -> GroundTruthFile:
     """Register and validate a ground-truth file (its images are read only when given).
+
+    With ``images`` the files are checked, but only the overlays read them: a missing or
+    unreadable file (or one of another size) is a warning and its overlay is drawn on a grey
+    canvas; an image entry without ``height``/``width`` takes its file's size.
 
     Args:
         gt_json: the COCO instances file.
@@ -205,8 +232,8 @@ def load_ground_truth(gt_json: str, images: str | None = None, *,
     unregister_coco_dataset(name)  # a registration left by an earlier call in this process
     root = images or os.path.dirname(gt)
     register_coco_dataset(name, gt, root, allow_outside_root=allow_outside_root,
-                          check_image_files=bool(images))
-    validate_dataset(name)
+                          check_image_files=bool(images), image_files_optional=True)
+    report = validate_dataset(name)
     dicts = dataset_images(name)
     meta = MetadataCatalog.get(name)
     return GroundTruthFile(
@@ -216,7 +243,23 @@ def load_ground_truth(gt_json: str, images: str | None = None, *,
         file_names={d["image_id"]: d["file_name"] for d in dicts},
         id_map=dict(meta.thing_dataset_id_to_contiguous_id),
         class_names=list(meta.thing_classes),
+        notes=_image_notes(report.changed, images),
     )
+
+
+def _image_notes(changed: list, images: str | None) -> list[str]:
+    """Sentences for the report about what ``--images`` could not give."""
+    notes = []
+    unread = [p for p in changed if p.code in _IMAGE_FILE_CODES]
+    if unread:
+        notes.append(f"{len(unread)} image file(s) under --images {images} are missing, "
+                     "unreadable or of another size than the GT says (first: "
+                     f"{unread[0].format()}): their overlays are drawn on a grey canvas.")
+    sized = [p for p in changed if p.code == "image_size_from_file"]
+    if sized:
+        notes.append(f"{len(sized)} GT image(s) have no height/width in the GT file: taken "
+                     f"from their image files under --images {images}.")
+    return notes
 
 
 def _read(path: str, gt: GroundTruthFile, args: argparse.Namespace) -> ResultsFile:
@@ -224,8 +267,65 @@ def _read(path: str, gt: GroundTruthFile, args: argparse.Namespace) -> ResultsFi
                         gt_file_names=gt.file_names)
 
 
-def _source(args: argparse.Namespace, results: ResultsFile, gt: GroundTruthFile) -> dict:
-    notes = list(results.warnings)
+def _image_ids_shown(ids: set, limit: int = 5) -> str:
+    shown = sorted(ids, key=str)[:limit]
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return ", ".join(map(str, shown)) + more
+
+
+def _scored_images(args: argparse.Namespace, gt: GroundTruthFile, results_a: ResultsFile,
+                   results_b: ResultsFile | None) -> list:
+    """The GT images to score: all of them, or with ``--common-images`` those both files cover.
+
+    Raises:
+        FileInputError: the two files cover different images and ``--common-images`` is not
+            given, or they have no image in common.
+    """
+    if results_b is None:
+        if args.common_images:
+            raise FileInputError("--common-images needs --compare (it restricts both results "
+                                 "files to the GT images both cover)")
+        return list(gt.images)
+    covered_a, covered_b = set(results_a.by_image), set(results_b.by_image)
+    common = covered_a & covered_b
+    if covered_a != covered_b and not args.common_images:
+        only_a, only_b = covered_a - covered_b, covered_b - covered_a
+        parts = []
+        if only_a:
+            parts.append(f"{len(only_a)} only in {args.results} (image ids "
+                         f"{_image_ids_shown(only_a)})")
+        if only_b:
+            parts.append(f"{len(only_b)} only in {args.compare} (image ids "
+                         f"{_image_ids_shown(only_b)})")
+        raise FileInputError(
+            f"--results {args.results} has results for {len(covered_a)} of the "
+            f"{len(gt.images)} GT images and --compare {args.compare} for {len(covered_b)}; "
+            f"{'; '.join(parts)}. Compared as they are, one model's predictions would be paired "
+            f"with no predictions on those images. Pass --common-images to compare both on the "
+            f"{len(common)} images both cover, or give results files of the same images."
+        )
+    if not common:
+        raise FileInputError(
+            f"--common-images: --results {args.results} and --compare {args.compare} have no "
+            "GT image in common: nothing to compare"
+        )
+    return [image_id for image_id in gt.images if image_id in common]
+
+
+def _coverage(args: argparse.Namespace, results: ResultsFile, gt: GroundTruthFile,
+              scored: list) -> dict:
+    return {
+        "gt_images": len(gt.images),
+        "images_with_results": len(results.by_image),
+        "images_without_results": len(gt.images) - len(results.by_image),
+        "scored_images": len(scored),
+        "common_images_only": bool(args.common_images),
+    }
+
+
+def _source(args: argparse.Namespace, results: ResultsFile, gt: GroundTruthFile,
+            coverage: dict) -> dict:
+    notes = list(results.warnings) + list(gt.notes)
     if args.semantic_dir:
         notes.append("The 'semantic' columns are the semantic model's label PNGs, the "
                      "'semantic_from_instances' columns the results painted as labels.")
@@ -237,42 +337,55 @@ def _source(args: argparse.Namespace, results: ResultsFile, gt: GroundTruthFile)
         "semantic_dir": args.semantic_dir,
         "num_results": len(results),
         "images_with_results": len(results.by_image),
+        "coverage": coverage,
         "notes": notes,
     }
 
 
-def _evaluate_one(cfg: CfgNode, gt: GroundTruthFile, results: ResultsFile, folder: str,
-                  args: argparse.Namespace, semantic: SemanticPngs | None
-                  ) -> tuple[SegContrastEvaluator, dict]:
+def _evaluate_one(cfg: CfgNode, gt: GroundTruthFile, results: ResultsFile, scored: list,
+                  folder: str, shown: str, args: argparse.Namespace,
+                  semantic: SemanticPngs | None) -> tuple[SegContrastEvaluator, dict]:
     for warning in results.warnings:
         logger.warning(warning)
-    source = _source(args, results, gt)
-    evaluator = build_segcontrast_evaluator(cfg, gt.name, folder, source=source)
-    score_results(evaluator, results, gt.images, gt.id_map, semantic=semantic,
+    coverage = _coverage(args, results, gt, scored)
+    (logger.warning if coverage_is_partial(coverage) else logger.info)(
+        "Coverage of %s: %s", results.path, coverage_sentence(coverage))
+    source = _source(args, results, gt, coverage)
+    evaluator = build_segcontrast_evaluator(cfg, gt.name, folder, source=source,
+                                            shown_output_dir=shown)
+    images = {image_id: gt.images[image_id] for image_id in scored}
+    score_results(evaluator, results, images, gt.id_map, semantic=semantic,
                   file_names=gt.file_names, workers=args.workers,
                   make_evaluator=lambda: build_segcontrast_evaluator(cfg, gt.name, folder))
     return evaluator, dict(evaluator.evaluate() or {})
 
 
-def _run(args: argparse.Namespace, cfg: CfgNode, tmp: str) -> str:
+def _run(args: argparse.Namespace, cfg: CfgNode, tmp: str, shown: str,
+         repaired: str | None = None) -> None:
+    """Score into ``tmp`` (published as ``shown`` afterwards); log ``repaired`` first."""
     setup_segcontrast_logging(tmp)
+    if repaired:
+        logger.warning(repaired)
     gt = load_ground_truth(args.gt, args.images, allow_outside_root=args.allow_outside_root)
     results_a = _read(args.results, gt, args)
     results_b = _read(args.compare, gt, args) if args.compare else None
+    scored = _scored_images(args, gt, results_a, results_b)
     semantic = None
     if args.semantic_dir:
         semantic = SemanticPngs(
             args.semantic_dir,
-            {i: (gt.file_names[i], *gt.images[i]) for i in gt.images},
+            {i: (gt.file_names[i], *gt.images[i]) for i in scored},
             len(gt.class_names),
         )
     logger.info("Scoring %s (%d results) against %s (%d images).", args.results,
                 len(results_a), args.gt, len(gt.images))
-    evaluator_a, metrics_a = _evaluate_one(cfg, gt, results_a, tmp, args, semantic)
+    evaluator_a, metrics_a = _evaluate_one(cfg, gt, results_a, scored, tmp, shown, args,
+                                           semantic)
     if results_b is not None:
         logger.info("Scoring %s (%d results) to compare.", args.compare, len(results_b))
-        evaluator_b, metrics_b = _evaluate_one(cfg, gt, results_b,
-                                               os.path.join(tmp, COMPARE_FOLDER), args, semantic)
+        evaluator_b, metrics_b = _evaluate_one(
+            cfg, gt, results_b, scored, os.path.join(tmp, COMPARE_FOLDER),
+            os.path.join(shown, COMPARE_FOLDER), args, semantic)
         comparison = compare_states(
             evaluator_a.state, evaluator_b.state, metrics_a, metrics_b, len(gt.class_names),
             samples=args.bootstrap, seed=args.seed,
@@ -280,12 +393,13 @@ def _run(args: argparse.Namespace, cfg: CfgNode, tmp: str) -> str:
         )
         content = comparison.to_dict()
         content["names"] = {"a": args.results, "b": args.compare}
+        content["coverage"] = {"gt_images": len(gt.images), "compared_images": len(scored),
+                               "common_images_only": bool(args.common_images)}
         text = json.dumps(content, indent=2)
         atomic_write(os.path.join(tmp, "comparison.json"), lambda f: f.write(text), mode="w")
         write_html_report(tmp)
         logger.info("A = %s, B = %s. %s", args.results, args.compare, comparison.sentence)
     logger.info(AP_RULE)
-    return gt.name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -295,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0 scored, 2 bad input.
+        The exit code: 0 scored, 2 bad input, 130 interrupted.
     """
     args = build_argument_parser().parse_args(argv)
     # What exists now (torch, Detectron2 and the rest, a million objects) is never garbage: the
@@ -308,9 +422,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.unfreeze()
 
 
+def _lock_description(args: argparse.Namespace) -> str:
+    return f"{TOOL_NAME} --results {args.results}, started {time.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
+def _interrupted_message(output: OwnedOutputFolder, existed: bool) -> str:
+    if output.published:
+        return (f"interrupted: after the evaluation was complete; it is in {output.shown}")
+    if existed:
+        return (f"interrupted: nothing written; the previous evaluation in {output.shown} is "
+                "unchanged")
+    return f"interrupted: nothing written ({output.shown} was not created)"
+
+
 def _main(args: argparse.Namespace) -> int:
-    output = os.path.abspath(args.output)
-    tmp = None
+    output = OwnedOutputFolder(args.output, TOOL_NAME, "--output", _lock_description(args))
+    existed = os.path.isdir(output.path)
     name = None
     try:
         if args.bootstrap < 1:
@@ -318,22 +445,27 @@ def _main(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise FileInputError(f"--workers {args.workers}: expected at least 1")
         cfg = _config(args)
-        _check_output(output)
-        os.makedirs(os.path.dirname(output), exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp",
-                               dir=os.path.dirname(output))
+        _check_panoptic_out(args, output.path)
+        repaired = output.acquire()
+        existed = os.path.isdir(output.path)
+        tmp = output.stage()
         name = os.path.basename(os.path.abspath(args.gt))
-        _run(args, cfg, tmp)
-        _publish(tmp, output)
-        tmp = None
-    except (ConfigError, DatasetValidationError, ResultsFileError, FileInputError) as err:
+        _run(args, cfg, tmp, output.shown, repaired)
+        output.publish()
+    except KeyboardInterrupt:
+        with interrupts_ignored():
+            output.release()
+            print(_interrupted_message(output, existed), file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
+    except (ConfigError, DatasetValidationError, ResultsFileError, FileInputError,
+            OutputDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if name is not None:
-            unregister_coco_dataset(name)
-    print(f"evaluate: {args.results} scored -> {output} (metrics.json, per_image.csv, "
+        with interrupts_ignored():
+            output.release()
+            if name is not None:
+                unregister_coco_dataset(name)
+    print(f"evaluate: {args.results} scored -> {output.shown} (metrics.json, per_image.csv, "
           f"report.html{', comparison.json' if args.compare else ''})")
     return 0

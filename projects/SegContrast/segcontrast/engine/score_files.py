@@ -14,6 +14,7 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,6 +61,12 @@ def _score_images(evaluator: SegContrastEvaluator, image_ids: Sequence[Any], res
         if done is not None:
             done(1)
     return problems
+
+
+def _worker_ignores_interrupts() -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent alone stops the pool
+    # (terminating the workers), so each worker does not print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_task(image_ids: list) -> tuple[EvalState, list[tuple[str, ResultProblem]]]:
@@ -151,7 +158,8 @@ def score_results(evaluator: SegContrastEvaluator, results: ResultsFile,
             states, problems = [], []
             try:
                 context = multiprocessing.get_context("fork")
-                with context.Pool(min(workers, len(tasks))) as pool:
+                with context.Pool(min(workers, len(tasks)),
+                                  initializer=_worker_ignores_interrupts) as pool:
                     for task, (state, found) in zip(
                         tasks, pool.imap(_worker_task, tasks), strict=True
                     ):

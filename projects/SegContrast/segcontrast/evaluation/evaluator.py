@@ -3,7 +3,12 @@
 A Detectron2 ``DatasetEvaluator``. ``process`` turns each image into sufficient statistics
 (see :mod:`.records`); ``evaluate`` gathers them on the main process with
 ``detectron2.utils.comm``, computes every metric, logs a report and writes ``metrics.json``,
-``per_image.csv`` and plots to ``output_dir``. Definitions: docs/EVALUATION.md.
+``per_image.csv``, plots and ``report.html`` to ``output_dir``. Definitions: docs/EVALUATION.md.
+
+The files are built in a hidden folder inside ``output_dir`` and then moved in place of the
+set the previous evaluation wrote there (Ctrl-C held back while they move), so the folder holds
+either the complete previous set or the complete new one, never a ``metrics.json`` without its
+``report.html``; files of others in the folder (Detectron2's ``coco/``) are left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import copy
 import logging
 import math
 import os
+import shutil
 from collections import OrderedDict
 from typing import Any
 
@@ -23,6 +29,8 @@ from tqdm import tqdm
 
 from ..data.coco import dataset_dicts_for_reading
 from ..data.masks import GroundTruth, describe_image
+from ..utils.interrupts import interrupts_ignored
+from ..utils.output_folder import new_staging_folder, replace_own_files
 from .accounting_summary import VARIANT_NAMES
 from .boundary import boundary_dilation
 from .html_report import write_html_report
@@ -33,9 +41,11 @@ from .report import format_report, write_metrics_json, write_per_image_csv
 from .semantic import check_num_classes
 from .summary import Summary, summarize
 
-__all__ = ["SegContrastEvaluator", "build_segcontrast_evaluator"]
+__all__ = ["EVALUATOR_NAME", "SegContrastEvaluator", "build_segcontrast_evaluator"]
 
 logger = logging.getLogger(__name__)
+
+EVALUATOR_NAME = "SegContrastEvaluator"  # the writer its output folder's manifest names
 
 
 class SegContrastEvaluator(DatasetEvaluator):
@@ -64,6 +74,9 @@ class SegContrastEvaluator(DatasetEvaluator):
             to higher-scored ones gets no panoptic segment.
         panoptic_output_dir: write the ground-truth and predicted panoptic segments there as
             COCO panoptic PNG + JSON (None or "": not written).
+        shown_output_dir: how the log names ``output_dir`` (default: ``output_dir``), for a
+            caller that moves the folder elsewhere afterwards (``tools/evaluate.py`` builds its
+            output in a hidden folder).
     """
 
     def __init__(
@@ -83,6 +96,7 @@ class SegContrastEvaluator(DatasetEvaluator):
         accounting: bool = True,
         panoptic_overlap_threshold: float = 0.5,
         panoptic_output_dir: str | None = None,
+        shown_output_dir: str | None = None,
     ) -> None:
         if not 0 < iou_threshold <= 1:
             raise ValueError(f"iou_threshold = {iou_threshold}: expected a number in (0, 1]")
@@ -95,6 +109,7 @@ class SegContrastEvaluator(DatasetEvaluator):
                              "expected a number in [0, 1]")
         self._dataset_name = dataset_name
         self._output_dir = output_dir
+        self._shown_output_dir = shown_output_dir or output_dir
         self._distributed = distributed
         self._mask_threshold = float(mask_threshold)
         self._iou_threshold = float(iou_threshold)
@@ -316,26 +331,29 @@ class SegContrastEvaluator(DatasetEvaluator):
         }
 
     def _write_outputs(self, state: EvalState, summary: Summary) -> None:
-        out = self._output_dir
-        assert out is not None
-        os.makedirs(out, exist_ok=True)
-        write_metrics_json(os.path.join(out, "metrics.json"), summary, self._settings())
-        write_per_image_csv(os.path.join(out, "per_image.csv"), state.images)
+        assert self._output_dir is not None
+        staging = new_staging_folder(self._output_dir)
         try:
-            self._write_plots(state, summary)
-        except Exception as err:  # a plotting failure must not lose the metrics
-            logger.warning(
-                "SegContrastEvaluator: plots not written (%s: %s)", type(err).__name__, err
-            )
-        write_html_report(out)
+            write_metrics_json(os.path.join(staging, "metrics.json"), summary, self._settings())
+            write_per_image_csv(os.path.join(staging, "per_image.csv"), state.images)
+            try:
+                self._write_plots(state, summary, staging)
+            except Exception as err:  # a plotting failure must not lose the metrics
+                logger.warning(
+                    "SegContrastEvaluator: plots not written (%s: %s)", type(err).__name__, err
+                )
+            write_html_report(staging)
+            replace_own_files(staging, self._output_dir, EVALUATOR_NAME)
+        except BaseException:
+            with interrupts_ignored():
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
         logger.info("SegContrast metrics, per-image table, plots and report.html written to %s",
-                    out)
+                    self._shown_output_dir)
 
-    def _write_plots(self, state: EvalState, summary: Summary) -> None:
+    def _write_plots(self, state: EvalState, summary: Summary, out: str) -> None:
         from . import plots  # matplotlib only when plots are written
 
-        out = self._output_dir
-        assert out is not None
         names = self._class_names
         res = summary.results
         two = "semantic_from_instances" in res
@@ -390,7 +408,7 @@ def _pct_text(value: float) -> str:
 
 def build_segcontrast_evaluator(
     cfg: CfgNode, dataset_name: str, output_folder: str | None, *,
-    source: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None, shown_output_dir: str | None = None,
 ) -> SegContrastEvaluator:
     """The evaluator with the settings of ``cfg.TEST.SEGCONTRAST``.
 
@@ -403,6 +421,7 @@ def build_segcontrast_evaluator(
         dataset_name: registered dataset.
         output_folder: where to write results (None: nowhere).
         source: what was scored, for ``metrics.json`` and the report.
+        shown_output_dir: how the log names ``output_folder`` (see the evaluator).
 
     Returns:
         The evaluator.
@@ -428,4 +447,5 @@ def build_segcontrast_evaluator(
             os.path.join(sc.PANOPTIC_OUTPUT_DIR, dataset_name.removesuffix(".json"))
             if sc.get("PANOPTIC_OUTPUT_DIR", "") else None
         ),
+        shown_output_dir=shown_output_dir,
     )

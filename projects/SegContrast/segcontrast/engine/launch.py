@@ -143,5 +143,8 @@ def _distributed_worker(
     comm.synchronize()
     try:
         main_func(*args)
-    finally:
-        dist.destroy_process_group()
+    except KeyboardInterrupt:
+        # Ctrl-C: leave at once. Tearing the group down would wait for peers that may be gone
+        # or stopped in a collective; the process's end closes its connections anyway.
+        return
+    dist.destroy_process_group()

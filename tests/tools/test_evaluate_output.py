@@ -211,11 +211,14 @@ def test_an_interrupted_swap_before_the_new_folder_was_complete_is_undone(files,
                           "--output", out).returncode == 0
     expected = _snapshot(out)
     out.rename(tmp_path / ".ev.7hd0m1zz.old")
-    building = tmp_path / ".ev.q8w2e4r6.tmp"  # a staging folder a run was still writing
-    building.mkdir()
-    (building / MANIFEST_NAME).write_text(json.dumps(
-        {"tool": "tools/evaluate.py", "complete": False, "entries": []}))
-    (building / "metrics.json").write_text('{"semantic": ')
+    # Staging folders runs were still writing: before and after the evaluator wrote its files.
+    for name, writer in ((".ev.q8w2e4r6.tmp", "tools/evaluate.py"),
+                         (".ev.z0z0z0z0.tmp", "SegContrastEvaluator")):
+        building = tmp_path / name
+        building.mkdir()
+        (building / MANIFEST_NAME).write_text(json.dumps(
+            {"tool": writer, "complete": writer == "SegContrastEvaluator", "entries": []}))
+        (building / "metrics.json").write_text('{"semantic": ')
     result = _evaluate("--gt", files["gt"], "--results", files["results"], "--output", out,
                        "--bootstrap", "0")
     _one_line_error(result, "--bootstrap 0")  # refused before the folder is touched
@@ -223,7 +226,8 @@ def test_an_interrupted_swap_before_the_new_folder_was_complete_is_undone(files,
     result = _evaluate("--gt", files["gt"], "--results", files["results"], "--output", out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert ("put back the previous folder it had moved to .ev.7hd0m1zz.old; removed its "
-            "unfinished or replaced folder(s) .ev.q8w2e4r6.tmp") in result.stdout
+            "unfinished or replaced folder(s) .ev.q8w2e4r6.tmp, .ev.z0z0z0z0.tmp"
+            ) in result.stdout
     assert "an interrupted run had left it mid-swap" in (out / "log.txt").read_text()
     assert _hidden_leftovers(tmp_path, "ev") == []
     assert set(_snapshot(out)) == set(expected)

@@ -295,7 +295,9 @@ class OwnedOutputFolder:
     def _leftovers(self) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
         """The staging (``.tmp``) and swapped-out (``.old``) folders that runs left.
 
-        Each with its manifest; only folders with this tool's manifest count.
+        Each with its manifest. A swapped-out folder counts when it has this tool's manifest; a
+        staging folder when it has any manifest (while it is built, what the tool runs inside
+        it, e.g. the evaluator, may have written its own).
         """
         pattern = re.compile(rf"^\.{re.escape(self._name)}\.{_RANDOM}\.(tmp|old)$")
         staged, old = [], []
@@ -305,7 +307,7 @@ class OwnedOutputFolder:
             if not match or os.path.islink(path) or not os.path.isdir(path):
                 continue
             manifest = read_manifest(path)
-            if manifest is None or manifest["tool"] != self.tool:
+            if manifest is None or (match[1] == "old" and manifest["tool"] != self.tool):
                 continue
             (staged if match[1] == "tmp" else old).append((path, manifest))
         return staged, old
@@ -324,7 +326,8 @@ class OwnedOutputFolder:
 
         done = []
         if not os.path.lexists(self.path):
-            complete = [p for p, m in staged if m.get("complete") and not unlisted_entries(p, m)]
+            complete = [p for p, m in staged if m["tool"] == self.tool and m.get("complete")
+                        and not unlisted_entries(p, m)]
             own_old = [p for p, m in old if not unlisted_entries(p, m)]
             if complete:
                 chosen = newest(complete)

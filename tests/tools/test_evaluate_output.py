@@ -165,7 +165,7 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(f
                 lock.exists() and lock.read_text().split()[:1] == [str(first.pid)]):
             assert time.time() < deadline, "the first run took no lock within 240 s"
             time.sleep(0.02)
-        assert first.poll() is None, first.communicate()
+        assert first.poll() is None, "the first run ended without a lock next to --output"
         os.kill(first.pid, signal.SIGSTOP)  # it holds the lock however slow the second run is
         try:
             second = _evaluate("--gt", files["gt"], "--results", files["results"],

@@ -194,12 +194,17 @@ class OwnedOutputFolder:
         if os.path.lexists(self.path) and not os.path.isdir(self.path):
             raise OutputDirError(f"{self.what} {self.shown} is a file, not a folder; choose "
                                  f"another {self.what}")
+        if self.path == self._parent:
+            raise OutputDirError(f"{self.what} {self.shown} is the root folder; choose a folder "
+                                 "for the output")
         try:
             os.makedirs(self._parent, exist_ok=True)
+            self._lock.acquire()
         except OSError as err:
-            raise OutputDirError(f"{self.what} {self.shown}: its parent folder cannot be created "
-                                 f"({self._parent}: {err.strerror or err})") from None
-        self._lock.acquire()
+            raise OutputDirError(
+                f"{self.what} {self.shown}: cannot write next to it ({self._parent}: "
+                f"{err.strerror or err}); choose a folder in a place you can write to"
+            ) from None
         try:
             repaired = self._recover()
             self.check_replaceable()

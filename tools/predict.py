@@ -38,7 +38,6 @@ try:
         register_datasets_from_config,
     )
     from segcontrast.engine.logging_setup import segcontrast_logging, setup_segcontrast_logging
-    from segcontrast.engine.output_dir import check_output_dir_usable
     from segcontrast.engine.predict_outputs import (
         MANIFEST_NAME,
         PREDICTIONS_NAME,
@@ -48,6 +47,7 @@ try:
     from segcontrast.engine.prediction_overlays import DEFAULT_OVERLAY_SIZE
     from segcontrast.engine.predictor import Predictor, expand_image_inputs, predict_images
     from segcontrast.engine.train_cli import USER_ERRORS, UserInputError
+    from segcontrast.utils.output_dir import check_output_dir_usable
 except KeyboardInterrupt:  # Ctrl-C while torch and Detectron2 load: nothing was written yet
     print("predict: interrupted before any work; nothing was written", file=sys.stderr)
     sys.exit(130)

@@ -10,12 +10,16 @@ See `--help` and the README for datasets, resuming and several machines.
 
 import sys
 
-import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
-from segcontrast.utils.known_warnings import ignore_known_warnings
+try:  # Ctrl-C during the imports (seconds): one line, not a traceback
+    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
+    from segcontrast.utils.known_warnings import ignore_known_warnings
 
-ignore_known_warnings()  # before the imports below: some of them warn while importing
+    ignore_known_warnings()  # before the imports below: some of them warn while importing
 
-from segcontrast.engine.train_cli import main  # noqa: E402
+    from segcontrast.engine.train_cli import main
+except KeyboardInterrupt:
+    print("interrupted: nothing started", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())

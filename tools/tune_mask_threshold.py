@@ -29,7 +29,6 @@ try:
     from segcontrast.engine.checkpoint import load_weights_for_eval
     from segcontrast.engine.class_metadata import check_weights_match_dataset
     from segcontrast.engine.logging_setup import segcontrast_logging, setup_segcontrast_logging
-    from segcontrast.engine.output_dir import check_output_dir_usable
     from segcontrast.engine.threshold_sweep import (
         DEFAULT_THRESHOLDS,
         sweep_mask_thresholds,
@@ -38,6 +37,7 @@ try:
     from segcontrast.engine.train_cli import USER_ERRORS, UserInputError, setup_cfg
     from segcontrast.engine.trainer import SegContrastTrainer
     from segcontrast.modeling.postprocessing import has_instance_masks
+    from segcontrast.utils.output_dir import check_output_dir_usable
 except KeyboardInterrupt:  # Ctrl-C while torch and Detectron2 load
     print("tune_mask_threshold: interrupted before any work; nothing was written",
           file=sys.stderr)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from segcontrast.engine.output_dir import (
+from segcontrast.utils.output_dir import (
     LOCK_FILE_NAME,
     OutputDirError,
     OutputDirInUseError,
@@ -19,7 +19,7 @@ from segcontrast.engine.output_dir import (
 PACKAGE = Path(__file__).resolve().parents[2] / "projects" / "SegContrast"
 HOLDER = """
 import sys, time
-from segcontrast.engine.output_dir import OutputDirLock
+from segcontrast.utils.output_dir import OutputDirLock
 lock = OutputDirLock(sys.argv[1], description="the holder test")
 lock.acquire()
 print("locked", flush=True)

@@ -142,6 +142,53 @@ def test_output_files(tmp_path, synthetic, caplog):
     assert len(metrics["details"]["panoptic_per_class"]) == 11
 
 
+def _files(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_an_interrupt_while_writing_leaves_the_previous_set_complete(tmp_path, synthetic,
+                                                                    monkeypatch):
+    """Training's evaluation folder: an interrupt (Ctrl-C) while the overlays are drawn."""
+    (tmp_path / "coco").mkdir()  # Detectron2's COCOEvaluator writes next to the evaluator
+    (tmp_path / "coco" / "coco_instances_results.json").write_text("[]")
+    _run(tmp_path, synthetic)
+    before = _files(tmp_path)
+    assert {"metrics.json", "report.html", "per_image.csv"} <= set(before)
+
+    from segcontrast.evaluation import plots
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "plot_overlay", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, synthetic, iou_threshold=0.75)
+    assert _files(tmp_path) == before  # the previous set, every file as it was
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".segcontrast-")
+                and p != ".segcontrast-output.json"]
+
+
+def test_a_new_set_replaces_the_previous_one_and_leaves_other_files(tmp_path, synthetic):
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "coco" / "coco_instances_results.json").write_text("[]")
+    (tmp_path / "notes.txt").write_text("mine")
+    _run(tmp_path, synthetic)
+    assert (tmp_path / "accounting.png").is_file()
+    _run(tmp_path, synthetic, accounting=False)
+    assert not (tmp_path / "accounting.png").exists()  # the previous set's, not this one's
+    assert "accounting" not in json.loads((tmp_path / "metrics.json").read_text())
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "coco" / "coco_instances_results.json").read_text() == "[]"
+    manifest = json.loads((tmp_path / ".segcontrast-output.json").read_text())
+    assert manifest["tool"] == "SegContrastEvaluator"
+    listed = {e.split("/")[0] for e in manifest["entries"]}
+    assert listed == {"metrics.json", "per_image.csv", "per_class_iou.png",
+                      "confusion_matrix.png", "worst_images", "report.html"}
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".segcontrast-")
+                and p != ".segcontrast-output.json"]
+
+
 def test_evaluate_on_zero_images_warns_and_returns_nothing(caplog):
     name = register([image_dict(1, [box_mask(8, 8, 0, 0, 4, 4)], [0])], ["a"])
     ev = SegContrastEvaluator(name, score_threshold=0.0)

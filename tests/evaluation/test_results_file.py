@@ -14,9 +14,8 @@ import pycocotools.mask as mask_util
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from segcontrast.datasets.coco import unregister_coco_dataset
-from segcontrast.engine.evaluate_files import load_ground_truth
-from segcontrast.engine.evaluator import SegContrastEvaluator
+from segcontrast.evaluation.accumulator import Accumulator
+from segcontrast.evaluation.ground_truth import GroundTruthSet
 from segcontrast.evaluation.results_file import ResultsFileError, check_results, read_results
 from segcontrast.evaluation.score_files import score_results
 
@@ -135,16 +134,12 @@ def score_files(tmp_path, gt: dict, results: list, ap_area: str = "mask",
     gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
     gt_path.write_text(json.dumps(gt))
     results_path.write_text(json.dumps(results))
-    files = load_ground_truth(str(gt_path))
-    try:
-        loaded = read_results(results_path, files.images, files.id_map, ap_area=ap_area)
-        evaluator_kwargs.setdefault("score_threshold", 0.0)
-        evaluator = SegContrastEvaluator(files.name, None, distributed=False, ap_area=ap_area,
-                                         **evaluator_kwargs)
-        score_results(evaluator, loaded, files.images, files.id_map, progress=False)
-        return evaluator.evaluate()
-    finally:
-        unregister_coco_dataset(files.name)
+    files = GroundTruthSet.from_coco(gt_path)
+    loaded = read_results(results_path, files.images, files.id_map, ap_area=ap_area)
+    evaluator_kwargs.setdefault("score_threshold", 0.0)
+    accumulator = Accumulator(files, ap_area=ap_area, **evaluator_kwargs)
+    score_results(accumulator, loaded, files.images, files.id_map, progress=False)
+    return accumulator.compute().results
 
 
 @pytest.mark.parametrize("seed,with_bbox,ap_area", [(0, True, "mask"), (1, False, "mask"),

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from segcontrast.engine.evaluate_files import main as evaluate_main
+from segcontrast.cli.evaluate import main as evaluate_main
 from segcontrast.engine.train_cli import UserInputError, check_solver_schedule
 from segcontrast.engine.train_cli import main as train_main
 

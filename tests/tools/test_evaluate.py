@@ -14,7 +14,7 @@ import pytest
 from panopticapi.evaluation import pq_compute
 from PIL import Image
 from pycocotools.coco import COCO
-from segcontrast.engine.evaluate_files import main
+from segcontrast.cli.evaluate import main
 
 from tests.evaluation.results_files import results_of_image, write_synthetic_files
 
@@ -184,7 +184,8 @@ def test_bad_ground_truth_config_and_output_folder(files, tmp_path, capsys):
     (taken / "notes.txt").write_text("mine")
     code, _, err = _run(capsys, "--gt", files["gt"], "--results", files["results"], "--output",
                         taken, *FAST)
-    assert code == 2 and "holds other files" in err
+    assert code == 2 and f"--output {taken} is not a folder tools/evaluate.py wrote" in err
+    assert "holds notes.txt" in err
     assert (taken / "notes.txt").read_text() == "mine"
 
 
@@ -327,10 +328,11 @@ def test_match_file_names_takes_the_image_from_the_file_name(files, tmp_path, ca
         assert c[group] == b[group], group
 
 
-def test_the_cli_scores_two_files_and_writes_every_output(files, tmp_path):
+def test_the_cli_scores_two_files_and_writes_every_output(files, tmp_path, capsys):
     out = tmp_path / "ab"
-    out.mkdir()
-    (out / "metrics.json").write_text("{}")  # a previous evaluation folder is replaced
+    # an earlier evaluation of this tool there is replaced
+    assert _run(capsys, "--gt", files["gt"], "--results", files["other"], "--output", out,
+                *FAST)[0] == 0
     result = run_tool("evaluate.py", "--gt", str(files["gt"]), "--results", str(files["results"]),
                       "--compare", str(files["other"]), "--bootstrap", "200", "--output",
                       str(out), "TEST.SEGCONTRAST.SCORE_THRESHOLD", "0.3")

@@ -8,7 +8,7 @@ import json
 import math
 
 import pytest
-from segcontrast.engine.evaluate_files import main
+from segcontrast.cli.evaluate import main
 from segcontrast.evaluation.metrics.coco_ap import AP_AREA_RULES
 
 from tests.evaluation.results_files import STAT_NAMES, cocoeval_stats, write_synthetic_files

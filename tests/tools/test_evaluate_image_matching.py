@@ -9,7 +9,7 @@ import json
 import math
 
 import pytest
-from segcontrast.engine.evaluate_files import main
+from segcontrast.cli.evaluate import main
 
 from tests.evaluation.results_files import STAT_NAMES, cocoeval_stats, write_synthetic_files
 

@@ -11,6 +11,8 @@ threshold sweep (eval-only, predict and the sweep run side by side, see ``weight
 import contextlib
 import io
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +25,7 @@ import pytest
 import torch
 from panopticapi.evaluation import pq_compute
 from segcontrast.engine.train_cli import main as train_main
+from segcontrast.utils.output_dir import OutputDirLock
 
 from .conftest import REPO, dataset_args, run_cli, run_tool, tool_env
 
@@ -158,6 +161,58 @@ def test_resume_continues_from_the_saved_iteration(trained_run, tiny_data, tmp_p
     assert _training_iterations(run)[-1] == 29
     assert (run / "last_checkpoint").read_text() == "model_final.pth"
     assert torch.load(run / "model_final.pth", weights_only=True)["iteration"] == 29
+
+
+def test_ctrl_c_during_training_prints_one_line_and_leaves_only_complete_files(
+        tiny_data, tiny_config, tmp_path):
+    out = tmp_path / "run"
+    log_out, log_err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    # Evaluated every 2 iterations of a run that would not end on its own: the interrupt comes
+    # during training or during an evaluation (writing its files), never after the end.
+    args = ["--config", tiny_config("mask_rcnn_bce"), *dataset_args(tiny_data),
+            "SOLVER.MAX_ITER", "100000", "TEST.EVAL_PERIOD", "2", "OUTPUT_DIR", str(out)]
+    with open(log_out, "w") as stdout, open(log_err, "w") as stderr:
+        # Its own process group, as a terminal's foreground job: Ctrl-C reaches all of it.
+        process = subprocess.Popen([sys.executable, str(REPO / "tools" / "train_net.py"), *args],
+                                   cwd=REPO, env=tool_env(), stdout=stdout, stderr=stderr,
+                                   start_new_session=True)
+        try:
+            report = out / "inference" / "tiny_val" / "report.html"
+            deadline = time.time() + 300
+            while not report.exists():  # one evaluation is complete; more are under way
+                assert process.poll() is None, log_err.read_text()[-3000:]
+                assert time.time() < deadline, "no evaluation within 300 s"
+                time.sleep(0.05)
+            time.sleep(0.5)
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    err, printed = log_err.read_text(), log_out.read_text()
+    assert process.returncode == 130, printed[-2000:] + err[-3000:]
+    assert "Traceback" not in err + printed
+    lines = [line for line in re.split(r"[\r\n]+", err)
+             if line.strip() and not re.search(r"\d+%\||\[\d+:\d+[,<]", line)]
+    assert lines == ["interrupted: training stopped; its checkpoints and evaluation files in "
+                     "OUTPUT_DIR are complete (none is half-written): --resume continues from "
+                     "the last checkpoint"], err
+    # The evaluation folder holds one complete set: what its manifest lists, and a report.html
+    # showing the numbers of the metrics.json next to it.
+    folder = out / "inference" / "tiny_val"
+    manifest = json.loads((folder / ".segcontrast-output.json").read_text())
+    on_disk = sorted(str(p.relative_to(folder)) + ("/" if p.is_dir() else "")
+                     for p in folder.rglob("*") if p.name != ".segcontrast-output.json")
+    assert manifest["entries"] == on_disk
+    metrics = json.loads((folder / "metrics.json").read_text())
+    page = (folder / "report.html").read_text()
+    assert (f'data-group="segm" data-key="AP" data-value="{metrics["segm"]["AP"]!r}"'
+            in page)
+    leftovers = [str(p) for p in out.rglob("*") if p.name.endswith(".tmp")
+                 or p.name.startswith((".segcontrast-staging.", ".segcontrast-old."))]
+    assert leftovers == []
+    with OutputDirLock(out):  # let go of
+        pass
 
 
 def test_kill_9_then_resume_ends_like_an_uninterrupted_run(trained_run, tiny_data, tmp_path):

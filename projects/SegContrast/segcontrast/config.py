@@ -20,6 +20,7 @@ from detectron2.config import CfgNode as CN  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 
 from .device import use_cuda  # noqa: E402
+from .utils.errors import InputError  # noqa: E402
 
 __all__ = [
     "AP_AREA_VALUES",
@@ -48,7 +49,7 @@ STRING_OR_NUMBER_KEYS = ("MODEL.ROI_MASK_HEAD.POS_WEIGHT", "MODEL.SEM_SEG_HEAD.P
 logger = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config that cannot be used: a missing file, a yaml error, an unknown key or a bad value."""
 
 

@@ -169,20 +169,26 @@ def _leave_out_unused_namesakes(name: str, ids: list[int], used: set, names: dic
         del names[cid]
 
 
-def _image_entry_errors(img: dict) -> list[str]:
+def _image_entry_errors(img: dict, sizes_from_files: bool = False) -> list[str]:
     errors = []
     file_name = img.get("file_name")
     if not isinstance(file_name, str) or not file_name.strip() or "\x00" in file_name:
         errors.append(f"file_name is {file_name!r}; expected a non-empty path")
     for key in ("height", "width"):
+        if sizes_from_files and img.get(key) is None:
+            continue  # taken from the image file
         if _as_size(img.get(key)) is None:
             errors.append(f"{key} is {img.get(key)!r}; expected a positive integer")
     return errors
 
 
-def _check_images(images: list, report: ValidationReport
+def _check_images(images: list, report: ValidationReport, sizes_from_files: bool = False
                   ) -> tuple[dict[int, _Image], list[_Image]]:
-    """Check the image entries; return the image of each id, and every valid entry."""
+    """Check the image entries; return the image of each id, and every valid entry.
+
+    With ``sizes_from_files`` an entry may leave out ``height`` and ``width`` (or give null):
+    its image's size is then None until :func:`_check_image_files` reads it from the file.
+    """
     entries: dict[int, list[_Image]] = defaultdict(list)
     for i, img in enumerate(images):
         if not isinstance(img, dict) or not _is_id(img.get("id")):
@@ -190,20 +196,22 @@ def _check_images(images: list, report: ValidationReport
             report.add("fatal", "image_invalid",
                        f"images[{i}] has id {found!r}; expected an object with an integer 'id'")
             continue
-        errors = _image_entry_errors(img)
+        errors = _image_entry_errors(img, sizes_from_files)
         if errors:
             report.add("fatal", "image_invalid", "; ".join(errors), image_id=img["id"])
             entries[img["id"]].append(_Image(img["id"], None, None, None))
             continue
-        too_large = image_size_problem(_as_size(img["width"]), _as_size(img["height"]))
+        width, height = _as_size(img.get("width")), _as_size(img.get("height"))
+        too_large = (image_size_problem(width, height)
+                     if width is not None and height is not None else None)
         if too_large:
             # Neither its file nor its annotations are looked at: both would cost memory in
             # proportion to the size.
             report.add("fatal", "image_too_large", too_large, image_id=img["id"])
             entries[img["id"]].append(_Image(img["id"], None, None, None))
             continue
-        entries[img["id"]].append(_Image(img["id"], img["file_name"], _as_size(img["height"]),
-                                         _as_size(img["width"])))
+        entries[img["id"]].append(_Image(img["id"], img["file_name"],
+                                         _as_size(img.get("height")), _as_size(img.get("width"))))
     by_id = {}
     for image_id, same in sorted(entries.items()):
         by_id[image_id] = same[0]
@@ -245,7 +253,13 @@ def _name_image_files(images: list[_Image], image_root: str) -> None:
 
 
 def _check_image_files(images: list[_Image], image_root: str, allow_outside_root: bool,
-                       report: ValidationReport) -> None:
+                       report: ValidationReport, optional: bool = False) -> None:
+    """Check every image file against its entry.
+
+    With ``optional`` (the files are only drawn, never scored) a file that is missing,
+    unreadable or of another size than the JSON's is a "changed" problem, not a fatal one,
+    and an entry without a size takes its file's (fatal only when the file cannot give it).
+    """
     if not os.path.isdir(image_root):
         report.add("fatal", "image_root_missing",
                    f"image root {image_root} does not exist or is not a folder")
@@ -270,12 +284,35 @@ def _check_image_files(images: list[_Image], image_root: str, allow_outside_root
         if not isinstance(result, ImageCheckError):
             depths[result.bit_depth] += 1
         for image in to_check[path]:
-            if isinstance(result, ImageCheckError):
-                report.add("fatal", result.code, str(result), image_id=image.image_id)
-            elif (result.width, result.height) != (image.width, image.height):
-                report.add("fatal", "image_size_mismatch", _size_message(result, image),
-                           image_id=image.image_id)
+            _check_image_file(image, result, report, optional)
     report.bit_depths = dict(sorted(depths.items()))
+
+
+_ONLY_DRAWN = "only the worst-image overlays read it: drawn on a grey canvas"
+
+
+def _check_image_file(image: _Image, result: ImageFileInfo | ImageCheckError,
+                      report: ValidationReport, optional: bool) -> None:
+    unsized = image.height is None or image.width is None
+    if isinstance(result, ImageCheckError):
+        if not optional or unsized:
+            why = "; the JSON gives no height/width, so they must come from it" if unsized else ""
+            report.add("fatal", result.code, f"{result}{why}", image_id=image.image_id)
+        else:
+            report.add("changed", result.code, f"{result} ({_ONLY_DRAWN})",
+                       image_id=image.image_id)
+    elif unsized:
+        image.height, image.width = result.height, result.width
+        report.add("changed", "image_size_from_file",
+                   f"no height/width in the JSON: taken from the image file ({result.width}x"
+                   f"{result.height}, width x height)", image_id=image.image_id)
+    elif (result.width, result.height) != (image.width, image.height):
+        if optional:
+            report.add("changed", "image_size_mismatch",
+                       f"{_size_message(result, image)} ({_ONLY_DRAWN})", image_id=image.image_id)
+        else:
+            report.add("fatal", "image_size_mismatch", _size_message(result, image),
+                       image_id=image.image_id)
 
 
 def _annotation_entry_errors(ann: dict) -> list[str]:
@@ -429,8 +466,8 @@ XYWH_ABS = 1
 
 def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, *,
                    allow_outside_root: bool = False, build_dicts: bool = True,
-                   check_image_files: bool = True, data: Any = None,
-                   box_mode: Any = XYWH_ABS) -> LoadedCOCO:
+                   check_image_files: bool = True, image_files_optional: bool = False,
+                   data: Any = None, box_mode: Any = XYWH_ABS) -> LoadedCOCO:
     """Validate a COCO instances file and its images, and build Detectron2 dataset dicts.
 
     Args:
@@ -441,6 +478,10 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
         check_image_files: False to validate the JSON alone, for uses that never read the
             images (scoring a results file): image sizes are then the JSON's, and
             ``file_name`` is joined to ``image_root`` without opening anything.
+        image_files_optional: with ``check_image_files``, for uses that only draw the images
+            (``tools/evaluate.py --images``): a missing or unreadable file, or one of another
+            size than the JSON's, is counted as changed and the image kept; an image entry
+            without ``height``/``width`` takes its file's size.
         data: the parsed JSON when it is not read from ``json_file`` (which then only names
             it in messages).
         box_mode: the dicts' ``bbox_mode`` (Detectron2 passes ``BoxMode.XYWH_ABS``).
@@ -461,11 +502,13 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
     used = {a.get("category_id") for a in data["annotations"]
             if isinstance(a, dict) and _is_id(a.get("category_id"))}
     id_map, classes, known = _check_categories(data["categories"], used, report)
-    images, entries = _check_images(data["images"], report)
+    sizes_from_files = check_image_files and image_files_optional
+    images, entries = _check_images(data["images"], report, sizes_from_files)
     if not data["images"]:
         report.add("fatal", "no_images", "'images' is empty; at least one image is needed")
     if check_image_files:
-        _check_image_files(entries, image_root, allow_outside_root, report)
+        _check_image_files(entries, image_root, allow_outside_root, report,
+                           image_files_optional)
     else:
         _name_image_files(entries, image_root)
     kept = _check_annotations(data["annotations"], images, id_map, known, report)

@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..utils.errors import InputError
+
 __all__ = [
     "log_corrections",
     "DatasetProblem",
@@ -182,7 +184,7 @@ class ValidationReport:
             raise DatasetValidationError(self)
 
 
-class DatasetValidationError(ValueError):
+class DatasetValidationError(InputError):
     """A dataset (or the way it was given) cannot be used; ``.report`` says why.
 
     ``str(err)`` is the report's short summary, ready to print without a traceback.

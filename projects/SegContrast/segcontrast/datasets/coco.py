@@ -39,6 +39,7 @@ class _Source:
     image_root: str
     allow_outside_root: bool
     check_image_files: bool = True
+    image_files_optional: bool = False
 
 
 _SOURCES: dict[str, _Source] = {}
@@ -87,7 +88,8 @@ def parse_dataset_arg(spec: str) -> tuple[str, str, str]:
 
 def register_coco_dataset(name: str, json_file: str | os.PathLike, image_root: str | os.PathLike,
                           *, allow_outside_root: bool = False,
-                          check_image_files: bool = True) -> None:
+                          check_image_files: bool = True,
+                          image_files_optional: bool = False) -> None:
     """Register a COCO-format dataset under ``name`` (lazy: nothing is read yet).
 
     Sets metadata ``json_file``, ``image_root`` (absolute paths), ``evaluator_type="coco"`` and
@@ -101,13 +103,17 @@ def register_coco_dataset(name: str, json_file: str | os.PathLike, image_root: s
         allow_outside_root: accept ``file_name``s that leave ``image_root``.
         check_image_files: False for a dataset whose images are never read (validation then
             checks the JSON alone; sizes are the JSON's).
+        image_files_optional: the images are only drawn (``tools/evaluate.py --images``): a
+            file that is missing, unreadable or of another size is counted as changed, not
+            fatal, and an image without ``height``/``width`` takes its file's size.
 
     Raises:
         DatasetValidationError: ``name`` is already registered with other files (both are
             named), or by something other than this function.
     """
     source = _Source(os.path.abspath(os.fspath(json_file)), os.path.abspath(os.fspath(image_root)),
-                     bool(allow_outside_root), bool(check_image_files))
+                     bool(allow_outside_root), bool(check_image_files),
+                     bool(image_files_optional))
     previous = _SOURCES.get(name)
     if previous == source:
         return
@@ -201,6 +207,7 @@ def validate_dataset(name: str) -> ValidationReport:
         loaded = load_coco_file(source.json_file, source.image_root,
                                 allow_outside_root=source.allow_outside_root,
                                 check_image_files=source.check_image_files,
+                                image_files_optional=source.image_files_optional,
                                 box_mode=BoxMode.XYWH_ABS)
         _LOADED[name] = loaded
         if loaded.report.ok:

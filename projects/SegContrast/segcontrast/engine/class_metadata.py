@@ -17,6 +17,8 @@ from typing import Any
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 
+from ..utils.errors import InputError
+
 __all__ = [
     "CHECKPOINT_KEY",
     "ClassMetadata",
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_KEY = "segcontrast_classes"
 
 
-class ClassMetadataError(ValueError):
+class ClassMetadataError(InputError):
     """Class names that cannot be used: an unknown dataset, or a class count that differs."""
 
 

@@ -4,7 +4,9 @@ A thin adapter over :class:`segcontrast.evaluation.Accumulator`: ``process`` tur
 output into :class:`~segcontrast.evaluation.predictions.Predictions` and adds it;
 ``evaluate`` gathers the processes' statistics with ``detectron2.utils.comm``, computes every
 metric, logs the report and writes the files (:meth:`EvaluationResult.save`) to
-``output_dir``. Definitions: docs/EVALUATION.md.
+``output_dir``: built in a hidden folder and moved in place of the set the previous evaluation
+wrote there, so the folder holds either the complete previous set or the complete new one;
+Detectron2's ``coco/`` and other files are left alone. Definitions: docs/EVALUATION.md.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ from ..evaluation.records import EvalState
 from ..evaluation.result import EvaluationResult
 from ..evaluation.settings import EvalSettings
 
-__all__ = ["SegContrastEvaluator", "build_segcontrast_evaluator", "predictions_from_output"]
+__all__ = ["EVALUATOR_NAME", "SegContrastEvaluator", "build_segcontrast_evaluator",
+           "predictions_from_output"]
 
 logger = logging.getLogger(__name__)
+
+EVALUATOR_NAME = "SegContrastEvaluator"  # the writer its output folder's manifest names
 
 
 def predictions_from_output(output: dict, height: int, width: int, settings: EvalSettings,
@@ -208,7 +213,9 @@ class SegContrastEvaluator(DatasetEvaluator):
         self.last_result = result
         logger.info("\n" + result.report())
         if self._output_dir:
-            result.save(self._output_dir)
+            # As one set in place of the previous evaluation's (Detectron2's coco/ and other
+            # files of the folder are left alone).
+            result.save(self._output_dir, writer=EVALUATOR_NAME)
             logger.info("SegContrast metrics, per-image table, plots and report.html written "
                         "to %s", self._output_dir)
         elif self.settings.panoptic_output_dir:

@@ -8,8 +8,12 @@ processes. It sets up Detectron2's local process group exactly as the original d
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import socket
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -20,6 +24,7 @@ import torch.multiprocessing as mp
 from detectron2.utils import comm
 
 from ..device import use_cuda
+from ..utils.interrupts import interrupts_ignored
 
 __all__ = ["DEFAULT_TIMEOUT", "launch", "use_cuda"]
 
@@ -66,12 +71,42 @@ def launch(
             f"--num-gpus {num_gpus_per_machine} asks for more GPUs than this machine has "
             f"({torch.cuda.device_count()})."
         )
-    mp.spawn(
+    context = mp.start_processes(
         _distributed_worker,
         nprocs=num_gpus_per_machine,
         args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
         daemon=False,
+        join=False,
+        start_method="spawn",
     )
+    try:
+        while not context.join():
+            pass
+    except KeyboardInterrupt:
+        _stop_workers(context.processes)
+        raise
+
+
+def _stop_workers(processes: Sequence[Any], grace: float = 10.0) -> None:
+    """After Ctrl-C in the launching process: end the workers without tracebacks.
+
+    A terminal sends SIGINT to every process, and a worker stopped by it exits quietly (its
+    files are written atomically); a worker that did not get it (``kill -INT`` of the launcher
+    alone) is sent one; a worker still running after that, e.g. waiting in a collective for a
+    peer that has gone, is terminated.
+    """
+    with interrupts_ignored():
+        for ask in (None, signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            alive = [p for p in processes if p.is_alive()]
+            if not alive:
+                return
+            for process in alive:
+                if ask is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, ask)
+            deadline = time.monotonic() + grace
+            for process in alive:
+                process.join(max(0.0, deadline - time.monotonic()))
 
 
 def _distributed_worker(
@@ -108,5 +143,8 @@ def _distributed_worker(
     comm.synchronize()
     try:
         main_func(*args)
-    finally:
-        dist.destroy_process_group()
+    except KeyboardInterrupt:
+        # Ctrl-C: leave at once. Tearing the group down would wait for peers that may be gone
+        # or stopped in a collective; the process's end closes its connections anyway.
+        return
+    dist.destroy_process_group()

@@ -7,7 +7,8 @@ in the launching process, before any work starts.
 
 Exit codes: 0 success; 2 a problem with the user's input (config value, dataset, weights,
 output folder, a run already using the output folder), reported in a few lines without a
-traceback; 1 anything else.
+traceback; 130 interrupted (Ctrl-C), with one line: checkpoints and evaluation files are written
+atomically, so what is in the output folder is complete; 1 anything else.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from ..datasets import (
     validate_dataset,
 )
 from ..device import use_cuda
+from ..utils.errors import InputError
+from ..utils.interrupts import INTERRUPTED_EXIT_CODE, interrupts_ignored
+from ..utils.output_dir import OutputDirError, OutputDirLock, check_output_dir_usable
 from .checkpoint import (
     EMPTY_EVAL_WEIGHTS,
     WeightsError,
@@ -54,7 +58,6 @@ from .checkpoint import (
 from .class_metadata import ClassMetadataError, check_weights_match_dataset
 from .launch import launch
 from .logging_setup import segcontrast_logging, setup_segcontrast_logging
-from .output_dir import OutputDirError, OutputDirLock, check_output_dir_usable
 from .trainer import SegContrastTrainer, TrainingDivergedError
 
 __all__ = [
@@ -73,7 +76,7 @@ USER_ERRORS = (ConfigError, DatasetValidationError, WeightsError, OutputDirError
                ClassMetadataError)
 
 
-class UserInputError(ValueError):
+class UserInputError(InputError):
     """A problem with the command line, config or output folder; shown without traceback."""
 
 
@@ -454,4 +457,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --eval-untrained needs --eval-only", file=sys.stderr)
         return 2
     with segcontrast_logging():
-        return _run(args)
+        try:
+            return _run(args)
+        except KeyboardInterrupt:
+            with interrupts_ignored():
+                print(_interrupted_message(args), file=sys.stderr)
+            return INTERRUPTED_EXIT_CODE
+
+
+def _interrupted_message(args: argparse.Namespace) -> str:
+    if args.eval_only:
+        return ("interrupted: evaluation stopped; the evaluation files already in OUTPUT_DIR "
+                "are complete (none is half-written)")
+    return ("interrupted: training stopped; its checkpoints and evaluation files in OUTPUT_DIR "
+            "are complete (none is half-written): --resume continues from the last checkpoint")

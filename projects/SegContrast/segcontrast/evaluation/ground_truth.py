@@ -70,7 +70,8 @@ class GroundTruthSet:
 
     @classmethod
     def from_coco(cls, source: str | os.PathLike | Mapping, images: str | os.PathLike | None = None,
-                  *, allow_outside_root: bool = False, name: str | None = None) -> GroundTruthSet:
+                  *, allow_outside_root: bool = False, image_files_optional: bool = False,
+                  name: str | None = None) -> GroundTruthSet:
         """Validate a COCO instances file (or its parsed dict) and read it per image.
 
         Args:
@@ -79,6 +80,9 @@ class GroundTruthSet:
             images: the image root: its files are checked (they exist, are complete, have the
                 JSON's sizes); None checks the JSON alone (sizes are the JSON's).
             allow_outside_root: let ``file_name``s leave the image root.
+            image_files_optional: the images are only drawn (overlays): a missing or
+                unreadable file, or one of another size, is a change (not fatal), and an image
+                entry without ``height``/``width`` takes its file's size.
             name: how logs and reports name it (default: the file's name, or "ground truth").
 
         Returns:
@@ -96,7 +100,8 @@ class GroundTruthSet:
         label = name or (os.path.basename(json_file) if data is None else json_file)
         loaded = load_coco_file(json_file, os.fspath(images) if images else default_root,
                                 allow_outside_root=allow_outside_root,
-                                check_image_files=images is not None, data=data)
+                                check_image_files=images is not None,
+                                image_files_optional=image_files_optional, data=data)
         if not loaded.report.ok:
             raise DatasetValidationError(loaded.report)
         log_corrections(loaded.report, f"Ground truth {label!r}", logger)

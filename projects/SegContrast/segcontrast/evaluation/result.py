@@ -12,10 +12,13 @@ import copy
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
 from ..data.masks import GroundTruth
+from ..utils.interrupts import interrupts_ignored
+from ..utils.output_folder import new_staging_folder, replace_own_files
 from .ground_truth import GroundTruthSet
 from .metrics.coco_ap import AP_AREA_RULES
 from .records import EvalState, image_sort_key
@@ -25,9 +28,11 @@ from .report.text import format_report, metrics_document, write_metrics_json, wr
 from .settings import EvalSettings
 from .summary import Summary
 
-__all__ = ["EvaluationResult"]
+__all__ = ["SAVE_WRITER", "EvaluationResult"]
 
 logger = logging.getLogger(__name__)
+
+SAVE_WRITER = "segcontrast.EvaluationResult.save"  # the writer a saved folder's manifest names
 
 
 @dataclass
@@ -80,18 +85,41 @@ class EvaluationResult:
         })
         return extra
 
-    def save(self, folder: str | os.PathLike, *, overlays: bool | None = None) -> str:
-        """Write the evaluation's files into ``folder`` (created; files replaced atomically).
+    def save(self, folder: str | os.PathLike, *, overlays: bool | None = None,
+             writer: str = SAVE_WRITER) -> str:
+        """Write the evaluation's files into ``folder``, as one set.
+
+        The files are built in a hidden folder inside ``folder`` and then moved in place of the
+        set this writer saved there before (Ctrl-C held back while they move), so the folder
+        holds the complete previous set or the complete new one. Other files are left alone;
+        a file of the same name that no earlier save wrote is never overwritten.
 
         Args:
-            folder: the folder.
+            folder: the folder (created when missing).
             overlays: draw the worst images' overlays; None: only when the ground truth's
                 image files are known (it was read with an image root).
+            writer: the name the folder's manifest gives the writer.
 
         Returns:
             The folder.
+
+        Raises:
+            OutputFolderTakenError: ``folder`` holds a file of one of the new names that this
+                writer did not write (the message names it).
         """
         out = os.fspath(folder)
+        staging = new_staging_folder(out)
+        try:
+            self.write_files(staging, overlays=overlays)
+            replace_own_files(staging, out, writer, refuse_unlisted=writer == SAVE_WRITER)
+        except BaseException:
+            with interrupts_ignored():
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return out
+
+    def write_files(self, out: str, *, overlays: bool | None = None) -> None:
+        """Write every file into ``out`` (an empty folder the caller publishes afterwards)."""
         os.makedirs(out, exist_ok=True)
         write_metrics_json(os.path.join(out, "metrics.json"), self.summary, self._extra())
         write_per_image_csv(os.path.join(out, "per_image.csv"), self.state.images)
@@ -104,7 +132,6 @@ class EvaluationResult:
         write_html_report(out)
         if self.settings.panoptic_output_dir:
             self.save_panoptic_json()
-        return out
 
     def save_panoptic_json(self) -> None:
         """Write the panoptic segments' JSON files (their PNGs are written per image)."""

@@ -35,6 +35,7 @@ from ..data.masks import annotation_to_rle, crops_from_rles
 from ..data.rle import RLEError, rle_counts_to_runs
 from ..data.segmentation import EDGE_TOLERANCE, all_numbers, is_number
 from ..data.validation import ValidationReport
+from ..utils.errors import InputError
 from .metrics.coco_ap import AP_AREAS
 from .predictions import Predictions
 from .results_images import FileNames, choose_matching, normalized_id, stem_text
@@ -81,7 +82,7 @@ class ResultProblem:
         return f"{file}: result {self.index}{shown}: {self.message}"
 
 
-class ResultsFileError(ValueError):
+class ResultsFileError(InputError):
     """A results file (or a file that goes with it) that cannot be scored; ``str()`` says why.
 
     Attributes:

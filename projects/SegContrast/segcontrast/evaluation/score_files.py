@@ -14,6 +14,7 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,20 +25,11 @@ from .records import EvalState
 from .results_file import ResultProblem, ResultsFile, ResultsFileError
 from .semantic_pngs import SemanticPngs
 
-__all__ = ["default_workers", "score_results"]
+__all__ = ["score_results"]
 
 _IMAGES_PER_TASK = 8
 # What forked workers inherit: set by score_results just before the pool starts.
 _JOB: dict[str, Any] = {}
-
-
-def default_workers() -> int:
-    """The CPUs this process may use, at most 8."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        available = os.cpu_count() or 1
-    return max(1, min(8, available))
 
 
 def _score_images(evaluator: Accumulator, image_ids: Sequence[Any], results: ResultsFile,
@@ -60,6 +52,12 @@ def _score_images(evaluator: Accumulator, image_ids: Sequence[Any], results: Res
         if done is not None:
             done(1)
     return problems
+
+
+def _worker_ignores_interrupts() -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent alone stops the pool
+    # (terminating the workers), so each worker does not print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_task(image_ids: list) -> tuple[EvalState, list[tuple[str, ResultProblem]]]:
@@ -155,7 +153,8 @@ def score_results(evaluator: Accumulator, results: ResultsFile,
             states, problems = [], []
             try:
                 context = multiprocessing.get_context("fork")
-                with context.Pool(min(workers, len(tasks))) as pool:
+                with context.Pool(min(workers, len(tasks)),
+                                  initializer=_worker_ignores_interrupts) as pool:
                     for task, (state, found) in zip(
                         tasks, pool.imap(_worker_task, tasks), strict=True
                     ):

@@ -22,7 +22,7 @@ from typing import Any
 
 from ...utils import atomic_write
 from ..metrics.coco_ap import AP_AREA_RULES
-from .text import CONTRAST_MEANINGS
+from .text import CONTRAST_MEANINGS, coverage_is_partial, coverage_sentence
 
 __all__ = ["AP_RULE", "REPORT_NAME", "render_report", "write_html_report"]
 
@@ -74,7 +74,9 @@ th { background: #f2f2f2; text-align: left; } td.num { text-align: right;
 th.sem { background: #e3eefb; } th.inst { background: #fbeee3; }
 tr.differs td { background: #fff6d6; font-weight: 600; }
 .sentence { background: #f6f8fa; border-left: 4px solid #5b8def; padding: 0.6em 1em; }
-.note { color: #555; font-size: 0.9em; } img { max-width: 100%; border: 1px solid #eee; }
+.note { color: #555; font-size: 0.9em; }
+.warning { background: #fff4d6; border-left: 4px solid #d99a00; padding: 0.6em 1em; }
+img { max-width: 100%; border: 1px solid #eee; }
 figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.85em; }
 """
 
@@ -214,9 +216,13 @@ def _comparison(comparison: dict) -> str:
             f"{_cell(r['a'], count=count)}{_cell(r['b'], count=count)}"
             f"{_cell(r['delta'], count=count)}<td class=\"num\">{_esc(interval)}</td>"
             f"<td>{'yes' if r['differs'] else 'no'}</td></tr>")
+    restricted = (comparison.get("coverage") or {}).get("common_images_only")
+    scope = (f'<p class="warning">Compared on the {comparison.get("num_images")} GT images that '
+             "both files cover (--common-images); the other GT images are left out.</p>\n"
+             if restricted else "")
     return (
         "<h2>A vs B</h2>\n"
-        f"<p>A: {_esc(a)}<br>B: {_esc(b)}</p>\n"
+        f"<p>A: {_esc(a)}<br>B: {_esc(b)}</p>\n{scope}"
         "<table><tr><th>metric</th><th>A</th><th>B</th><th>B &minus; A</th>"
         "<th>95% interval of B &minus; A</th><th>a difference?</th></tr>"
         + "".join(rows) + "</table>\n"
@@ -238,13 +244,17 @@ def _header(metrics: dict) -> str:
         parts.append(f"<p>{num_images} images.</p>")
     source = metrics.get("source") or {}
     items = [f"<li>{_esc(k.replace('_', ' '))}: {_esc(v)}</li>"
-             for k, v in source.items() if k != "notes" and v is not None]
+             for k, v in source.items() if k not in ("notes", "coverage") and v is not None]
     notes = [*source.get("notes", []), AP_RULE]
     area_rule = AP_AREA_RULES.get((metrics.get("settings") or {}).get("ap_area"))
     if area_rule and "segm" in metrics:
         notes.append(area_rule)
     if items:
         parts.append("<ul>" + "".join(items) + "</ul>")
+    coverage = source.get("coverage")
+    if coverage:
+        style = "warning" if coverage_is_partial(coverage) else "note"
+        parts.append(f'<p class="{style}" id="coverage">{_esc(coverage_sentence(coverage))}</p>')
     parts.append("".join(f'<p class="note">{_esc(n)}</p>' for n in notes))
     return "\n".join(parts)
 

@@ -22,6 +22,8 @@ from ..summary import Summary
 __all__ = [
     "CONTRAST_MEANINGS",
     "PER_IMAGE_COLUMNS",
+    "coverage_is_partial",
+    "coverage_sentence",
     "format_report",
     "metrics_document",
     "write_metrics_json",
@@ -54,6 +56,32 @@ _CONTRAST_MEANINGS = (
     ("ignored", "unmatched predictions lying in a crowd region"),
 )
 CONTRAST_MEANINGS = _CONTRAST_MEANINGS  # each contrast count and what it counts
+
+
+def coverage_is_partial(coverage: dict[str, Any]) -> bool:
+    """Whether some GT images have no results, or were left out of the numbers."""
+    n = coverage["gt_images"]
+    return coverage["images_with_results"] < n or coverage.get("scored_images", n) < n
+
+
+def coverage_sentence(coverage: dict[str, Any]) -> str:
+    """How many ground-truth images a results file covers, and what that means for the numbers.
+
+    Args:
+        coverage: ``metrics.json``'s ``source.coverage``: ``gt_images``,
+            ``images_with_results``, ``scored_images`` and ``common_images_only``.
+    """
+    n, m = coverage["gt_images"], coverage["images_with_results"]
+    scored = coverage.get("scored_images", n)
+    share = f"{100.0 * m / n:.1f}%" if n else "n/a"
+    if coverage.get("common_images_only"):
+        return (f"Scored on the {scored} of the {n} GT images that both results files cover "
+                f"(--common-images): the other {n - scored} are left out of every number "
+                f"(this file has results for {m} GT images).")
+    if m == n:
+        return f"The results cover all {n} GT images."
+    return (f"The results cover only {m} of the {n} GT images ({share}): the other {n - m} are "
+            "scored as images without predictions (every object on them counts as missed).")
 
 
 def _json_ready(value: Any) -> Any:

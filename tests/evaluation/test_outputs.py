@@ -156,7 +156,7 @@ def test_an_interrupt_while_writing_leaves_the_previous_set_complete(tmp_path, s
     before = _files(tmp_path)
     assert {"metrics.json", "report.html", "per_image.csv"} <= set(before)
 
-    from segcontrast.evaluation import plots
+    from segcontrast.evaluation.report import plots
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

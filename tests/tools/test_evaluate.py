@@ -404,7 +404,7 @@ def test_the_numbers_do_not_depend_on_the_number_of_workers(files, tmp_path, cap
     for workers in (1, 3):
         out = tmp_path / f"w{workers}"
         code, _, err = _run(capsys, "--gt", files["gt"], "--results", files["results"],
-                            "--workers", workers, "--output", out,
+                            "--workers", workers, "--output", out, "--overlays",
                             "--panoptic-out", tmp_path / f"panoptic{workers}",
                             "TEST.SEGCONTRAST.NUM_WORST_IMAGES", "3")
         assert code == 0, err

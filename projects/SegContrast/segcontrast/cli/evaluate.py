@@ -83,9 +83,12 @@ def build_argument_parser(prog: str = "segcontrast evaluate") -> argparse.Argume
                         "nothing else (it is replaced); anything else is refused")
     parser.add_argument("--images", metavar="IMAGE_ROOT",
                         help="the folder the GT's file_names are relative to; only the "
-                        "worst-image overlays need it (without it none are drawn; a missing "
-                        "image is drawn on a grey canvas, with a warning), and GT images "
-                        "without height/width take them from their files")
+                        "worst-image overlays need it (a missing image is drawn on a grey "
+                        "canvas, with a warning), and GT images without height/width take "
+                        "them from their files")
+    parser.add_argument("--overlays", action="store_true",
+                        help="draw the worst images' overlays also without --images (on a grey "
+                        "canvas); with --images they are always drawn")
     parser.add_argument("--semantic-dir", metavar="DIR",
                         help="label PNGs of a semantic model (<file name>.semantic.png, "
                         "<stem>_semantic.png or <stem>.png; 0 background, class k as k + 1): "
@@ -148,10 +151,10 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
-    flags = [o for o in opts[0::2] if o.startswith("--")]
+    flags = [o for o in opts if o.startswith("--")]
     if flags:
-        raise _UsageError(f"{flags[0]} comes after the TEST.SEGCONTRAST.* KEY VALUE overrides: "
-                          "put flags before the overrides")
+        raise _UsageError(f"{flags[0]} comes after the KEY VALUE config overrides (after "
+                          f"'{opts[0]}'): put flags before the overrides")
     settings = settings.with_overrides(opts)
     if args.ap_area:
         settings = settings.replace(ap_area=args.ap_area)
@@ -278,7 +281,7 @@ def _evaluate_one(args: argparse.Namespace, settings: EvalSettings, gt: GroundTr
                   make_evaluator=lambda: Accumulator(gt, settings))
     result = accumulator.compute(source=source)
     logger.info("\n" + result.report())
-    result.write_files(folder)
+    result.write_files(folder, overlays=bool(args.images or args.overlays))
     logger.info("SegContrast metrics, per-image table, plots and report.html written to %s",
                 shown)
     return result

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..utils import atomic_write
-from .output_dir import OutputDirError
+from ..utils.output_dir import OutputDirError
 
 __all__ = [
     "LABELS_SUFFIX",

@@ -89,7 +89,7 @@ class EvalSettings:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            object.__setattr__(self, f.name, _coerce(f, value, _key(f.name)))
+            object.__setattr__(self, f.name, _coerce(f, value))
         if self.panoptic_output_dir and not self.panoptic:
             raise SettingsError(
                 f"{_key('panoptic_output_dir')} is set but {_key('panoptic')} is False: the "
@@ -157,15 +157,15 @@ class EvalSettings:
         opts = list(opts)
         if len(opts) % 2:
             raise SettingsError(
-                f"overrides must be {CONFIG_NODE}.KEY VALUE pairs; {opts[-1]!r} has no value "
+                f"overrides must be {CONFIG_NODE}.* KEY VALUE pairs; {opts[-1]!r} has no value "
                 "(flags such as --workers go before the overrides)")
         changes: dict[str, Any] = {}
         prefix = CONFIG_NODE + "."
         for key, text in zip(opts[0::2], opts[1::2], strict=True):
             if not key.startswith(prefix):
                 raise SettingsError(
-                    f"override {key!r}: scoring files takes only {prefix}* keys (no model "
-                    "settings); e.g. TEST.SEGCONTRAST.IOU_THRESHOLD 0.75")
+                    f"overrides must be {prefix}* KEY VALUE pairs (scoring files uses no model "
+                    f"settings); found {key}, e.g. TEST.SEGCONTRAST.IOU_THRESHOLD 0.75")
             name = key[len(prefix):].lower()
             if name not in self.names():
                 raise SettingsError(
@@ -176,8 +176,14 @@ class EvalSettings:
 
 
 def _key(name: str) -> str:
-    """How messages name a setting: the keyword and the config key."""
-    return f"{name} ({CONFIG_NODE}.{name.upper()})"
+    """How messages name a setting: its config key."""
+    return f"{CONFIG_NODE}.{name.upper()}"
+
+
+def _refused(name: str, value: Any, expected: str) -> SettingsError:
+    """The message of a bad value: the config key, the value, what is allowed, the keyword."""
+    return SettingsError(f"{_key(name)} = {value!r} is not allowed: expected {expected} (the "
+                         f"{name} setting)")
 
 
 def _parse_text(text: Any) -> Any:
@@ -205,32 +211,30 @@ def _in_range(value: float, check: str) -> bool:
     return above and below
 
 
-def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
     kind = f.type if isinstance(f.type, str) else f.type.__name__
     check = f.metadata.get("check", "")
     if kind == "bool":
         if isinstance(value, bool):
             return value
-        raise SettingsError(f"{key} = {value!r}: expected True or False")
+        raise _refused(f.name, value, "True or False")
     if kind == "str":
-        if not isinstance(value, str):
-            raise SettingsError(f"{key} = {value!r}: expected a string")
         allowed = check.split("|") if check else []
-        if allowed and value not in allowed:
-            raise SettingsError(f"{key} = {value!r}: expected one of {allowed}")
+        if not isinstance(value, str) or (allowed and value not in allowed):
+            raise _refused(f.name, value, f"one of {allowed}" if allowed else "a string")
         return value
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if kind == "int":
         if isinstance(value, float) and value.is_integer():
             value, is_int = int(value), True
         if not is_int:
-            raise SettingsError(f"{key} = {value!r}: expected an integer")
+            raise _refused(f.name, value, "a whole number")
     elif kind == "float":
         if not (is_int or isinstance(value, float)) or not math.isfinite(value):
-            raise SettingsError(f"{key} = {value!r}: expected a number")
+            raise _refused(f.name, value, "a number")
         value = float(value)
     if check and not _in_range(value, check):
-        raise SettingsError(f"{key} = {value!r} is not allowed: expected a number in {check}")
+        raise _refused(f.name, value, f"a number in {check}")
     return value
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train or evaluate Mask R-CNN with SegContrast's mask heads and contrast evaluator.
+"""Train or evaluate Mask R-CNN with SegContrast's mask heads: ``segcontrast train`` (--help).
 
     python tools/train_net.py --config configs/shapes/mask_rcnn_focal.yaml
     python tools/train_net.py --config C --eval-only MODEL.WEIGHTS output/x/model_final.pth
@@ -10,16 +10,10 @@ See `--help` and the README for datasets, resuming and several machines.
 
 import sys
 
-try:  # Ctrl-C during the imports (seconds): one line, not a traceback
-    import segcontrast.engine  # noqa: F401  (makes detectron2 usable; registers the heads)
-    from segcontrast.utils.known_warnings import ignore_known_warnings
-
-    ignore_known_warnings()  # before the imports below: some of them warn while importing
-
-    from segcontrast.engine.train_cli import main
-except KeyboardInterrupt:
-    print("interrupted: nothing started", file=sys.stderr)
-    sys.exit(130)
-
 if __name__ == "__main__":
-    sys.exit(main())
+    try:  # Ctrl-C while torch and Detectron2 load (seconds): one line, not a traceback
+        from segcontrast.engine.train_cli import main
+    except KeyboardInterrupt:
+        print("interrupted before any work; nothing was written", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(main(prog="tools/train_net.py"))

@@ -196,11 +196,10 @@ def test_png_16bit_is_rescaled_not_clipped(corpus):
 
 @pytest.fixture(scope="module")
 def tool():
-    """tools/validate_dataset.py as a module (its main() is called in this process)."""
-    spec = importlib.util.spec_from_file_location("segcontrast_validate_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``segcontrast validate`` (what tools/validate_dataset.py runs), its main() in process."""
+    from segcontrast.cli import validate
+
+    return validate
 
 
 def _tool_args(case) -> list[str]:

@@ -94,5 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
                   f"{INSTALL_TRAINING}", file=sys.stderr)
             return 2
-    module = importlib.import_module(command.module)
+    try:
+        module = importlib.import_module(command.module)
+    except KeyboardInterrupt:  # Ctrl-C while torch and Detectron2 load (seconds)
+        print("interrupted before any work; nothing was written", file=sys.stderr)
+        return 130
     return int(module.main(rest, prog=f"segcontrast {name}") or 0)

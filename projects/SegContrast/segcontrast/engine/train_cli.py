@@ -47,6 +47,7 @@ from ..datasets import (
 from ..device import use_cuda
 from ..utils.errors import InputError
 from ..utils.interrupts import INTERRUPTED_EXIT_CODE, interrupts_ignored
+from ..utils.known_warnings import ignore_known_warnings
 from ..utils.output_dir import OutputDirError, OutputDirLock, check_output_dir_usable
 from .checkpoint import (
     EMPTY_EVAL_WEIGHTS,
@@ -80,7 +81,7 @@ class UserInputError(InputError):
     """A problem with the command line, config or output folder; shown without traceback."""
 
 
-def build_argument_parser() -> argparse.ArgumentParser:
+def build_argument_parser(prog: str = "segcontrast train") -> argparse.ArgumentParser:
     """Detectron2's ``default_argument_parser()`` plus SegContrast's dataset and safety flags.
 
     ``--config`` is accepted as a short form of Detectron2's ``--config-file``, and
@@ -95,6 +96,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
             "      DATASETS.TRAIN \"('mine_train',)\" MODEL.ROI_HEADS.NUM_CLASSES 4\n"
         )
     )
+    parser.prog = prog
     parser.description = (
         "Train or evaluate Mask R-CNN with SegContrast's mask heads and evaluator."
     )
@@ -443,16 +445,18 @@ def _run(args: argparse.Namespace) -> int:
             lock.release()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``tools/train_net.py``.
+def main(argv: Sequence[str] | None = None, prog: str = "segcontrast train") -> int:
+    """Run ``segcontrast train`` (``tools/train_net.py``).
 
     Args:
         argv: command-line arguments (default: ``sys.argv[1:]``).
+        prog: the program name shown in usage messages.
 
     Returns:
         The process exit code.
     """
-    args = build_argument_parser().parse_args(argv)
+    ignore_known_warnings()
+    args = build_argument_parser(prog).parse_args(argv)
     if args.eval_untrained and (not args.eval_only):
         print("error: --eval-untrained needs --eval-only", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ SETUP_INPUTS := requirements.txt requirements-nodeps.txt tools/install_detectron
 SETUP_KEY := $(shell cat $(SETUP_INPUTS) 2>/dev/null | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.setup-stamp-$(SETUP_KEY)
 
-.PHONY: setup demo test lint bench study clean-demo
+.PHONY: setup demo test test-install lint bench study clean-demo
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# `pip install .` without the training extra into a fresh environment, then `segcontrast
+# evaluate` there (minutes of downloads and building; CI runs it after `make test`).
+test-install: setup
+	$(PY) -m pytest -q -m install tests/test_install.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

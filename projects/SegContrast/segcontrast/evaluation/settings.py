@@ -212,6 +212,7 @@ def _in_range(value: float, check: str) -> bool:
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    given = value
     kind = f.type if isinstance(f.type, str) else f.type.__name__
     check = f.metadata.get("check", "")
     if kind == "bool":
@@ -234,7 +235,7 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             raise _refused(f.name, value, "a number")
         value = float(value)
     if check and not _in_range(value, check):
-        raise _refused(f.name, value, f"a number in {check}")
+        raise _refused(f.name, given, f"a number in {check}")
     return value
 
 

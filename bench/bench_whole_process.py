@@ -6,7 +6,7 @@ timed from its start to its exit (the last file written), its peak memory taken 
 ``os.wait4``'s ``ru_maxrss``: the largest resident set of the process or of any descendant it
 waited for (a maximum over them, not a sum: --workers forks share the parent's pages):
 
-  * ours: ``OURS_CMD`` (``python tools/evaluate.py``) with its default settings (every metric:
+  * ours: ``OURS_CMD`` (``python -m segcontrast evaluate``) with its default settings (every metric:
     semantic, instance, COCO AP, boundary IoU, PQ, the gap accounting) and every output
     (metrics.json, per_image.csv, plots, worst-image overlays, report.html) into a fresh folder;
   * pycocotools, faster-coco-eval, hotcoco: ``python -c`` of COCO(gt) + loadRes(results) +
@@ -37,7 +37,6 @@ import importlib
 import json
 import os
 import pkgutil
-import runpy
 import shlex
 import shutil
 import statistics
@@ -59,9 +58,9 @@ from bench_evaluator import _machine, _versions, write_docs  # noqa: E402
 
 # Ours, as a user types it. One line to change when the tool becomes `segcontrast evaluate`
 # (e.g. ["segcontrast", "evaluate"]); --ours-cmd overrides it for one run.
-OURS_CMD = [sys.executable, "tools/evaluate.py"]
+OURS_CMD = [sys.executable, "-m", "segcontrast", "evaluate"]
 # The in-process breakdown loads the tool's script and calls its main().
-TOOL_SCRIPT = REPO / "tools" / "evaluate.py"
+TOOL_MODULE = "segcontrast.cli.evaluate"  # what `segcontrast evaluate` runs
 PACKAGE = "segcontrast"
 
 WORKLOAD_DIR = REPO / "output" / "bench_workloads"
@@ -694,14 +693,13 @@ OVERLAYS = "outputs: worst-image overlays"
 # THE mapping from functions to parts: update it when modules or functions move or are renamed.
 # A function that matches nothing is printed as such (never a silent 0).
 PARTS = (
-    Part("main(): the rest (arguments, config, logging, output folder)",
-         ("evaluate_files:main",), container=True),
+    Part("main(): the rest (arguments, settings, logging, output folder)",
+         ("evaluate:main",), container=True),
     Part("GT: JSON parse", ("coco_json:read_coco_json",)),
-    Part("GT: validation", ("evaluate_files:load_ground_truth",), container=True),
+    Part("GT: validation", ("ground_truth:GroundTruthSet.from_coco",), container=True),
     Part("results: JSON parse", ("coco_json:read_json_file",)),
     Part("results: checking", ("results_file:check_results", "results_file:read_results"),
          container=True),
-    Part("evaluator set-up", ("evaluator:build_segcontrast_evaluator",)),
     Part("per image: decode results (RLE to crops)", ("results_file:ResultsFile.predictions",)),
     Part("per image: decode GT (polygons to crops)", ("masks:GroundTruth.from_dataset_dict",),
          unless_inside=(OVERLAYS,)),
@@ -713,26 +711,26 @@ PARTS = (
     Part("per image: boundary IoU", ("boundary:boundary_iou_pairs",)),
     Part("per image: PQ", ("panoptic:gt_segments", "panoptic:pred_segments",
                            "panoptic:panoptic_stats")),
-    Part("per image: the accounting", ("accounting_image:account_image",
-                                       "accounting_fixes:PredList.original",
+    Part("per image: the accounting", ("image_variants:account_image",
+                                       "fixes:PredList.original",
                                        "image_eval:_InstanceSide.errors")),
     Part("per image: the rest (records, state, worst images, loop)",
-         ("image_eval:evaluate_image", "evaluator:SegContrastEvaluator.process_predictions",
+         ("image_eval:evaluate_image", "accumulator:Accumulator.add_predictions",
           "score_files:score_results"), container=True),
-    Part("evaluate(): the accounting (AP of the fixed variants)",
-         ("accounting_summary:accounting_results",)),
-    Part("evaluate(): summarize (semantic, instance, COCO AP, PQ)", ("summary:summarize",),
+    Part("compute(): the accounting (AP of the fixed variants)",
+         ("dataset_deltas:accounting_results",)),
+    Part("compute(): summarize (semantic, instance, COCO AP, PQ)", ("summary:summarize",),
          container=True),
-    Part("evaluate(): report table (log)", ("report:format_report",)),
-    Part("evaluate(): the rest (merging states)", ("evaluator:SegContrastEvaluator.evaluate",),
+    Part("compute(): report table (log)", ("text:format_report",)),
+    Part("compute(): the rest (merging states)", ("accumulator:Accumulator.compute",),
          container=True),
-    Part("outputs: metrics.json", ("report:write_metrics_json",)),
-    Part("outputs: per_image.csv", ("report:write_per_image_csv",)),
+    Part("outputs: metrics.json", ("text:write_metrics_json",)),
+    Part("outputs: per_image.csv", ("text:write_per_image_csv",)),
     Part("outputs: plots (per-class IoU, confusion, accounting)",
          ("plots:plot_class_iou", "plots:plot_confusion", "plots:plot_accounting")),
-    Part(OVERLAYS, ("plots:plot_overlay", "evaluator:SegContrastEvaluator._write_plots"),
+    Part(OVERLAYS, ("plots:plot_overlay", "result:EvaluationResult._write_plots"),
          container=True),
-    Part("outputs: report.html", ("html_report:write_html_report",)),
+    Part("outputs: report.html", ("html:write_html_report",)),
 )
 
 
@@ -871,9 +869,8 @@ def install(clock: PartClock, parts: Iterable[Part], package: str) -> dict[str, 
 def breakdown_child(gt: str, results: str) -> dict:
     """Run the tool's main() once in this (fresh) process with the parts timed."""
     start = time.perf_counter()
-    tool = runpy.run_path(str(TOOL_SCRIPT), run_name="segcontrast_bench_tool")
+    main_module = importlib.import_module(TOOL_MODULE)
     import_seconds = time.perf_counter() - start
-    main_module = sys.modules[tool["main"].__module__]
     start = time.perf_counter()
     import_part_modules(PACKAGE, PARTS)
     # what the outputs import when they run (matplotlib), taken out of their rows here
@@ -943,7 +940,7 @@ def breakdown_table(results: dict[str, dict], workloads: Sequence[Workload]) -> 
             notes.append(f"{w.name}: '{label}' matched nothing for {', '.join(missing)} "
                          "(update PARTS in bench/bench_whole_process.py)")
     lines += ["", (
-        f"The main() of {TOOL_SCRIPT.relative_to(REPO)} (whatever --ours-cmd says) run once "
+        f"The main() of {TOOL_MODULE} (whatever --ours-cmd says) run once "
         "in a fresh process per workload, --workers 1 (so that every "
         "image is scored where it is timed), defaults otherwise, every output written. Each "
         "part's own time: functions are wrapped with a clock (PARTS in the script maps "

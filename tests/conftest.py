@@ -34,8 +34,24 @@ from .in_process import CliResult, run_cli
 
 __all__ = [
     "REPO", "TINY", "TINY_CONFIG", "CliResult", "TrainedRun", "TrainedRuns", "dataset_args",
-    "run_cli", "run_tool", "tool_env",
+    "run_cli", "run_tool", "tool_env", "tool_module",
 ]
+
+# What each tools/*.py runs (the scripts are thin wrappers): its module has main(argv).
+TOOL_MODULES = {
+    "evaluate.py": "segcontrast.cli.evaluate",
+    "validate_dataset.py": "segcontrast.cli.validate",
+    "train_net.py": "segcontrast.engine.train_cli",
+    "predict.py": "segcontrast.engine.predict_cli",
+    "tune_mask_threshold.py": "segcontrast.engine.tune_cli",
+}
+
+
+def tool_module(script: str):
+    """The module whose ``main(argv)`` ``tools/<script>`` runs, for calls in this process."""
+    import importlib
+
+    return importlib.import_module(TOOL_MODULES[Path(script).name])
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ShapesConfig(num_train=8, num_val=4, image_size=64, min_objects=2, max_objects=4, seed=7)

@@ -229,6 +229,7 @@ def _codes_in_source() -> set[str]:
     files = [*package.glob("*.py"), *(package.parent / "datasets").glob("*.py")]
     text = "\n".join(p.read_text() for p in files)
     patterns = [r'"(?:fatal|dropped|changed)",\s*"([a-z0-9_]+)"', r'Error\(\s*"([a-z0-9_]+)"',
+                r'SegmentationProblem\(\s*"([a-z0-9_]+)"',
                 r'\.single\(\s*"([a-z0-9_]+)"', r'code = "([a-z_]+)" if .* else "([a-z_]+)"',
                 r'code\s*[=!]=\s*"([a-z_]+)"']
     found = set()

@@ -12,4 +12,5 @@ from ..conftest import (  # noqa: F401
     run_cli,
     run_tool,
     tool_env,
+    tool_module,
 )

@@ -12,7 +12,6 @@ come before any work, are also checked by calling ``main()`` here.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -27,7 +26,7 @@ from segcontrast.engine.train_cli import main as train_main
 
 from tests.evaluation.results_files import write_synthetic_files
 
-from .conftest import REPO, CliResult, dataset_args, run_cli, run_tool
+from .conftest import REPO, CliResult, dataset_args, run_cli, run_tool, tool_module
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +34,7 @@ SHAPES_FOCAL = str(REPO / "configs" / "shapes" / "mask_rcnn_focal.yaml")  # SOLV
 
 
 def _tool(script: str):
-    spec = importlib.util.spec_from_file_location(f"segcontrast_tool_values_{Path(script).stem}",
-                                                  REPO / "tools" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module(script)
 
 
 def _ok(result: subprocess.CompletedProcess | CliResult) -> None:

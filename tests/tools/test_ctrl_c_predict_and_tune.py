@@ -7,7 +7,6 @@ bar). It must print one line, exit 130 and leave only complete files.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import REPO, run_cli, tool_env
+from .conftest import REPO, run_cli, tool_env, tool_module
 
 pytestmark = pytest.mark.slow
 
@@ -117,10 +116,7 @@ def test_predict_prints_one_line_exits_130_and_leaves_complete_files(focal, many
 
     # The interrupted run's files do not stop a rerun into the same folder (in this process:
     # a new one would prove nothing more).
-    spec = importlib.util.spec_from_file_location("segcontrast_tool_predict_ctrl_c",
-                                                  REPO / "tools" / "predict.py")
-    predict = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(predict)
+    predict = tool_module("predict.py")
     again = run_cli(predict.main, ["--config", focal.config,
                                    "--weights", str(focal.out / "model_final.pth"),
                                    "--input", str(many["images"]), "--output", str(out),

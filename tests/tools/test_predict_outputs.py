@@ -9,7 +9,6 @@ bench/predict_memory.py). Ctrl-C: tests/tools/test_ctrl_c_predict_and_tune.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import REPO, CliResult, run_cli, run_tool
+from .conftest import CliResult, run_cli, run_tool, tool_module
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +40,8 @@ def _one_error_line(result: subprocess.CompletedProcess | CliResult, *fragments:
 
 @pytest.fixture(scope="module")
 def predict():
-    """tools/predict.py as a module, for main() in this process (run_cli)."""
-    spec = importlib.util.spec_from_file_location("segcontrast_tool_predict_outputs",
-                                                  REPO / "tools" / "predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """What tools/predict.py runs, for main() in this process (run_cli)."""
+    return tool_module("predict.py")
 
 
 @pytest.fixture(scope="module")

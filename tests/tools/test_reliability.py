@@ -7,7 +7,6 @@ tools/predict.py and to a 2-process eval-only run. Refusals (exit code 2, one li
 traceback) are checked by calling the tools' main() in this process.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -32,7 +31,7 @@ from segcontrast.utils.known_warnings import KNOWN_LOG_MESSAGES, KNOWN_WARNINGS
 
 from tests.in_process import state_put_back
 
-from .conftest import REPO, dataset_args, run_tool
+from .conftest import REPO, dataset_args, run_tool, tool_module
 
 
 @pytest.fixture(autouse=True)
@@ -51,11 +50,7 @@ TOOL_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _load_tool(script: str):
-    spec = importlib.util.spec_from_file_location(f"segcontrast_tool_{Path(script).stem}",
-                                                  REPO / "tools" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module(script)
 
 
 @pytest.fixture(scope="module")

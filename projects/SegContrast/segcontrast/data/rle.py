@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["CheckedRLE", "RLEError", "check_rle", "rle_counts_to_runs"]
+__all__ = ["CheckedRLE", "RLEError", "check_rle", "rle_counts_to_runs", "rle_size"]
 
 # A count never needs more than 7 characters (35 bits); more means garbage.
 _MAX_CHARS_PER_COUNT = 7
@@ -131,7 +131,12 @@ def rle_counts_to_runs(counts: Sequence[bytes | str]) -> tuple[np.ndarray, np.nd
     return runs, offsets
 
 
-def _size(segm: dict, height: int, width: int) -> tuple[int, int]:
+def rle_size(segm: dict, height: int, width: int) -> tuple[int, int]:
+    """Check an RLE's ``size`` against its image.
+
+    Raises:
+        RLEError: "rle_malformed" (not ``[height, width]`` integers) or "rle_size_mismatch".
+    """
     size = segm.get("size")
     if (
         not isinstance(size, (list, tuple))
@@ -163,7 +168,7 @@ def check_rle(segm: dict[str, Any], height: int, width: int) -> CheckedRLE:
         RLEError: with ``code`` "rle_size_mismatch" or "rle_malformed" and a message saying
             what was expected and found.
     """
-    height, width = _size(segm, height, width)
+    height, width = rle_size(segm, height, width)
     counts = segm.get("counts")
     if isinstance(counts, str):
         runs = rle_counts_to_runs([counts])[0].tolist()

@@ -14,17 +14,19 @@ from typing import Any
 import pycocotools.mask as mask_util
 
 from .limits import polygon_points_problem
-from .rle import RLEError, check_rle
+from .rle import RLEError, check_rle, rle_size
 from .validation import Severity
 
 __all__ = [
     "EDGE_TOLERANCE",
     "BoxCheck",
     "SegmentationCheck",
+    "SegmentationProblem",
     "check_bbox",
     "check_segmentation",
     "all_numbers",
     "is_number",
+    "segmentation_problems",
 ]
 
 # Boxes and polygon points may reach this many pixels beyond the image border (rounding in
@@ -87,48 +89,127 @@ class SegmentationCheck:
         return {"size": self.segmentation["size"], "counts": self.segmentation["counts"].encode()}
 
 
-def _check_polygons(segm: list, height: int, width: int) -> SegmentationCheck:
-    out = SegmentationCheck()
+@dataclass(frozen=True)
+class SegmentationProblem:
+    """One problem of a segmentation, by the rules both annotations and results follow.
+
+    Attributes:
+        code: the problem code (datasets/README.md lists them).
+        message: what was expected and what was found.
+        polygon: the polygon's index for a problem of one polygon that leaves the others
+            usable (odd length, fewer than 3 points); None for a problem of the whole.
+    """
+
+    code: str
+    message: str
+    polygon: int | None = None
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a dict", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _polygon_problems(segm: list, height: int, width: int) -> list[SegmentationProblem]:
     too_many = polygon_points_problem(segm)
     if too_many:
-        out.issues.append(("fatal", "polygon_too_many_points", too_many))
-        return out
-    if all_numbers(segm):
-        out.issues.append(("fatal", "polygon_malformed",
-                           "segmentation is a flat list of numbers; polygons must be nested: "
-                           "[[x1, y1, x2, y2, ...], ...]"))
-        return out
-    kept, odd, short = [], [], []
+        return [SegmentationProblem("polygon_too_many_points", too_many)]
+    if segm and all_numbers(segm):
+        return [SegmentationProblem(
+            "polygon_malformed", "segmentation is a flat list of numbers; polygons must be "
+            "nested: [[x1, y1, x2, y2, ...], ...]")]
+    problems = []
     for i, poly in enumerate(segm):
         if not isinstance(poly, list):
-            what = "a dict (an RLE must not be wrapped in a list)" if isinstance(poly, dict) \
-                else f"a {type(poly).__name__}"
-            out.issues.append(("fatal", "polygon_malformed",
-                               f"segmentation[{i}] is {what}; expected a list of numbers"))
+            what = ("a dict (an RLE must not be wrapped in a list)" if isinstance(poly, dict)
+                    else _kind(poly))
+            problems.append(SegmentationProblem(
+                "polygon_malformed", f"segmentation[{i}] is {what}; expected a list of numbers"))
             continue
         if not all_numbers(poly):
             bad = next(v for v in poly if not is_number(v))
-            out.issues.append(("fatal", "polygon_malformed",
-                               f"polygon {i} holds {bad!r}; coordinates must be finite numbers"))
+            shown = repr(bad) if len(repr(bad)) <= 40 else repr(bad)[:37] + "..."
+            problems.append(SegmentationProblem(
+                "polygon_malformed", f"polygon {i} holds {shown}; coordinates must be finite "
+                "numbers"))
             continue
         xs, ys = poly[0::2], poly[1::2]
+        # pycocotools' rasteriser allocates for the polygon's extent: far-off points are refused
         if ys and (min(xs) < -EDGE_TOLERANCE or max(xs) > width + EDGE_TOLERANCE
                    or min(ys) < -EDGE_TOLERANCE or max(ys) > height + EDGE_TOLERANCE):
-            out.issues.append((
-                "fatal", "polygon_outside_image",
+            problems.append(SegmentationProblem(
+                "polygon_outside_image",
                 f"polygon {i} spans x {min(xs):g}..{max(xs):g}, y {min(ys):g}..{max(ys):g}, "
                 f"beyond the {width}x{height} image (are the coordinates normalised, or for "
-                "another image size?)",
-            ))
-            continue
-        if len(poly) % 2:
-            odd.append(i)
+                "another image size?)"))
+        elif len(poly) % 2:
+            problems.append(SegmentationProblem(
+                "polygon_odd_length", f"polygon {i} has {len(poly)} coordinates, an odd number "
+                "(x, y pairs expected)", polygon=i))
         elif len(poly) < 6:
-            short.append(i)
-        else:
-            kept.append(list(map(float, poly)))
-    if any(severity == "fatal" for severity, _, _ in out.issues):
+            problems.append(SegmentationProblem(
+                "polygon_too_few_points", f"polygon {i} has {len(poly) // 2} point(s), fewer "
+                "than 3", polygon=i))
+    return problems
+
+
+def _rle_problems(segm: dict, height: int, width: int,
+                  decode_counts: bool) -> list[SegmentationProblem]:
+    counts = segm.get("counts")
+    if isinstance(counts, str) and not counts.isascii():
+        at = next(i for i, c in enumerate(counts) if not c.isascii())
+        return [SegmentationProblem(
+            "rle_malformed", f"compressed RLE counts contain {counts[at]!r} at position {at}, "
+            "outside COCO's alphabet ('0'..'o')")]
+    if isinstance(counts, (str, bytes)) and not decode_counts:  # (bytes: built in Python)
+        try:
+            rle_size(segm, height, width)
+        except RLEError as err:
+            return [SegmentationProblem(err.code, str(err))]
+        return []
+    try:
+        check_rle(segm, height, width)
+    except RLEError as err:
+        return [SegmentationProblem(err.code, str(err))]
+    return []
+
+
+def segmentation_problems(segm: Any, height: int, width: int, *,
+                          decode_counts: bool = True) -> list[SegmentationProblem]:
+    """Every problem of a COCO segmentation (polygons or RLE) against its image's size.
+
+    The one set of rules and codes for ground-truth annotations and for results; each caller
+    decides what a problem means for it (:func:`check_segmentation` drops a degenerate polygon
+    of an annotation, a results file refuses the result).
+
+    Args:
+        segm: the ``segmentation`` value (an empty list is an empty mask: no problem).
+        height: the image's height.
+        width: the image's width.
+        decode_counts: decode compressed RLE counts to check them (False: only their size
+            and alphabet; the caller decodes them later and reports problems then).
+
+    Returns:
+        The problems, in the order found (empty when the segmentation is usable as it is).
+    """
+    if isinstance(segm, list):
+        return _polygon_problems(segm, height, width)
+    if isinstance(segm, dict):
+        return _rle_problems(segm, height, width, decode_counts)
+    return [SegmentationProblem("segmentation_malformed", f"segmentation is {_kind(segm)}; "
+                                "expected polygons (a list of lists) or an RLE dict")]
+
+
+def _check_polygons(segm: list, height: int, width: int) -> SegmentationCheck:
+    out = SegmentationCheck()
+    problems = _polygon_problems(segm, height, width)
+    fatal = [p for p in problems if p.polygon is None]
+    if fatal:
+        out.issues += [("fatal", p.code, p.message) for p in fatal]
         return out
+    odd = [p.polygon for p in problems if p.code == "polygon_odd_length"]
+    short = [p.polygon for p in problems if p.code == "polygon_too_few_points"]
+    kept = [list(map(float, poly)) for i, poly in enumerate(segm) if i not in odd + short]
     tail = "" if kept else "; no polygon is left, so the annotation is dropped"
     if odd:
         out.issues.append(("dropped", "polygon_odd_length",

@@ -25,6 +25,7 @@ from detectron2.utils import comm
 
 from ..device import use_cuda
 from ..utils.interrupts import interrupts_ignored
+from ..utils.known_warnings import ignore_known_warnings
 
 __all__ = ["DEFAULT_TIMEOUT", "launch", "use_cuda"]
 
@@ -119,6 +120,7 @@ def _distributed_worker(
     args: Sequence[Any],
     timeout: timedelta,
 ) -> None:
+    ignore_known_warnings()  # a spawned process starts with the default filters
     cuda = use_cuda()
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     try:

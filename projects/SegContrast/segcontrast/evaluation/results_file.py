@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 
 from ..data.coco_json import read_json_file
-from ..data.limits import polygon_points_problem
 from ..data.masks import annotation_to_rle, crops_from_rles
 from ..data.rle import RLEError, rle_counts_to_runs
-from ..data.segmentation import EDGE_TOLERANCE, all_numbers, is_number
+from ..data.segmentation import is_number, segmentation_problems
 from ..data.validation import ValidationReport
 from ..utils.errors import InputError
 from .metrics.coco_ap import AP_AREAS
@@ -225,70 +224,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_rle(segm: dict, height: int, width: int) -> tuple[str, str] | None:
-    """Cheap checks of an RLE result (compressed counts are decoded later, per image)."""
-    size = segm.get("size")
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(map(_is_int, size))):
-        return "rle_malformed", f"RLE 'size' is {_shown(size)}; expected [height, width]"
-    if list(size) != [height, width]:
-        return ("rle_size_mismatch", f"RLE size {list(size)} (height, width) differs from the "
-                f"image's [{height}, {width}] in the ground truth")
-    counts = segm.get("counts")
-    if isinstance(counts, str) and not counts.isascii():
-        at = next(i for i, c in enumerate(counts) if not c.isascii())
-        return ("rle_malformed", f"compressed RLE counts contain {counts[at]!r} at position "
-                f"{at}, outside COCO's alphabet ('0'..'o')")
-    if isinstance(counts, (str, bytes)):
-        return None
-    if isinstance(counts, list):
-        if not all(_is_int(v) and v >= 0 for v in counts):
-            return "rle_malformed", "uncompressed RLE counts must be integers >= 0"
-        if sum(counts) != height * width:
-            return ("rle_malformed", f"uncompressed RLE counts add up to {sum(counts)} pixels, "
-                    f"expected height * width = {height * width}")
-        return None
-    return ("rle_malformed", f"RLE 'counts' is {_kind(counts)}; expected a string (compressed) "
-            "or a list of integers (uncompressed)")
-
-
 def _check_segmentation(segm: Any, height: int, width: int) -> tuple[str, str] | None:
-    if isinstance(segm, dict):
-        return _check_rle(segm, height, width)
-    if isinstance(segm, list):
-        return _check_polygons(segm, height, width)
-    return ("segmentation_malformed", f"segmentation is {_kind(segm)}; expected an RLE object "
-            "or polygons (a list of coordinate lists)")
+    """The first problem of a result's segmentation (the ground truth's rules and codes).
 
-
-def _check_polygons(segm: list, height: int, width: int) -> tuple[str, str] | None:
-    """Polygons ``[[x1, y1, x2, y2, ...], ...]``; an empty list is an empty mask."""
-    too_many = polygon_points_problem(segm)
-    if too_many:
-        return "polygon_too_many_points", too_many
-    if segm and all_numbers(segm):
-        return ("polygon_malformed", "segmentation is a flat list of numbers; polygons must be "
-                "nested: [[x1, y1, x2, y2, ...], ...]")
-    for i, poly in enumerate(segm):
-        if not isinstance(poly, list):
-            return ("polygon_malformed", f"segmentation[{i}] is {_kind(poly)}; expected a list "
-                    "of coordinates")
-        if not all_numbers(poly):
-            bad = next(v for v in poly if not is_number(v))
-            return ("polygon_malformed", f"polygon {i} holds {_shown(bad)}; coordinates "
-                    "must be finite numbers")
-        if len(poly) % 2:
-            return ("polygon_odd_length", f"polygon {i} has {len(poly)} coordinates, an odd "
-                    "number; expected x, y pairs")
-        if len(poly) < 6:
-            return ("polygon_too_few_points", f"polygon {i} has {len(poly) // 2} point(s); a "
-                    "polygon needs at least 3")
-        xs, ys = poly[0::2], poly[1::2]
-        # pycocotools' rasteriser allocates for the polygon's extent: far-off points are refused
-        if (min(xs) < -EDGE_TOLERANCE or max(xs) > width + EDGE_TOLERANCE
-                or min(ys) < -EDGE_TOLERANCE or max(ys) > height + EDGE_TOLERANCE):
-            return ("polygon_outside_image", f"polygon {i} spans x {min(xs):g}..{max(xs):g}, "
-                    f"y {min(ys):g}..{max(ys):g}, beyond the {width}x{height} image")
-    return None
+    Compressed counts are decoded later, one image at a time (:meth:`ResultsFile.predictions`);
+    an empty polygon list is an empty mask.
+    """
+    problems = segmentation_problems(segm, height, width, decode_counts=False)
+    return (problems[0].code, problems[0].message) if problems else None
 
 
 def _check_bbox(bbox: Any) -> tuple[str, str] | None:

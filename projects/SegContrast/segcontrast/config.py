@@ -20,10 +20,10 @@ from detectron2.config import CfgNode as CN  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 
 from .device import use_cuda  # noqa: E402
+from .evaluation.settings import EvalSettings, SettingsError  # noqa: E402
 from .utils.errors import InputError  # noqa: E402
 
 __all__ = [
-    "AP_AREA_VALUES",
     "ConfigError",
     "ConfigValueError",
     "POS_WEIGHT_SCOPES",
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 POS_WEIGHT_SCOPES = ("batch", "instance")
-AP_AREA_VALUES = ("mask", "box")  # TEST.SEGCONTRAST.AP_AREA
 
 # Keys whose value is "auto" or a number. yacs fixes a key's type from its default, so the
 # value is stored as a string; normalize_opts() keeps command-line numbers as strings too.
@@ -81,39 +80,12 @@ def add_segcontrast_config(cfg: CN) -> None:
     cfg.DATASETS.COCO = []
 
     cfg.TEST.SEGCONTRAST = CN()
-    # Predicted mask probabilities >= this are foreground (semantic and instance scores).
-    cfg.TEST.SEGCONTRAST.MASK_THRESHOLD = 0.5
-    # Predictions scoring below this are left out of the semantic painting and the instance
-    # metrics (COCO mask AP always uses all of them, as pycocotools does). Mask R-CNN keeps
-    # detections down to MODEL.ROI_HEADS.SCORE_THRESH_TEST (0.05): painting those would cover
-    # the background with low-confidence guesses. 0.5 is Detectron2's own cut-off where it turns
-    # instances into a label map (panoptic fusion).
-    cfg.TEST.SEGCONTRAST.SCORE_THRESHOLD = 0.5
-    # A prediction matches a GT instance when their mask IoU is at least this.
-    cfg.TEST.SEGCONTRAST.IOU_THRESHOLD = 0.5
-    # Boundary IoU band width, as a fraction of the image diagonal (Cheng et al. 2021).
-    cfg.TEST.SEGCONTRAST.BOUNDARY_DILATION_RATIO = 0.02
-    # Compute boundary IoU (costs an erosion per matched pair).
-    cfg.TEST.SEGCONTRAST.BOUNDARY_IOU = True
-    # Also run Detectron2's COCOEvaluator for its familiar bbox/segm AP table.
+    # The evaluator's settings: every field of segcontrast.evaluation.EvalSettings, upper-case,
+    # with its default (the dataclass documents what each means and allows, and checks it).
+    for name, value in EvalSettings().to_dict().items():
+        cfg.TEST.SEGCONTRAST[name.upper()] = value
+    # Also run Detectron2's COCOEvaluator for its familiar bbox/segm AP table (training only).
     cfg.TEST.SEGCONTRAST.COCO_EVALUATOR = False
-    # Mask AP's APs/APm/APl: a prediction's area is its "mask" area (Detectron2's COCOEvaluator
-    # and MMDetection remove each result's box before pycocotools' loadRes) or its "box" w * h
-    # (pycocotools' loadRes on results with boxes, as they are).
-    cfg.TEST.SEGCONTRAST.AP_AREA = "mask"
-    # Number of worst images (by instance mIoU) drawn as GT-vs-prediction overlays.
-    cfg.TEST.SEGCONTRAST.NUM_WORST_IMAGES = 6
-    # Panoptic quality (PQ, SQ, RQ) of the instance predictions, as panopticapi computes it.
-    cfg.TEST.SEGCONTRAST.PANOPTIC = True
-    # The gap accounting: what fixing each error type would gain in semantic mIoU, instance
-    # mIoU, PQ and mask AP (exact recomputations).
-    cfg.TEST.SEGCONTRAST.ACCOUNTING = True
-    # Panoptic segments: a prediction that would lose more than this fraction of its mask to
-    # higher-scored ones is dropped (Detectron2's combine_semantic_and_instance_outputs).
-    cfg.TEST.SEGCONTRAST.PANOPTIC_OVERLAP_THRESHOLD = 0.5
-    # If set, write ground-truth and predicted panoptic segments here as COCO panoptic PNG +
-    # JSON (one subfolder per dataset), readable by panopticapi and other panoptic tools.
-    cfg.TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR = ""
 
     add_semantic_head_config(cfg)
 
@@ -184,34 +156,10 @@ def validate_segcontrast_config(cfg: CN) -> None:
             "expected a number in [0, 1], or < 0 to disable alpha weighting."
         )
     validate_semantic_head_config(cfg)
-    sc = cfg.TEST.SEGCONTRAST
-    for key in ("MASK_THRESHOLD", "IOU_THRESHOLD"):
-        value = sc.get(key)
-        if not 0 < value < 1:
-            raise ConfigValueError(
-                f"TEST.SEGCONTRAST.{key} = {value!r} is not allowed: expected a number in (0, 1)."
-            )
-    if not 0 <= sc.PANOPTIC_OVERLAP_THRESHOLD <= 1:
-        raise ConfigValueError(
-            f"TEST.SEGCONTRAST.PANOPTIC_OVERLAP_THRESHOLD = {sc.PANOPTIC_OVERLAP_THRESHOLD!r} is "
-            "not allowed: expected a number in [0, 1]."
-        )
-    if sc.PANOPTIC_OUTPUT_DIR and not sc.PANOPTIC:
-        raise ConfigValueError(
-            "TEST.SEGCONTRAST.PANOPTIC_OUTPUT_DIR is set but TEST.SEGCONTRAST.PANOPTIC is "
-            "False: the panoptic segments are only built with PANOPTIC True."
-        )
-    if sc.get("AP_AREA", "mask") not in AP_AREA_VALUES:
-        raise ConfigValueError(
-            f"TEST.SEGCONTRAST.AP_AREA = {sc.AP_AREA!r} is not allowed: expected one of "
-            f"{list(AP_AREA_VALUES)} (mask: Detectron2's COCOEvaluator; box: pycocotools' "
-            "loadRes on results with boxes)."
-        )
-    if not 0 <= sc.SCORE_THRESHOLD < 1:
-        raise ConfigValueError(
-            f"TEST.SEGCONTRAST.SCORE_THRESHOLD = {sc.SCORE_THRESHOLD!r} is not allowed: "
-            "expected a number in [0, 1)."
-        )
+    try:
+        EvalSettings.from_cfg(cfg)
+    except SettingsError as err:
+        raise ConfigValueError(str(err)) from None
     for entry in cfg.DATASETS.COCO:
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             raise ConfigValueError(

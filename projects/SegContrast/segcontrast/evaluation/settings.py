@@ -41,7 +41,10 @@ class EvalSettings:
         iou_threshold: smallest mask IoU of a match (instance metrics, PQ's matching is its own
             0.5 rule), in (0, 1].
         score_threshold: predictions below it are left out of the semantic painting and the
-            instance metrics; COCO mask AP always scores all of them. In [0, 1).
+            instance metrics; COCO mask AP always scores all of them. In [0, 1). Mask R-CNN
+            keeps detections down to ``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` (0.05): painting
+            those would cover the background with low-confidence guesses; 0.5 is Detectron2's
+            own cut-off where it turns instances into a label map (panoptic fusion).
         boundary_iou: compute boundary IoU of the matched pairs.
         boundary_dilation_ratio: boundary band width as a fraction of the image diagonal, > 0.
         panoptic: compute PQ, SQ, RQ of the instance predictions.

@@ -39,7 +39,15 @@ TESTS = {
     "tools": ["tests/tools/test_reliability.py", "tests/engine/test_output_dir_lock.py",
               "tests/engine/test_weights_and_classes.py", "tests/engine/test_logging_setup.py",
               "tests/data/test_ids_names_and_files.py", "tests/data/test_bit_depth.py",
-              "tests/utils/test_known_warnings.py"],
+              "tests/utils/test_known_warnings.py", "tests/tools/test_config_values.py"],
+    # issue 19: nothing a user owns is deleted, no file scored against the wrong images, real
+    # files of every framework score, limits, Ctrl-C
+    "round3": ["tests/tools/test_evaluate_output.py", "tests/tools/test_predict_outputs.py",
+               "tests/tools/test_evaluate_ap_area.py", "tests/evaluation/test_ap_area.py",
+               "tests/tools/test_evaluate_image_matching.py",
+               "tests/evaluation/test_results_images.py",
+               "tests/tools/test_evaluate_real_files.py", "tests/tools/test_input_limits.py",
+               "tests/tools/test_ctrl_c_predict_and_tune.py"],
 }
 
 
@@ -79,6 +87,7 @@ def measure() -> str:
                                 ("--hypothesis-show-statistics",))
         resume, _ = _run(TESTS["resume"], Path(tmp) / "resume.xml")
         tools, _ = _run(TESTS["tools"], Path(tmp) / "tools.xml")
+        round3, _ = _run(TESTS["round3"], Path(tmp) / "round3.xml")
     # Hypothesis' statistics: "- 40 passing, 0 failing, and 0 invalid test cases" per phase.
     examples = sum(int(n) for n in re.findall(r"(\d+) passing,", text))
     failing = sum(int(n) for n in re.findall(r"(\d+) failing,", text))
@@ -102,8 +111,15 @@ def measure() -> str:
         f"- **Bad use of the tools** (unreadable or non-checkpoint weights, an offline model-zoo "
         f"URL, yaml errors, unusable output folders, a schedule past `SOLVER.MAX_ITER`, "
         f"unreadable images, a second run into a busy `OUTPUT_DIR`; reports and notes on stdout "
-        f"and in `log.txt`; class names and ids from the weights): {tools['passed']} of "
-        f"{sum(tools.values())} checks pass.",
+        f"and in `log.txt`; class names and ids from the weights; ints at float keys, flags after "
+        f"the overrides): {tools['passed']} of {sum(tools.values())} checks pass.",
+        f"- **Nothing you own is lost, no file is scored against the wrong images**: "
+        f"`segcontrast evaluate --output` replaces only its own folders (one run at a time, a "
+        f"recoverable swap), `predict` never overwrites an input or a file it did not write, "
+        f"Ctrl-C prints one line and leaves complete files; APs/APm/APl as Detectron2's "
+        f"COCOEvaluator; Ultralytics' file stems, Roboflow's placeholder category, 300 results "
+        f"per image, integral float ids, size limits: {round3['passed']} of "
+        f"{sum(round3.values())} checks pass.",
         f"- **Crash and resume**: `kill -9` of a training run after its second checkpoint, then "
         f"`--resume`, ends at the same final iteration as an uninterrupted run: "
         f"{'passed' if resume['passed'] and not resume['failed'] else 'FAILED'}.",

@@ -23,6 +23,7 @@ LAYERS = (
     ("segcontrast.utils", 0),
     ("segcontrast.data", 1),
     ("segcontrast.evaluation.settings", 2),
+    ("segcontrast.evaluation.catalog", 2),
     ("segcontrast.evaluation.metrics", 2),
     ("segcontrast.evaluation.accounting", 3),
     ("segcontrast.evaluation", 4),
@@ -51,12 +52,27 @@ def _module_name(path: Path, package: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """Ids of the nodes under ``if TYPE_CHECKING:`` (for type checkers; never imported)."""
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                and node.test.id == "TYPE_CHECKING":
+            inside.update(id(n) for child in node.body for n in ast.walk(child))
+    return inside
+
+
 def _imports(path: Path, root: Path) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in a file, functions' included."""
+    """(line, absolute module name) of every import in a file, functions' included (those
+    under ``if TYPE_CHECKING:`` left out: a lazy package ``__init__`` names its faces there)."""
     name = _module_name(path, root)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -172,3 +172,14 @@ def test_overlays_are_drawn_without_matplotlib_too(scored, tmp_path):
     assert not any(m.split(".")[0] == "matplotlib" for m in run["modules"]), run["modules"]
     overlays = sorted((run["out"] / "worst_images").glob("*.png"))
     assert len(overlays) == 2 and overlays[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_api_gives_the_same_sentence_and_names_pq_and_ap_when_asked(scored):
+    from segcontrast import evaluate
+
+    result = evaluate(scored["gt"], scored["results"], score_threshold=0.3)
+    sentence = scored["metrics"]["details"]["explanation"]
+    assert result.explanation == sentence
+    longer = result.explain(also=("PQ", "AP"))
+    assert longer.startswith(sentence[:-1] + "; PQ ")
+    assert "; mask AP loses most to " in longer

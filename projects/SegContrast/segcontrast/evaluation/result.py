@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..data.masks import GroundTruth
 from ..utils.interrupts import interrupts_ignored
 from ..utils.output_folder import new_staging_folder, replace_own_files
 from .catalog import ACCOUNTED, ERROR_TYPE_DEFS, error_type, metric
+from .explanation import explain
 from .ground_truth import GroundTruthSet
 from .metrics.coco_ap import AP_AREA_RULES
 from .records import EvalState, ImageRecord, image_sort_key
@@ -74,6 +76,14 @@ class EvaluationResult:
     def explanation(self) -> str:
         """The sentence that explains the gap between the semantic and the instance scores."""
         return self.summary.details.get("explanation", "")
+
+    def explain(self, also: Sequence[str] = ()) -> str:
+        """The sentence, naming the main causes for further metrics too.
+
+        Args:
+            also: accounting metrics besides semantic and instance mIoU: "PQ", "AP".
+        """
+        return explain(self.summary.results, also=also)
 
     def report(self) -> str:
         """The log's text table (and the AP area rule used, when AP was computed)."""

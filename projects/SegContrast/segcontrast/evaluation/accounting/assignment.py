@@ -10,7 +10,7 @@ type, the first row that applies (docs/EVALUATION.md has the table and worked ex
    not duplicates (a prediction is the piece of the object holding most of it). Fix: replace
    the pieces by their union, with the highest score, where the highest-ranked piece was.
 3. duplicate: a false positive with IoU >= threshold with a matched prediction of its class
-   (the contrast count) or with a matched object of its class. Fix: remove it.
+   (the matching's duplicate flag) or with a matched object of its class. Fix: remove it.
 4. class confusion: a false positive with IoU >= threshold with an object of another class.
    Fix: give it that object's class (the object of highest IoU); removed instead when that
    object is matched already or a higher-ranked confusion takes it (it would be a duplicate).
@@ -34,8 +34,8 @@ a fixed confusion or localisation) or missed. Every count the report prints come
 one assignment (:meth:`ErrorAssignment.outcome_counts`).
 
 "All fixes together" fixes every error at once: one exact copy of each object, in the place of
-the prediction whose fix produces it, nothing else. The fixes themselves are in
-:mod:`.accounting_fixes`.
+the prediction whose fix produces it, nothing else. The fixes themselves are in :mod:`.fixes`;
+the types' names, nouns and meanings in :mod:`..catalog`.
 """
 
 from __future__ import annotations

@@ -60,10 +60,12 @@ def evaluated(tmp_path_factory):
     return out
 
 
-def _shown(value, count):
+def _shown(value, count, signed=False):
     if value is None:
         return "n/a"
-    return f"{value:.0f}" if count else f"{value:.2f}"
+    if count:
+        return f"{value:.0f}"
+    return f"{round(value, 2) + 0.0:+.2f}" if signed else f"{value:.2f}"
 
 
 def test_the_training_evaluator_writes_a_self_contained_report(evaluated):
@@ -98,7 +100,8 @@ def test_every_number_on_the_page_is_the_number_in_metrics_json(evaluated):
         assert exact == ("null" if value is None else repr(value)), (group, key)
         found = metric(group, key)
         count = isinstance(value, int) or (found is not None and found.unit == "count")
-        assert text == _shown(value, count), (group, key, text)
+        signed = found is not None and found.unit == "points"  # a gain: with its sign
+        assert text == _shown(value, count, signed), (group, key, text)
     every = {(g, k) for g, values in metrics.items() if isinstance(values, dict)
              and g not in ("details", "settings") for k in values}
     assert every <= seen, every - seen
@@ -129,8 +132,10 @@ def test_the_page_reads_sentence_scores_error_types_per_class_plots(evaluated):
     sentence = html.escape(metrics["details"]["explanation"])
     order = [page.index(text) for text in (
         sentence, "<h2>Semantic vs instance", "<h2>Error types", "<h2>Per class", "<h2>Plots",
-        "<h2>Worst images", "<h2>Every result group")]
+        "<figcaption>error_types.svg", "<figcaption>per_class_iou.svg",
+        "<figcaption>confusion_matrix.svg", "<h2>Worst images", "<h2>Every result group")]
     assert order == sorted(order)
+    assert "-0.00" not in page
     assert page.index(">PQ<") < page.index("<h2>Error types")  # PQ among the scores
     # the error-type table: one row per type, labelled as in the log and the plots
     table = page[page.index("<h2>Error types"):page.index("<h2>Per class")]

@@ -162,11 +162,17 @@ def test_a_new_set_replaces_the_previous_one_and_leaves_other_files(tmp_path, sy
     (tmp_path / "coco").mkdir()
     (tmp_path / "coco" / "coco_instances_results.json").write_text("[]")
     (tmp_path / "notes.txt").write_text("mine")
-    _run(tmp_path, synthetic)
+    with_accounting = _run(tmp_path, synthetic)
     assert "worst_images" in os.listdir(tmp_path)
-    _run(tmp_path, synthetic, accounting=False, num_worst_images=0)
+    without = _run(tmp_path, synthetic, accounting=False, num_worst_images=0)
     assert not (tmp_path / "worst_images").exists()  # the previous set's, not this one's
     assert "accounting" not in json.loads((tmp_path / "metrics.json").read_text())
+    # the error types' counts come from the assignment, computed with the accounting off too
+    assert without["contrast"] == with_accounting["contrast"]
+    assert sum(without["contrast"][t] for t in ERROR_TYPES) > 0
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Error types" in page and "The gap accounting is off: counts only." in page
+    assert "Error types: counts" in (tmp_path / "error_types.svg").read_text()
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert (tmp_path / "coco" / "coco_instances_results.json").read_text() == "[]"
     manifest = json.loads((tmp_path / ".segcontrast-output.json").read_text())

@@ -106,7 +106,7 @@ def test_eval_only_equals_the_end_of_training(panoptic_run, tiny_data, tiny_conf
         assert again[group] == at_end[group], group
     header = (tmp_path / "inference" / "tiny_val" / "per_image.csv").read_text().splitlines()[0]
     assert header.startswith("image_id,semantic_mIoU,semantic_mIoU_from_instances,")
-    assert "sem mIoU (painted)" in result.stdout + result.stderr
+    assert "| semantic mIoU (painted instances) " in result.stdout + result.stderr
 
 
 def test_threshold_sweep_on_panoptic_fpn_matches_its_evaluation(panoptic_run, tiny_data,

@@ -34,6 +34,7 @@ from ..catalog import (
     metric,
 )
 from ..metrics.coco_ap import AP_AREA_RULES
+from .plots import PLOT_FILES
 from .text import accounting_side_label, coverage_is_partial, coverage_sentence
 
 __all__ = ["AP_RULE", "REPORT_NAME", "render_report", "write_html_report"]
@@ -76,25 +77,34 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _number_text(value: Any, count: bool = False) -> str:
+def _number_text(value: Any, count: bool = False, signed: bool = False) -> str:
+    """Counts without decimals, differences with their sign (never "-0.00"), else 2 decimals."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if count:
         return f"{value:.0f}"
+    if signed:
+        return f"{round(value, 2) + 0.0:+.2f}"
     return f"{value:.2f}"
 
 
 def _cell(value: Any, group: str | None = None, key: str | None = None,
           count: bool = False) -> str:
-    """A numeric table cell; with ``group``/``key`` it names its place in metrics.json."""
+    """A numeric table cell; with ``group``/``key`` it names its place in metrics.json.
+
+    A difference (the catalog's unit "points") is shown with its sign.
+    """
     attrs = ' class="num"'
+    signed = False
     if group is not None and key is not None:
         exact = "null" if value is None else repr(value)
         attrs += (f' data-group="{_esc(group)}" data-key="{_esc(key)}" '
                   f'data-value="{_esc(exact)}"')
-    return f"<td{attrs}>{_esc(_number_text(value, count))}</td>"
+        found = metric(group, key)
+        signed = found is not None and found.unit == "points"
+    return f"<td{attrs}>{_esc(_number_text(value, count, signed))}</td>"
 
 
 def _groups(metrics: dict) -> list[str]:
@@ -307,9 +317,12 @@ def render_report(metrics: dict, plots: list[tuple[str, bytes]],
             + "\n".join(part for part in body if part) + "\n</body></html>\n")
 
 
-def _read_files(pattern: str) -> list[tuple[str, bytes]]:
+def _read_files(pattern: str, first: tuple[str, ...] = ()) -> list[tuple[str, bytes]]:
+    """The files matching ``pattern``: those named in ``first`` in that order, then the rest."""
+    order = {name: i for i, name in enumerate(first)}
     out = []
-    for path in sorted(glob.glob(pattern)):
+    for path in sorted(glob.glob(pattern),
+                       key=lambda p: (order.get(os.path.basename(p), len(order)), p)):
         with open(path, "rb") as f:
             out.append((os.path.basename(path), f.read()))
     return out
@@ -332,7 +345,7 @@ def write_html_report(folder: str) -> str:
     if os.path.isfile(compared):
         with open(compared, encoding="utf-8") as f:
             comparison = json.load(f)
-    page = render_report(metrics, _read_files(os.path.join(folder, "*.svg")),
+    page = render_report(metrics, _read_files(os.path.join(folder, "*.svg"), PLOT_FILES),
                          _read_files(os.path.join(folder, "worst_images", "*.png")), comparison)
     path = os.path.join(folder, REPORT_NAME)
     atomic_write(path, lambda f: f.write(page), mode="w")

@@ -23,8 +23,8 @@ from ...utils import atomic_write
 
 __all__ = ["PLOT_FILES", "plot_class_iou", "plot_confusion", "plot_error_types", "svg_document"]
 
-# The plots' file names, as written next to metrics.json.
-PLOT_FILES = ("per_class_iou.svg", "confusion_matrix.svg", "error_types.svg")
+# The plots' file names, as written next to metrics.json, in the order the report shows them.
+PLOT_FILES = ("error_types.svg", "per_class_iou.svg", "confusion_matrix.svg")
 # Series colours (blue, orange, green, red, purple, brown): distinct on white and in grey.
 _COLOURS = ("#3b6fb6", "#e08a2c", "#4a9a4a", "#c9413c", "#8464a8", "#8c5b48")
 _CHAR = 6.6  # average width of a 12 px sans-serif character, for the margins

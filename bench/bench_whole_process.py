@@ -726,9 +726,9 @@ PARTS = (
          container=True),
     Part("outputs: metrics.json", ("text:write_metrics_json",)),
     Part("outputs: per_image.csv", ("text:write_per_image_csv",)),
-    Part("outputs: plots (per-class IoU, confusion, accounting)",
-         ("plots:plot_class_iou", "plots:plot_confusion", "plots:plot_accounting")),
-    Part(OVERLAYS, ("plots:plot_overlay", "result:EvaluationResult._write_plots"),
+    Part("outputs: plots (SVG: per-class IoU, confusion, error types)",
+         ("plots:plot_class_iou", "plots:plot_confusion", "plots:plot_error_types")),
+    Part(OVERLAYS, ("overlays:plot_overlay", "result:EvaluationResult._write_plots"),
          container=True),
     Part("outputs: report.html", ("html:write_html_report",)),
 )
@@ -873,7 +873,7 @@ def breakdown_child(gt: str, results: str) -> dict:
     import_seconds = time.perf_counter() - start
     start = time.perf_counter()
     import_part_modules(PACKAGE, PARTS)
-    # what the outputs import when they run (matplotlib), taken out of their rows here
+    # what the outputs import when they run (Pillow for the overlays), out of their rows here
     lazy_seconds = time.perf_counter() - start
     clock = PartClock()
     unmatched = install(clock, PARTS, PACKAGE)
@@ -910,7 +910,7 @@ def breakdown_table(results: dict[str, dict], workloads: Sequence[Workload]) -> 
     row("imports of the tool (in this process)",
         [f"{results[w.name]['import_seconds']:.2f}" if not errors[w.name] else
          f"failed: {errors[w.name]}" for w in shown])
-    row("imports the outputs make later (matplotlib), done first here",
+    row("imports the outputs make later (Pillow), done first here",
         [f"{results[w.name]['lazy_import_seconds']:.2f}" if not errors[w.name] else ""
          for w in shown])
     for part in PARTS:

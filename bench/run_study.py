@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+from segcontrast.evaluation import catalog
 from segcontrast.evaluation.metrics.bootstrap import bootstrap_mean_ci, paired_seed_image_ci
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,16 +71,8 @@ VARIANTS = (
 )
 DATASETS = ("shapes", "dsb2018")
 DEFAULT_ITERS = {"shapes": 300, "dsb2018": 400}
-# (group, key, label): the metrics of the tables and bar charts.
-METRICS = (
-    ("segm", "AP", "mask AP"),
-    ("segm", "AP75", "mask AP75"),
-    ("semantic", "mIoU", "semantic mIoU"),
-    ("instance", "mIoU", "instance mIoU"),
-    ("instance", "boundary_IoU", "boundary IoU"),
-    ("contrast", "merged", "merged"),
-    ("contrast", "split", "split"),
-)
+# (group, key, label): the metrics of the tables and bar charts (the catalog's labels).
+METRICS = tuple((group, key, catalog.label(group, key)) for group, key in catalog.STUDY_ROWS)
 # Per-image columns of per_image.csv that get bootstrap confidence intervals.
 PER_IMAGE = (("semantic_mIoU", "semantic mIoU per image"),
              ("instance_mIoU", "instance mIoU per image"))
@@ -344,7 +337,8 @@ def _dataset_section(dataset: str, runs: dict[str, list[dict]], rng,
     seeds = sorted({len(runs[v.name]) for v in variants})
     lines = [f"## {dataset}", "",
              f"Seeds per variant: {', '.join(map(str, seeds))}. Scores on `{dataset}_val` in "
-             "percent (counts for merged/split), mean ± std over seeds, mask threshold 0.5.", "",
+             "percent (counts for merged and split), mean ± std over seeds, mask threshold 0.5.",
+             "",
              "| variant | " + " | ".join(label for _, _, label in METRICS) + " |",
              "|---|" + "---:|" * len(METRICS)]
     for v in variants:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from segcontrast.evaluation import catalog
 
 BOUNDARY_FILE = "semantic_boundary.json"
 BASELINE = "sem_ce"
@@ -210,7 +211,7 @@ def _plot(dataset: str, figures: Path, variants: list, runs: dict, instance: lis
     groups = [runs[v.name] for v in variants] + ([instance] if instance else [])
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     for ax, (title, value) in zip(axes[:2], (
-            ("semantic mIoU", lambda r: r["metrics"]["semantic"]["mIoU"]),
+            (catalog.label("semantic", "mIoU"), lambda r: r["metrics"]["semantic"]["mIoU"]),
             ("semantic boundary IoU", run_boundary_miou)), strict=True):
         stats = [_over_seeds([value(r) for r in g]) for g in groups]
         ax.bar(range(len(names)), [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=3,
@@ -410,8 +411,10 @@ def _versus_lines(dataset: str, semantic: list[dict] | None, instance: list[dict
         "The same val images; the instance model's semantic map is its confident instances "
         "painted as labels (the evaluator's rule). Mean ± std over seeds; per-image columns with "
         "bootstrap 95% CIs.", "",
-        "| model | semantic mIoU | semantic mIoU per image [95% CI] | boundary IoU | "
-        "instance mIoU | merged | split |", "|---|---:|---:|---:|---:|---:|---:|"]
+        f"| model | {catalog.label('semantic', 'mIoU')} | "
+        f"{catalog.label('semantic', 'mIoU_per_image')} [95% CI] | boundary IoU | "
+        f"{catalog.label('instance', 'mIoU')} | {catalog.label('contrast', 'merged')} | "
+        f"{catalog.label('contrast', 'split')} |", "|---|---:|---:|---:|---:|---:|---:|"]
     for label, group in rows:
         has_instances = "instance" in group[0]["metrics"]
         cells = [_fmt(_over_seeds([r["metrics"]["semantic"]["mIoU"] for r in group])),

@@ -23,6 +23,7 @@ LAYERS = (
     ("segcontrast.utils", 0),
     ("segcontrast.data", 1),
     ("segcontrast.evaluation.settings", 2),
+    ("segcontrast.evaluation.catalog", 2),
     ("segcontrast.evaluation.metrics", 2),
     ("segcontrast.evaluation.accounting", 3),
     ("segcontrast.evaluation", 4),

@@ -27,30 +27,16 @@ import sys
 import time
 from pathlib import Path
 
+from segcontrast.evaluation import catalog
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/shapes/mask_rcnn_focal.yaml"
 DATASET_ROOT = Path("datasets/generated")
 README_START = "<!-- demo:results:start -->"
 README_END = "<!-- demo:results:end -->"
 
-# (group, metric, label) rows of the side-by-side table.
-ROWS = (
-    ("semantic", "mIoU", "semantic mIoU"),
-    ("semantic", "mIoU_per_image", "semantic mIoU (per-image mean)"),
-    ("instance", "mIoU", "instance mIoU (missed = 0)"),
-    ("instance", "matched_mIoU", "instance mIoU (matched pairs)"),
-    ("instance", "F1", "instance F1 @ IoU 0.5"),
-    ("instance", "boundary_IoU", "boundary IoU"),
-    ("segm", "AP", "mask AP"),
-    ("segm", "AP50", "mask AP50"),
-    ("segm", "AP75", "mask AP75"),
-    ("panoptic", "PQ", "PQ (things)"),
-    ("panoptic", "SQ", "SQ"),
-    ("panoptic", "RQ", "RQ"),
-    ("contrast", "merged", "merged predictions (count)"),
-    ("contrast", "split", "split GT instances (count)"),
-    ("contrast", "missed", "missed GT instances (count)"),
-)
+# (group, metric, label) rows of the side-by-side table: the catalog's.
+ROWS = tuple((group, key, catalog.label(group, key)) for group, key in catalog.DEMO_ROWS)
 
 
 def run(cmd: list[str]) -> None:
@@ -84,7 +70,8 @@ def format_table(untrained: dict, trained: dict) -> str:
             if value is None:
                 values.append("n/a")
             else:
-                values.append(f"{value:.0f}" if group == "contrast" else f"{value:.1f}")
+                values.append(f"{value:.0f}" if catalog.metric(group, key).is_count
+                              else f"{value:.1f}")
         lines.append(f"| {label} | {values[0]} | {values[1]} |")
     return "\n".join(lines)
 
@@ -124,14 +111,12 @@ def main() -> int:
     trained = load_metrics(out / "eval")
     table = format_table(load_metrics(out / "untrained"), trained)
     explanation = trained.get("details", {}).get("explanation", "")
-    accounting = trained.get("details", {}).get("accounting", {}).get("sentence", "")
     minutes = (time.time() - started) / 60
     summary = (
         f"`make demo` (`python tools/demo.py`), {CONFIG}, on {os.cpu_count()} CPU cores "
         f"({platform.processor() or platform.machine()}), {minutes:.1f} min in all "
         "(data generation, untrained baseline, training, evaluation, overlays). "
         "Scores on `shapes_val`, in percent except counts:\n\n" + table
-        + (f"\n\nThe gap accounting of the trained model: {accounting}" if accounting else "")
         + (f"\n\nThe evaluator's reading of the trained model: {explanation}"
            if explanation else "")
     )

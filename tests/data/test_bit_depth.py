@@ -13,7 +13,7 @@ from segcontrast.config import add_segcontrast_config
 from segcontrast.data import validate_coco_file
 from segcontrast.datasets import SegContrastDatasetMapper
 from segcontrast.datasets.image_reader import read_image
-from segcontrast.evaluation.report import plots
+from segcontrast.evaluation.report import overlays
 
 H, W = 24, 32
 
@@ -102,5 +102,5 @@ def test_the_mapper_feeds_training_and_evaluation_the_same_pixels(files):
 
 def test_evaluation_overlays_draw_the_image_as_training_reads_it(files):
     for name in CASES:
-        background = plots._load_rgb(str(files / name), H, W)
+        background = overlays._load_rgb(str(files / name), H, W)
         assert np.array_equal(background, read_image(str(files / name), "RGB")), name

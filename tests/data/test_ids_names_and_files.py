@@ -24,7 +24,7 @@ from segcontrast.datasets import SegContrastDatasetMapper, register_coco_dataset
 from segcontrast.datasets.coco import unregister_coco_dataset
 from segcontrast.engine.evaluator import SegContrastEvaluator
 from segcontrast.engine.trainer import _coco_evaluator
-from segcontrast.evaluation.report import plots
+from segcontrast.evaluation.report import overlays
 
 H, W = 40, 48
 # (image id, category id, y0, x0, y1, x1); category ids 7 and 3 (contiguous 1 and 0).
@@ -263,7 +263,7 @@ def test_evaluator_errors_and_worst_image_titles_name_the_file(folder, registere
         evaluator.process([{"image_id": 1}], [small])
 
     titles = []
-    monkeypatch.setattr(plots, "plot_overlay", lambda *args: titles.append(args[-1]))
+    monkeypatch.setattr(overlays, "plot_overlay", lambda *args: titles.append(args[-1]))
     evaluator = SegContrastEvaluator(name, str(tmp_path / "eval"), distributed=False,
                                      num_worst_images=2, score_threshold=0.0)
     for image_id in (1, 2):

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import segcontrast.evaluation.report.plots  # noqa: F401  (imported once, before the fork)
+import segcontrast.evaluation.report.overlays  # noqa: F401  (imported once, before the fork)
 import torch
 import torch.multiprocessing as mp
 from detectron2.utils import comm

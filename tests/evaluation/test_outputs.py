@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from detectron2.evaluation.testing import flatten_results_dict
 from PIL import Image
 from segcontrast import add_segcontrast_config
 from segcontrast.engine.evaluator import SegContrastEvaluator, build_segcontrast_evaluator
+from segcontrast.evaluation.catalog import ERROR_TYPES
 from segcontrast.evaluation.metrics.semantic import paint_semantic_prediction
 
 from tests.evaluation.helpers import box_mask, evaluate, image_dict, instances, register
@@ -38,8 +40,8 @@ def synthetic():
 def _run(tmp_path, synthetic, **kwargs):
     dicts, preds = synthetic
     kwargs.setdefault("score_threshold", 0.0)
-    ev = SegContrastEvaluator("segcontrast_test_outputs", str(tmp_path), num_worst_images=3,
-                              **kwargs)
+    kwargs.setdefault("num_worst_images", 3)
+    ev = SegContrastEvaluator("segcontrast_test_outputs", str(tmp_path), **kwargs)
     ev.reset()
     for d in dicts:
         ev.process(
@@ -68,7 +70,7 @@ def test_results_are_floats_only_and_work_with_detectron2(tmp_path, synthetic, c
         assert key in res["instance"]
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP-class0"):
         assert key in res["segm"]
-    for key in ("merged", "split", "duplicates", "class_confusions", "missed", "false_positives"):
+    for key in ("matched", "false_positives", *ERROR_TYPES):
         assert key in res["contrast"]
     for key in ("PQ", "SQ", "RQ", "PQ_all", "SQ_all", "RQ_all", "PQ-class0", "PQ-background"):
         assert key in res["panoptic"]
@@ -85,12 +87,12 @@ def test_output_files(tmp_path, synthetic, caplog):
     assert {
         "metrics.json",
         "per_image.csv",
-        "per_class_iou.png",
-        "confusion_matrix.png",
-        "accounting.png",
+        "per_class_iou.svg",
+        "confusion_matrix.svg",
+        "error_types.svg",
         "worst_images",
     } <= set(names)
-    assert not [n for n in names if n.startswith(".tmp-")]
+    assert not [n for n in names if n.startswith(".tmp-") or n.endswith(".png")]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["segm"]["AP"] == pytest.approx(res["segm"]["AP"])
     assert set(metrics["details"]["absent_class_rules"]) == {
@@ -104,39 +106,26 @@ def test_output_files(tmp_path, synthetic, caplog):
     with open(tmp_path / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 8
-    for column in (
-        "image_id",
-        "semantic_mIoU",
-        "instance_mIoU",
-        "n_gt",
-        "n_pred",
-        "merged",
-        "split",
-    ):
-        assert column in rows[0]
-    assert sum(int(r["merged"]) for r in rows) == res["contrast"]["merged"]
+    assert list(rows[0]) == ["image_id", "semantic_mIoU", "instance_mIoU", "n_gt", "n_crowd",
+                             "n_pred", "matched", "false_positives", *ERROR_TYPES]
+    for key in ("matched", "false_positives", *ERROR_TYPES):
+        assert sum(int(r[key]) for r in rows) == res["contrast"][key], key
     overlays = sorted(os.listdir(tmp_path / "worst_images"))
     assert len(overlays) == 3
-    for png in [
-        "per_class_iou.png",
-        "confusion_matrix.png",
-        "accounting.png",
-        os.path.join("worst_images", overlays[0]),
-    ]:
-        with Image.open(tmp_path / png) as im:
-            assert im.size[0] > 100
+    with Image.open(tmp_path / "worst_images" / overlays[0]) as im:
+        assert im.format == "PNG" and im.size[0] > 100
+    for svg in ("per_class_iou.svg", "confusion_matrix.svg", "error_types.svg"):
+        root = ElementTree.parse(tmp_path / svg).getroot()  # well-formed XML
+        assert root.tag == "{http://www.w3.org/2000/svg}svg" and float(root.get("width")) > 100
     report = caplog.text
-    assert "Per class, semantic vs instance" in report
-    assert "Where they disagree" in report
-    assert "Only the instance side sees" in report or "No merges" in report
-    # the report opens with the accounting's sentence, then has the PQ and accounting tables
-    sentence = metrics["details"]["accounting"]["sentence"]
-    first = report.index("SegContrast evaluation of")
-    assert report.index(sentence) < report.index("Per class, semantic vs instance") and (
-        first < report.index(sentence))
-    assert "Panoptic quality" in report and "Gap accounting" in report
-    for row in ("merged", "mask_quality", "missed", "low_score", "all"):
-        assert f"| {row}" in report
+    # the order every report reads in: sentence, scores, error types, per class
+    sentence = metrics["details"]["explanation"]
+    order = [report.index(text) for text in (
+        "SegContrast evaluation of", sentence, "Scores, semantic vs instance",
+        "Error types", "Per class, semantic vs instance", "Panoptic quality")]
+    assert order == sorted(order)
+    for row in (*ERROR_TYPES, "all"):
+        assert f"| {row} " in report
     rows = {r["error"]: r for r in metrics["details"]["accounting"]["rows"]}
     assert rows["all"]["delta_AP"] == pytest.approx(res["accounting"]["delta_AP-all"])
     assert len(metrics["details"]["panoptic_per_class"]) == 11
@@ -156,12 +145,12 @@ def test_an_interrupt_while_writing_leaves_the_previous_set_complete(tmp_path, s
     before = _files(tmp_path)
     assert {"metrics.json", "report.html", "per_image.csv"} <= set(before)
 
-    from segcontrast.evaluation.report import plots
+    from segcontrast.evaluation.report import overlays
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "plot_overlay", interrupted)
+    monkeypatch.setattr(overlays, "plot_overlay", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, synthetic, iou_threshold=0.75)
     assert _files(tmp_path) == before  # the previous set, every file as it was
@@ -173,18 +162,24 @@ def test_a_new_set_replaces_the_previous_one_and_leaves_other_files(tmp_path, sy
     (tmp_path / "coco").mkdir()
     (tmp_path / "coco" / "coco_instances_results.json").write_text("[]")
     (tmp_path / "notes.txt").write_text("mine")
-    _run(tmp_path, synthetic)
-    assert (tmp_path / "accounting.png").is_file()
-    _run(tmp_path, synthetic, accounting=False)
-    assert not (tmp_path / "accounting.png").exists()  # the previous set's, not this one's
+    with_accounting = _run(tmp_path, synthetic)
+    assert "worst_images" in os.listdir(tmp_path)
+    without = _run(tmp_path, synthetic, accounting=False, num_worst_images=0)
+    assert not (tmp_path / "worst_images").exists()  # the previous set's, not this one's
     assert "accounting" not in json.loads((tmp_path / "metrics.json").read_text())
+    # the error types' counts come from the assignment, computed with the accounting off too
+    assert without["contrast"] == with_accounting["contrast"]
+    assert sum(without["contrast"][t] for t in ERROR_TYPES) > 0
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Error types" in page and "The gap accounting is off: counts only." in page
+    assert "Error types: counts" in (tmp_path / "error_types.svg").read_text()
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert (tmp_path / "coco" / "coco_instances_results.json").read_text() == "[]"
     manifest = json.loads((tmp_path / ".segcontrast-output.json").read_text())
     assert manifest["tool"] == "SegContrastEvaluator"
     listed = {e.split("/")[0] for e in manifest["entries"]}
-    assert listed == {"metrics.json", "per_image.csv", "per_class_iou.png",
-                      "confusion_matrix.png", "worst_images", "report.html"}
+    assert listed == {"metrics.json", "per_image.csv", "per_class_iou.svg",
+                      "confusion_matrix.svg", "error_types.svg", "report.html"}
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".segcontrast-")
                 and p != ".segcontrast-output.json"]
 

@@ -79,7 +79,8 @@ def test_semantic_model_gets_the_semantic_group_only(tmp_path, caplog):
     assert res["semantic"]["mIoU"] == pytest.approx(_numpy_miou(dicts, logits)[0], abs=1e-9)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "need instance predictions" in metrics["details"]["explanation"]
-    assert (tmp_path / "per_class_iou.png").stat().st_size > 0
+    assert (tmp_path / "per_class_iou.svg").stat().st_size > 0
+    assert not (tmp_path / "error_types.svg").exists()  # no instances: no error types
     assert not list(tmp_path.glob("worst_*.png"))
     report = caplog.text
     assert "instance IoU" not in report and "need instance predictions" in report

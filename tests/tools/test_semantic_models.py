@@ -90,10 +90,10 @@ def test_panoptic_fpn_trains_checkpoints_and_reports_both_semantic_columns(panop
     assert metrics["contrast"]["predictions"] > 0  # the instance side has something to score
     assert metrics["semantic"] != metrics["semantic_from_instances"]
     log = (out / "log.txt").read_text()
-    assert "sem mIoU (head)" in log and "sem mIoU (painted)" in log
+    assert "| semantic mIoU " in log and "| semantic mIoU (painted instances) " in log
     assert "semantic IoU (painted instances)" in log
     plots = out / "inference" / "tiny_val"
-    assert (plots / "per_class_iou.png").stat().st_size > 0
+    assert "semantic IoU (painted instances)" in (plots / "per_class_iou.svg").read_text()
 
 
 def test_eval_only_equals_the_end_of_training(panoptic_run, tiny_data, tiny_config, tmp_path):
@@ -106,7 +106,7 @@ def test_eval_only_equals_the_end_of_training(panoptic_run, tiny_data, tiny_conf
         assert again[group] == at_end[group], group
     header = (tmp_path / "inference" / "tiny_val" / "per_image.csv").read_text().splitlines()[0]
     assert header.startswith("image_id,semantic_mIoU,semantic_mIoU_from_instances,")
-    assert "sem mIoU (painted)" in result.stdout + result.stderr
+    assert "| semantic mIoU (painted instances) " in result.stdout + result.stderr
 
 
 def test_threshold_sweep_on_panoptic_fpn_matches_its_evaluation(panoptic_run, tiny_data,

@@ -124,10 +124,10 @@ def test_eval_only_on_final_weights_equals_end_of_training(trained_run, weights_
     at_end, again = _contrast_metrics(out), _contrast_metrics(again_dir)
     for group in ("semantic", "instance", "segm", "contrast", "panoptic", "accounting"):
         assert again[group] == at_end[group], group
-    # the log opens the report with the accounting's sentence and has the PQ table
+    # the log opens the report with the sentence and has the error-type and PQ tables
     log = (again_dir / "log.txt").read_text()
-    assert again["details"]["accounting"]["sentence"] in log
-    assert "Panoptic quality" in log and "Gap accounting" in log
+    assert again["details"]["explanation"] in log
+    assert "Panoptic quality" in log and "Error types" in log
     # --panoptic-out: COCO panoptic files that panopticapi scores as the evaluator did
     folder = again_dir.parent / "panoptic" / "tiny_val"
     gt_json = json.loads((folder / "panoptic_gt.json").read_text())

@@ -25,6 +25,7 @@ from detectron2.evaluation.evaluator import inference_context
 from detectron2.structures import Instances
 from tqdm import tqdm
 
+from ..evaluation import catalog
 from ..modeling.postprocessing import RawOutputs, postprocess_at_threshold, raw_outputs
 from ..utils import atomic_write
 from .evaluator import SegContrastEvaluator
@@ -34,14 +35,9 @@ __all__ = ["DEFAULT_THRESHOLDS", "SweepResult", "sweep_mask_thresholds", "write_
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
-# (group, key, label) of the metrics shown for each threshold.
-SWEEP_METRICS = (
-    ("segm", "AP", "mask AP"),
-    ("segm", "AP75", "mask AP75"),
-    ("semantic", "mIoU", "semantic mIoU"),
-    ("instance", "mIoU", "instance mIoU"),
-    ("instance", "boundary_IoU", "boundary IoU"),
-)
+# (group, key, label) of the metrics shown for each threshold (the catalog's labels).
+SWEEP_METRICS = tuple((group, key, catalog.label(group, key))
+                      for group, key in catalog.SWEEP_ROWS)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import catalog
 from .metrics.bootstrap import DEFAULT_SAMPLES, percentile_ci, resample_weights
 from .metrics.coco_ap import coco_ap_matches, weighted_ap
 from .records import EvalState, image_sort_key
@@ -25,16 +26,10 @@ from .summary import CONTRAST_COUNTS
 __all__ = ["HEADLINE_METRICS", "Comparison", "ComparisonRow", "compare_states",
            "resampled_metrics"]
 
-# (group, key, label) of every compared metric; counts are the contrast group's.
-HEADLINE_METRICS = (
-    ("semantic", "mIoU", "semantic mIoU"),
-    ("semantic_from_instances", "mIoU", "semantic mIoU (painted instances)"),
-    ("instance", "mIoU", "instance mIoU"),
-    ("segm", "AP", "mask AP"),
-    ("segm", "AP50", "mask AP50"),
-    ("instance", "boundary_IoU", "boundary IoU"),
-    *(("contrast", key, key.replace("_", " ")) for key in CONTRAST_COUNTS),
-)
+# (group, key, label) of every compared metric (the catalog's); counts are the contrast
+# group's, from the error assignment.
+HEADLINE_METRICS = tuple((group, key, catalog.label(group, key))
+                         for group, key in catalog.COMPARED)
 
 
 @dataclass
@@ -160,7 +155,8 @@ def _ordered(state: EvalState) -> EvalState:
 
 def _sentence(rows: list[ComparisonRow], num_images: int, samples: int) -> str:
     def shown(r: ComparisonRow) -> str:
-        digits = 0 if r.group == "contrast" else 1
+        found = catalog.metric(r.group, r.key)
+        digits = 0 if found is not None and found.is_count else 1
         return (f"{r.label} {r.delta:+.{digits}f} [{r.low:+.{digits}f}, {r.high:+.{digits}f}]")
 
     found = [r for r in rows if r.differs]

@@ -189,19 +189,10 @@ def evaluate_image(
     if boundary_dilation is not None and len(match.pred_index):
         pairs = np.stack([match.pred_index, match.gt_index], axis=1)
         boundary[match.gt_index] = boundary_iou_pairs(kept, gt_regular, pairs, boundary_dilation)
-    counts = {
-        "n_gt": len(regular),
-        "n_crowd": len(crowd),
-        "n_pred": len(keep),
-        "matched": len(match.pred_index),
-        "missed": match.missed,
-        "false_positives": match.false_positives,
-        "ignored": int(np.count_nonzero(match.pred_ignored)),
-        "merged": match.merged,
-        "split": match.split,
-        "duplicates": match.duplicates,
-        "class_confusions": match.class_confusions,
-    }
+    # Every count of the image comes from the one error assignment (cheap: the matching's
+    # intersections); the fixed variants' deltas below only when the accounting is on.
+    errors = inst.errors(pred, iou_threshold)
+    counts = errors.outcome_counts(len(crowd))
     pan_gt = pan_pred = pq = None
     if pred.has_instances and (panoptic or accounting):
         pan_gt = gt_segments(gt) if panoptic else None
@@ -210,7 +201,6 @@ def evaluate_image(
             pq = panoptic_stats(pred.classes[keep] + 1, pan_pred, pan_gt, num_classes + 1)
     accounting_record, accounting_confusion = None, {}
     if pred.has_instances and accounting:
-        errors = inst.errors(pred, iou_threshold)
         context = ImageContext(
             gt=gt, regular=regular, gt_labels=gt_labels, painted=painted_labels, iou=iou,
             gt_iou=match.gt_iou, pan_gt=pan_gt, pan_pred=pan_pred, pq=pq, num_classes=num_classes,

@@ -50,8 +50,9 @@ class ImageRecord:
         instance_miou: mean IoU of its non-crowd instances, missed = 0 (NaN if none, or when the
             model gave no instances).
         has_instances: whether the model gave instances (False for a semantic model).
-        counts: ``n_gt, n_crowd, n_pred, matched, missed, false_positives, ignored, merged,
-            split, duplicates, class_confusions``.
+        counts: ``n_gt, n_crowd, n_pred, matched, false_positives`` and each error type's
+            count (``catalog.ERROR_TYPES``), all from the image's error assignment
+            (:meth:`~.accounting.assignment.ErrorAssignment.outcome_counts`).
         gt_classes: (G,) int16 classes of the non-crowd instances.
         gt_iou: (G,) float64 IoU with the matched prediction, 0 when missed.
         gt_boundary_iou: (G,) float64 boundary IoU of matched instances, NaN otherwise.

@@ -13,22 +13,31 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..data.masks import GroundTruth
 from ..utils.interrupts import interrupts_ignored
 from ..utils.output_folder import new_staging_folder, replace_own_files
+from .catalog import ACCOUNTED, ERROR_TYPE_DEFS, error_type, metric
+from .explanation import explain
 from .ground_truth import GroundTruthSet
 from .metrics.coco_ap import AP_AREA_RULES
-from .records import EvalState, image_sort_key
+from .records import EvalState, ImageRecord, image_sort_key
 from .report.html import write_html_report
 from .report.panoptic_files import category_ids, write_panoptic_json
-from .report.text import format_report, metrics_document, write_metrics_json, write_per_image_csv
+from .report.text import (
+    accounting_side_label,
+    format_report,
+    metrics_document,
+    write_metrics_json,
+    write_per_image_csv,
+)
 from .settings import EvalSettings
 from .summary import Summary
 
-__all__ = ["SAVE_WRITER", "EvaluationResult"]
+__all__ = ["SAVE_WRITER", "EvaluationResult", "overlay_title"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +75,15 @@ class EvaluationResult:
     @property
     def explanation(self) -> str:
         """The sentence that explains the gap between the semantic and the instance scores."""
-        accounting = self.summary.details.get("accounting") or {}
-        return accounting.get("sentence") or self.summary.details.get("explanation", "")
+        return self.summary.details.get("explanation", "")
+
+    def explain(self, also: Sequence[str] = ()) -> str:
+        """The sentence, naming the main causes for further metrics too.
+
+        Args:
+            also: accounting metrics besides semantic and instance mIoU: "PQ", "AP".
+        """
+        return explain(self.summary.results, also=also)
 
     def report(self) -> str:
         """The log's text table (and the AP area rule used, when AP was computed)."""
@@ -148,27 +164,29 @@ class EvaluationResult:
                     len(images), folder)
 
     def _write_plots(self, out: str, overlays: bool) -> None:
-        from .report import plots  # matplotlib only when plots are written
+        from .report import plots  # the SVG charts: no plotting library
 
         names = self.ground_truth.class_names
         res = self.summary.results
-        two = "semantic_from_instances" in res
-        series = [("semantic IoU (semantic head)" if two else "semantic IoU",
-                   [res["semantic"][f"IoU-{n}"] for n in names])]
-        if two:
-            series.append(("semantic IoU (painted instances)",
-                           [res["semantic_from_instances"][f"IoU-{n}"] for n in names]))
-        if "instance" in res:
-            series.append(("instance IoU (missed = 0)",
-                           [res["instance"][f"IoU-{n}"] for n in names]))
-        plots.plot_class_iou(os.path.join(out, "per_class_iou.png"), names, series)
-        plots.plot_confusion(os.path.join(out, "confusion_matrix.png"),
+        series = [(metric(group, "IoU-<class>").label, [res[group][f"IoU-{n}"] for n in names])
+                  for group in ("semantic", "semantic_from_instances", "instance")
+                  if group in res]
+        plots.plot_class_iou(os.path.join(out, "per_class_iou.svg"), names, series)
+        plots.plot_confusion(os.path.join(out, "confusion_matrix.svg"),
                              ["background", *names], self.state.confusion)
-        if "accounting" in self.summary.details:
-            plots.plot_accounting(os.path.join(out, "accounting.png"),
-                                  self.summary.details["accounting"]["rows"])
+        if "contrast" in res:
+            counts, acc = res["contrast"], res.get("accounting")
+            rows = [(d.name, int(counts[d.name]), d.counted) for d in ERROR_TYPE_DEFS]
+            gains = None
+            if acc:
+                gains = [(accounting_side_label(self.summary.details, key),
+                          [acc[f"delta_{key}-{d.name}"] for d in ERROR_TYPE_DEFS])
+                         for key, _ in ACCOUNTED if key in acc]
+            plots.plot_error_types(os.path.join(out, "error_types.svg"), rows, gains)
         if not overlays:
             return
+        from .report import overlays as drawn  # Pillow, only for the worst images
+
         records = {image_sort_key(r.image_id): r for r in self.state.images}
         for rank, worst in enumerate(self.state.worst):
             record = records.get(image_sort_key(worst.image_id))
@@ -176,19 +194,24 @@ class EvaluationResult:
                 continue
             gt = GroundTruth.from_dataset_dict(self.ground_truth.records[worst.image_id],
                                                len(names))
-            c = record.counts
-            title = (
-                f"{os.path.basename(record.file_name) or '?'} (image {worst.image_id}): "
-                f"instance mIoU {_pct_text(record.instance_miou)}, "
-                f"semantic mIoU {_pct_text(record.semantic_miou)}; merged {c['merged']}, "
-                f"split {c['split']}, missed {c['missed']}, false positives "
-                f"{c['false_positives']}"
-            )
-            plots.plot_overlay(
-                os.path.join(out, plots.overlay_name(rank, worst.image_id)), record.file_name,
+            drawn.plot_overlay(
+                os.path.join(out, drawn.overlay_name(rank, worst.image_id)), record.file_name,
                 gt.masks, gt.classes, gt.crowd, worst.masks(record.height, record.width),
-                worst.classes, len(names), title,
+                worst.classes, len(names), overlay_title(record, worst.image_id),
             )
+
+
+def overlay_title(record: ImageRecord, image_id: Any) -> str:
+    """The line over a worst image's overlay: its file, its two mIoUs, its error counts."""
+    c = record.counts
+    errors = ", ".join(error_type(d.name).noun(c[d.name]) for d in ERROR_TYPE_DEFS
+                       if c.get(d.name) and d.name != "low_score")
+    return (
+        f"{os.path.basename(record.file_name) or '?'} (image {image_id}): "
+        f"instance mIoU {_pct_text(record.instance_miou)}, "
+        f"semantic mIoU {_pct_text(record.semantic_miou)}; "
+        + (errors or "no errors")
+    )
 
 
 def _pct_text(value: float) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from .accounting.dataset_deltas import accounting_results, panoptic_matrix
-from .explanation import explain, explain_accounting
+from .catalog import ERROR_TYPES
+from .explanation import explain
 from .metrics.coco_ap import MatchedDetections, accumulate, ground_truth_counts, match_detections
 from .metrics.panoptic import FN, FP, TP, panoptic_scores
 from .metrics.semantic import SemanticScores, semantic_scores
@@ -34,16 +35,9 @@ __all__ = [
     "summarize",
 ]
 
-CONTRAST_COUNTS = (
-    "merged",
-    "split",
-    "duplicates",
-    "class_confusions",
-    "missed",
-    "false_positives",
-    "matched",
-    "ignored",
-)
+# Per image and summed: matched pairs and false positives (not error types), then every error
+# type's count; all from the images' error assignments.
+CONTRAST_COUNTS = ("matched", "false_positives", *ERROR_TYPES)
 
 
 @dataclass
@@ -214,7 +208,11 @@ def panoptic_group(stats: np.ndarray, names: Sequence[str]) -> tuple[OrderedDict
 
 def contrast_group(counts: dict[str, int], num_images: int, sem: SemanticScores,
                    instance_absent: list[int], instance_only_predicted: list[int]) -> OrderedDict:
-    """The "contrast" results: the counts that explain where the two views disagree."""
+    """The "contrast" results: every count, from the images' error assignments.
+
+    Matched pairs and false positives, each error type's count (the accounting's rows, the
+    same numbers as its ``count-<type>``), then the sizes and the absent-class counts.
+    """
     group: OrderedDict[str, float] = OrderedDict()
     for key in CONTRAST_COUNTS:
         group[key] = float(counts.get(key, 0))
@@ -297,7 +295,6 @@ def summarize(
         results["accounting"], extra["accounting"] = accounting_results(
             state, names, with_pq=with_pq, matched=matched
         )
-        extra["accounting"]["sentence"] = explain_accounting(results)
     matched = arrays.gt_iou > 0
     per_class = []
     for k, name in enumerate(names):

@@ -10,7 +10,7 @@ type, the first row that applies (docs/EVALUATION.md has the table and worked ex
    not duplicates (a prediction is the piece of the object holding most of it). Fix: replace
    the pieces by their union, with the highest score, where the highest-ranked piece was.
 3. duplicate: a false positive with IoU >= threshold with a matched prediction of its class
-   (the contrast count) or with a matched object of its class. Fix: remove it.
+   (the matching's duplicate flag) or with a matched object of its class. Fix: remove it.
 4. class confusion: a false positive with IoU >= threshold with an object of another class.
    Fix: give it that object's class (the object of highest IoU); removed instead when that
    object is matched already or a higher-ranked confusion takes it (it would be a duplicate).
@@ -23,12 +23,19 @@ type, the first row that applies (docs/EVALUATION.md has the table and worked ex
    prediction of score 1.
 8. background: any other false positive (IoU < 0.1 with every object of its class, < threshold
    with every other). Fix: remove it.
-9. in crowd: a prediction ignored in a crowd region of its class. Fix: remove it.
+9. in crowd: a prediction ignored in a crowd region of its class. Fix: remove it. The matching
+   leaves such a prediction out, so it is never merged or a split piece: every prediction the
+   matching ignores is ``in_crowd``.
 10. low score: a prediction below the score threshold (only AP sees it). Fix: remove it.
 
+Every kept prediction gets one row, or none when it is matched with IoU 1; every object is
+matched, split, explained by a prediction's row (covered by a merged prediction, the target of
+a fixed confusion or localisation) or missed. Every count the report prints comes from this
+one assignment (:meth:`ErrorAssignment.outcome_counts`).
+
 "All fixes together" fixes every error at once: one exact copy of each object, in the place of
-the prediction whose fix produces it, nothing else. The fixes themselves are in
-:mod:`.accounting_fixes`.
+the prediction whose fix produces it, nothing else. The fixes themselves are in :mod:`.fixes`;
+the types' names, nouns and meanings in :mod:`..catalog`.
 """
 
 from __future__ import annotations
@@ -37,23 +44,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..catalog import ERROR_TYPES
 from ..metrics.instance import InstanceMatch
 from ..metrics.panoptic import rank_order
 
 __all__ = ["ALL", "ERROR_TYPES", "LOCALISATION_IOU", "ErrorAssignment", "assign_errors"]
 
-ERROR_TYPES = (
-    "merged",
-    "split",
-    "duplicate",
-    "class_confusion",
-    "localisation",
-    "mask_quality",
-    "missed",
-    "background",
-    "in_crowd",
-    "low_score",
-)
 (MERGED, SPLIT, DUPLICATE, CONFUSION, LOCALISATION, MASK_QUALITY, MISSED, BACKGROUND,
  IN_CROWD, LOW_SCORE) = range(len(ERROR_TYPES))
 ALL = len(ERROR_TYPES)  # the variant index of "all fixes together"
@@ -90,6 +86,28 @@ class ErrorAssignment:
     gt_missed: np.ndarray
     counts: np.ndarray
     pred_match: np.ndarray
+
+    def outcome_counts(self, num_crowd: int = 0) -> dict[str, int]:
+        """The image's counts: sizes, matched pairs, false positives, and each row's count.
+
+        Args:
+            num_crowd: the image's crowd regions (only reported).
+
+        Returns:
+            ``n_gt, n_crowd, n_pred, matched, false_positives`` and one entry per error type
+            (``ERROR_TYPES``), all from this assignment.
+        """
+        unmatched = int(np.count_nonzero(self.pred_match < 0))
+        counts = {
+            "n_gt": int(len(self.gt_missed)),
+            "n_crowd": int(num_crowd),
+            "n_pred": int(len(self.pred_type)),
+            "matched": int(len(self.pred_type)) - unmatched,
+            # every ignored prediction is in_crowd (module docstring)
+            "false_positives": unmatched - int(self.counts[IN_CROWD]),
+        }
+        counts.update((name, int(self.counts[i])) for i, name in enumerate(ERROR_TYPES))
+        return counts
 
 
 def _first_per_target(index: np.ndarray, targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -141,14 +159,15 @@ def assign_errors(
     kind = np.full(n, -1, np.int64)
     target = np.full(n, -1, np.int64)
 
+    ignored = match.pred_ignored
     covers = (2 * inter > gt_areas[None, :]) & same & (inter > 0)
-    merged = covers.sum(axis=1) >= 2
+    merged = (covers.sum(axis=1) >= 2) & ~ignored
     kind[merged] = MERGED
     merged_objects = [np.flatnonzero(covers[i]) if merged[i] else np.zeros(0, np.int64)
                       for i in range(n)]
 
     inside = (2 * inter > pred_areas[:, None]) & same & (inter > 0)
-    inside &= ~duplicate_flag[:, None] & ~merged[:, None]
+    inside &= ~(duplicate_flag | merged | ignored)[:, None]
     has_owner = inside.any(axis=1)
     owner = np.full(n, -1, np.int64)
     if g:
@@ -159,7 +178,7 @@ def assign_errors(
     for pieces in split_pieces:
         kind[pieces] = SPLIT
 
-    false_pos = ~match.pred_matched & ~match.pred_ignored & (kind < 0)
+    false_pos = ~match.pred_matched & ~ignored & (kind < 0)
     on_matched = ((iou >= iou_threshold) & same & matched_gt[None, :]).any(axis=1)
     duplicate = false_pos & (duplicate_flag | on_matched)
     kind[duplicate] = DUPLICATE
@@ -190,7 +209,7 @@ def assign_errors(
     kind[quality] = MASK_QUALITY
     target[quality] = gt_of_pred[quality]
     kind[false_pos & (kind < 0)] = BACKGROUND
-    kind[match.pred_ignored & (kind < 0)] = IN_CROWD
+    kind[ignored] = IN_CROWD
 
     if merged.any():
         explained |= covers[merged].any(axis=0)

@@ -3,7 +3,8 @@
 Each variant's four headline metrics are recomputed by the same code as the originals, from
 the image statistics with the fixed ones substituted for the images where its error occurs;
 the delta is the fixed value minus the original (percent points). A variant whose error
-occurs nowhere is the original, so its delta is exactly 0.
+occurs nowhere is the original, so its delta is exactly 0. The low-score row has no AP delta
+(NaN): AP ranks predictions below the score threshold, so removing them fixes no error of AP.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..catalog import ACCOUNTED
 from ..metrics.coco_ap import (
     AREA_RANGES,
     CocoAp,
@@ -28,7 +30,7 @@ from ..metrics.coco_ap import (
 from ..metrics.panoptic import panoptic_scores
 from ..metrics.semantic import semantic_scores
 from ..records import EvalState, ImageRecord
-from .assignment import ALL, ERROR_TYPES
+from .assignment import ALL, ERROR_TYPES, LOW_SCORE
 
 # AP alone is over the area range "all": the other three are not matched for the variants
 _ALL_AREAS = AREA_RANGES[:1]
@@ -36,13 +38,8 @@ _ALL_AREAS = AREA_RANGES[:1]
 __all__ = ["HEADLINES", "VARIANT_NAMES", "accounting_results", "panoptic_matrix"]
 
 VARIANT_NAMES = (*ERROR_TYPES, "all")
-# (key in the group, what it is)
-HEADLINES = (
-    ("semantic_mIoU", "semantic mIoU (painted instances)"),
-    ("instance_mIoU", "instance mIoU"),
-    ("PQ", "PQ"),
-    ("AP", "mask AP"),
-)
+# the accounting group's headline keys, in order (labels: the catalog's)
+HEADLINES = tuple(key for key, _ in ACCOUNTED)
 
 
 def panoptic_matrix(images: Sequence[ImageRecord], num_categories: int) -> np.ndarray:
@@ -181,7 +178,7 @@ class _Headlines:
             dets = MatchedDetections.concat(parts + ([fresh] if fresh is not None else []))
         return accumulate(dets, self.npig, self.num_classes)
 
-    def values(self, variant: int | None) -> dict[str, float]:
+    def values(self, variant: int | None, *, with_ap: bool = True) -> dict[str, float]:
         confusion = self.confusion
         gt_iou, pq = self.gt_iou, self.pq
         if variant is not None:
@@ -196,7 +193,7 @@ class _Headlines:
         out = {
             "semantic_mIoU": semantic_scores(confusion).miou * 100,
             "instance_mIoU": _mean(gt_iou) * 100,
-            "AP": self._ap(variant).ap(),
+            "AP": self._ap(variant).ap() if with_ap else math.nan,
         }
         if pq is not None:
             out["PQ"] = panoptic_scores(pq.sum(axis=0)).things[0] * 100
@@ -222,7 +219,7 @@ def accounting_results(
     """
     headlines = _Headlines(state, len(class_names), with_pq, matched)
     base = headlines.values(None)
-    keys = [k for k, _ in HEADLINES if k in base]
+    keys = [k for k in HEADLINES if k in base]
     counts = np.zeros(len(ERROR_TYPES), np.int64)
     for r in state.images:
         if r.accounting is not None:
@@ -232,11 +229,16 @@ def accounting_results(
     for variant, name in enumerate(VARIANT_NAMES):
         count = int(counts.sum() if variant == ALL else counts[variant])
         occurs = count > 0
-        fixed = headlines.values(variant) if occurs else base
+        with_ap = variant != LOW_SCORE
+        fixed = headlines.values(variant, with_ap=with_ap) if occurs else base
         group[f"count-{name}"] = float(count)
         row: dict[str, Any] = {"error": name, "count": count}
         for k in keys:
-            delta = float(fixed[k] - base[k]) if occurs else 0.0
+            if k == "AP" and not with_ap:
+                fixed = {**fixed, k: math.nan}
+                delta = math.nan
+            else:
+                delta = float(fixed[k] - base[k]) if occurs else 0.0
             group[f"delta_{k}-{name}"] = delta
             row[f"delta_{k}"] = delta
             row[f"fixed_{k}"] = float(fixed[k])

@@ -1,22 +1,16 @@
-"""Instance side of one image: mask IoUs, one-to-one matching, and the contrast counts.
+"""Instance side of one image: mask IoUs and the one-to-one matching.
 
-Definitions (also in docs/EVALUATION.md); every count is within one image and one class
-unless it says otherwise, and crowd regions are never instances:
+Definitions (also in docs/EVALUATION.md); crowd regions are never instances:
 
 * match: per class, the one-to-one assignment of predictions to ground-truth instances that
   maximises the total IoU among pairs with IoU >= ``iou_threshold`` (Hungarian algorithm).
 * ignored prediction: unmatched, and more than ``iou_threshold`` of it (intersection over its
   own area, COCO's crowd rule) lies in a crowd region of its class. Neither right nor wrong.
-* missed: a ground-truth instance without a match.
-* false positive: a prediction without a match that is not ignored.
-* duplicate: a false positive whose IoU with a matched prediction of its class is
-  >= ``iou_threshold`` (a second detection of an object already found).
-* class confusion: a false positive, not a duplicate, whose IoU with a ground-truth instance
-  of another class is >= ``iou_threshold`` (the right object, the wrong class).
-* merged: a prediction that covers more than half of each of two or more ground-truth
-  instances of its class.
-* split: a ground-truth instance that holds more than half of each of two or more
-  predictions of its class that are not duplicates.
+* duplicate flag: an unmatched, not ignored prediction whose IoU with a matched prediction of
+  its class is >= ``iou_threshold`` (a second detection of an object already found).
+
+What each unmatched prediction and object is (merged, split, duplicate, ...) is the error
+assignment's: :mod:`segcontrast.evaluation.accounting.assignment`.
 """
 
 from __future__ import annotations
@@ -129,8 +123,7 @@ class InstanceMatch:
         gt_iou: (G,) IoU of each ground-truth instance with its match, 0 when missed.
         pred_matched: (N,) bool.
         pred_ignored: (N,) bool, unmatched and mostly inside a crowd region of its class.
-        merged, split, duplicates, class_confusions: the contrast counts (module docstring).
-        pred_duplicate: (N,) bool, the predictions counted in ``duplicates``.
+        pred_duplicate: (N,) bool, the duplicate flag (module docstring).
     """
 
     pred_index: np.ndarray
@@ -139,10 +132,6 @@ class InstanceMatch:
     gt_iou: np.ndarray
     pred_matched: np.ndarray
     pred_ignored: np.ndarray
-    merged: int
-    split: int
-    duplicates: int
-    class_confusions: int
     pred_duplicate: np.ndarray | None = None
 
     @property
@@ -167,7 +156,7 @@ def match_image(
     crowd_classes: np.ndarray,
     iou_threshold: float,
 ) -> InstanceMatch:
-    """Match predictions to non-crowd ground truth and count how they disagree.
+    """Match predictions to non-crowd ground truth; flag duplicates.
 
     Args:
         pred: N predicted masks.
@@ -181,7 +170,7 @@ def match_image(
         iou_threshold: smallest IoU of a match.
 
     Returns:
-        The matching and its counts.
+        The matching.
     """
     n, g = len(pred), len(gt)
     same = pred_classes[:, None] == gt_classes[None, :]
@@ -221,12 +210,6 @@ def match_image(
         pp_iou = np.where(pp > 0, pp / np.maximum(union, 1), 0.0)
         same_cls = pred_classes[fp_index][:, None] == pred_classes[rows][None, :]
         duplicate[fp_index] = ((pp_iou >= iou_threshold) & same_cls).any(axis=1)
-    confused = false_pos & ~duplicate & ((iou >= iou_threshold) & ~same).any(axis=1)
-
-    covers_gt = (2 * inter > gt.areas[None, :]) & same & (inter > 0)
-    merged = int(np.count_nonzero(covers_gt.sum(axis=1) >= 2))
-    inside_gt = (2 * inter > pred.areas[:, None]) & same & (inter > 0) & ~duplicate[:, None]
-    split = int(np.count_nonzero(inside_gt.sum(axis=0) >= 2))
     return InstanceMatch(
         pred_index=rows,
         gt_index=cols,
@@ -234,9 +217,5 @@ def match_image(
         gt_iou=gt_iou,
         pred_matched=matched,
         pred_ignored=ignored,
-        merged=merged,
-        split=split,
-        duplicates=int(np.count_nonzero(duplicate)),
-        class_confusions=int(np.count_nonzero(confused)),
         pred_duplicate=duplicate,
     )

@@ -1,13 +1,15 @@
 """``report.html``: the one page a person opens, self-contained (no network, no other files).
 
-The page opens with the headline numbers and what each error type costs (the gap accounting),
-then the contrast counts with their sentence, the per-class table, the plots and the worst images.
-Rendered from the evaluation folder itself: the numbers come from its ``metrics.json`` (and
-``comparison.json`` when two models were compared), the plots and worst-image overlays are its
-PNG files, embedded as base64. Every result group of ``metrics.json`` is shown, also groups this
-module does not know by name. Each number on the page carries its ``metrics.json`` location and
-exact value in ``data-group``, ``data-key`` and ``data-value`` attributes (``per_class/<class>``
-for the rows of ``details.per_class``).
+The page reads in the order of the log: the sentence that explains the gap, the scores side by
+side, one table of error types (each type's count and what fixing it gains on each metric),
+then per class, the plots, the worst images, and every result group. Rendered from the
+evaluation folder itself: the numbers come from its ``metrics.json`` (and ``comparison.json``
+when two models were compared), the plots are its SVG files, inline, and the worst-image
+overlays its PNG files, embedded as base64. Names and labels are the metric catalog's
+(:mod:`..catalog`). Every result group of ``metrics.json`` is shown, also groups this module does
+not know by name. Each number on the page carries its ``metrics.json`` location and exact value
+in ``data-group``, ``data-key`` and ``data-value`` attributes (``per_class/<class>`` for the
+rows of ``details.per_class``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,19 @@ import os
 from typing import Any
 
 from ...utils import atomic_write
+from ..catalog import (
+    ACCOUNTED,
+    ERROR_TYPE_DEFS,
+    HEADLINE_INSTANCE,
+    HEADLINE_SEMANTIC,
+    OTHER_COUNTS,
+    PER_CLASS_COLUMNS,
+    label,
+    metric,
+)
 from ..metrics.coco_ap import AP_AREA_RULES
-from .text import CONTRAST_MEANINGS, coverage_is_partial, coverage_sentence
+from .plots import PLOT_FILES
+from .text import accounting_side_label, coverage_is_partial, coverage_sentence
 
 __all__ = ["AP_RULE", "REPORT_NAME", "render_report", "write_html_report"]
 
@@ -33,35 +46,14 @@ AP_RULE = (
     "with a score of at least SCORE_THRESHOLD."
 )
 # Top-level keys of metrics.json that are not result groups.
-_NOT_GROUPS = ("details", "settings", "source", "class_names", "dataset")
-# Groups whose values are counts, shown without decimals (and the count keys of other groups).
-_COUNT_GROUPS = ("contrast",)
-_COUNT_KEYS = {"panoptic": ("TP", "FP", "FN")}
+_NOT_GROUPS = ("details", "settings", "source", "class_names", "dataset", "metric_definitions")
 
 
 def _is_count(group: str, key: str) -> bool:
-    return group in _COUNT_GROUPS or key.startswith("count-") or key in _COUNT_KEYS.get(group, ())
-_HEADLINE = (
-    ("semantic", "mIoU", "semantic mIoU"),
-    ("semantic_from_instances", "mIoU", "semantic mIoU (painted instances)"),
-    ("semantic", "mIoU_per_image", "semantic mIoU per image"),
-    ("instance", "mIoU", "instance mIoU"),
-    ("instance", "matched_mIoU", "instance mIoU of matched"),
-    ("instance", "F1", "F1"),
-    ("instance", "boundary_IoU", "boundary IoU"),
-    ("segm", "AP", "mask AP"),
-    ("segm", "AP50", "AP50"),
-    ("segm", "AP75", "AP75"),
-    ("panoptic", "PQ", "PQ"),
-    ("panoptic", "SQ", "SQ"),
-    ("panoptic", "RQ", "RQ"),
-)
-_ACCOUNTING_DELTAS = (
-    ("delta_semantic_mIoU", "semantic mIoU"),
-    ("delta_instance_mIoU", "instance mIoU"),
-    ("delta_PQ", "PQ"),
-    ("delta_AP", "mask AP"),
-)
+    found = metric(group, key)
+    return found.is_count if found is not None else key.startswith("count-")
+
+
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
        max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
@@ -76,7 +68,7 @@ tr.differs td { background: #fff6d6; font-weight: 600; }
 .sentence { background: #f6f8fa; border-left: 4px solid #5b8def; padding: 0.6em 1em; }
 .note { color: #555; font-size: 0.9em; }
 .warning { background: #fff4d6; border-left: 4px solid #d99a00; padding: 0.6em 1em; }
-img { max-width: 100%; border: 1px solid #eee; }
+img, svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.85em; }
 """
 
@@ -85,25 +77,34 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _number_text(value: Any, count: bool = False) -> str:
+def _number_text(value: Any, count: bool = False, signed: bool = False) -> str:
+    """Counts without decimals, differences with their sign (never "-0.00"), else 2 decimals."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if count:
         return f"{value:.0f}"
+    if signed:
+        return f"{round(value, 2) + 0.0:+.2f}"
     return f"{value:.2f}"
 
 
 def _cell(value: Any, group: str | None = None, key: str | None = None,
           count: bool = False) -> str:
-    """A numeric table cell; with ``group``/``key`` it names its place in metrics.json."""
+    """A numeric table cell; with ``group``/``key`` it names its place in metrics.json.
+
+    A difference (the catalog's unit "points") is shown with its sign.
+    """
     attrs = ' class="num"'
+    signed = False
     if group is not None and key is not None:
         exact = "null" if value is None else repr(value)
         attrs += (f' data-group="{_esc(group)}" data-key="{_esc(key)}" '
                   f'data-value="{_esc(exact)}"')
-    return f"<td{attrs}>{_esc(_number_text(value, count))}</td>"
+        found = metric(group, key)
+        signed = found is not None and found.unit == "points"
+    return f"<td{attrs}>{_esc(_number_text(value, count, signed))}</td>"
 
 
 def _groups(metrics: dict) -> list[str]:
@@ -111,61 +112,71 @@ def _groups(metrics: dict) -> list[str]:
 
 
 def _headline(metrics: dict) -> str:
-    cells = [(g, k, label) for g, k, label in _HEADLINE if k in metrics.get(g, {})]
+    cells = [(g, k) for g, k in (*HEADLINE_SEMANTIC, *HEADLINE_INSTANCE)
+             if k in metrics.get(g, {})]
     if not cells:
         return ""
     head = "".join(
-        f'<th class="{"sem" if g.startswith("semantic") else "inst"}">{_esc(label)}</th>'
-        for g, _, label in cells)
-    row = "".join(_cell(metrics[g][k], g, k) for g, k, _ in cells)
+        f'<th class="{"sem" if g.startswith("semantic") else "inst"}">{_esc(label(g, k))}</th>'
+        for g, k in cells)
+    row = "".join(_cell(metrics[g][k], g, k) for g, k in cells)
     return (f"<h2>Semantic vs instance</h2>\n<p class=\"note\">Percent. Blue: the semantic "
             "view (pixels pooled per class); orange: the instance view (every object on its "
             f"own) and COCO mask AP.</p>\n<table><tr>{head}</tr><tr>{row}</tr></table>")
 
 
-def _accounting(metrics: dict) -> str:
-    """What fixing each error type alone would gain: the sentence, then count and four deltas."""
-    group = metrics.get("accounting")
-    if not group:
+def _errors(metrics: dict) -> str:
+    """One table of error types: count (the error assignment's), what fixing each gains."""
+    counts = metrics.get("contrast")
+    if not counts:
         return ""
-    types = [k.split("-", 1)[1] for k in group if k.startswith("count-")]
-    rows = "".join(
-        f"<tr><td>{_esc(t)}</td>{_cell(group.get(f'count-{t}'), 'accounting', f'count-{t}', True)}"
-        + "".join(_cell(group.get(f"{d}-{t}"), "accounting", f"{d}-{t}")
-                  for d, _ in _ACCOUNTING_DELTAS) + "</tr>"
-        for t in types)
-    head = "".join(f"<th>+ {_esc(label)}</th>" for _, label in _ACCOUNTING_DELTAS)
-    sentence = metrics.get("details", {}).get("accounting", {}).get("sentence")
-    return ("<h2>What each error costs</h2>\n"
-            + (f'<p class="sentence">{_esc(sentence)}</p>\n' if sentence else "")
-            + "<p class=\"note\">Each row: an oracle fixes only that error type and the metrics "
-            "are recomputed (percent points gained; docs/EVALUATION.md has the rules).</p>\n"
-            f"<table><tr><th>error type</th><th>count</th>{head}</tr>{rows}</table>")
+    acc = metrics.get("accounting") or {}
+    details = metrics.get("details", {})
+    deltas = [k for k, _ in ACCOUNTED if k in acc]
+    head = "".join(f"<th>+ {_esc(accounting_side_label(details, k))}</th>" for k in deltas)
+    rows = []
+    for d in ERROR_TYPE_DEFS:
+        rows.append(
+            f"<tr><td>{_esc(d.name)}</td>{_cell(counts.get(d.name), 'contrast', d.name, True)}"
+            f"<td>{_esc(d.counted)}</td>"
+            + "".join(_cell(acc.get(f"delta_{k}-{d.name}"), "accounting", f"delta_{k}-{d.name}")
+                      for k in deltas)
+            + f"<td>{_esc(d.meaning)}</td></tr>")
+    if acc:
+        rows.append(
+            f"<tr><td>all</td>{_cell(acc.get('count-all'), 'accounting', 'count-all', True)}"
+            "<td>errors</td>"
+            + "".join(_cell(acc.get(f"delta_{k}-all"), "accounting", f"delta_{k}-all")
+                      for k in deltas)
+            + "<td>every error fixed at once</td></tr>")
+    others = "".join(
+        f"<tr><td>{_esc(label(g, k))}</td>{_cell(counts.get(k), g, k, True)}"
+        f"<td>{_esc(metric(g, k).meaning)}</td></tr>"
+        for g, k in OTHER_COUNTS if k in counts)
+    note = ("Every prediction and object has at most one error type, from one assignment "
+            "(docs/EVALUATION.md has the rules). "
+            + ("Each gain: an oracle fixes only that type and the metrics are recomputed "
+               "(percent points)." if acc else "The gap accounting is off: counts only."))
+    return ("<h2>Error types</h2>\n"
+            f'<p class="note">{_esc(note)}</p>\n'
+            f"<table><tr><th>error type</th><th>count</th><th>counted</th>{head}"
+            f"<th>what it is</th></tr>{''.join(rows)}</table>\n"
+            "<table><tr><th>not an error type</th><th>count</th><th>what it is</th></tr>"
+            f"{others}</table>")
 
 
 def _sentence(metrics: dict) -> str:
     text = metrics.get("details", {}).get("explanation")
-    return f'<p class="sentence">{_esc(text)}</p>' if text else ""
-
-
-def _contrast(metrics: dict) -> str:
-    counts = metrics.get("contrast")
-    if not counts:
-        return ""
-    rows = "".join(
-        f"<tr><td>{_esc(key)}</td>{_cell(counts.get(key), 'contrast', key, count=True)}"
-        f"<td>{_esc(meaning)}</td></tr>"
-        for key, meaning in CONTRAST_MEANINGS if key in counts)
-    return ("<h2>Where the two views disagree</h2>\n<table><tr><th>count</th><th>value</th>"
-            f"<th>what it counts</th></tr>{rows}</table>\n{_sentence(metrics)}")
+    return f'<p class="sentence" id="explanation">{_esc(text)}</p>' if text else ""
 
 
 def _per_class(metrics: dict) -> str:
     rows = metrics.get("details", {}).get("per_class") or []
     if not rows:
         return ""
+    known = {c.key: c for c in PER_CLASS_COLUMNS}
     columns = list(rows[0])
-    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    head = "".join(f"<th>{_esc(known[c].label if c in known else c)}</th>" for c in columns)
     body = []
     for row in rows:
         cells = []
@@ -183,14 +194,15 @@ def _per_class(metrics: dict) -> str:
 
 def _all_groups(metrics: dict) -> str:
     parts = ["<h2>Every result group</h2>\n<p class=\"note\">All numbers of metrics.json "
-             "(percent, except counts).</p>"]
+             "(percent, except counts), with the catalog's label.</p>"]
     for group in _groups(metrics):
         values = metrics[group]
-        rows = "".join(f"<tr><td>{_esc(k)}</td>{_cell(v, group, k, _is_count(group, k))}</tr>"
+        rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(label(group, k))}</td>"
+                       f"{_cell(v, group, k, _is_count(group, k))}</tr>"
                        for k, v in values.items()
                        if v is None or isinstance(v, (int, float)))
-        parts.append(f"<h3>{_esc(group)}</h3>\n<table><tr><th>metric</th><th>value</th></tr>"
-                     f"{rows}</table>")
+        parts.append(f"<h3>{_esc(group)}</h3>\n<table><tr><th>key</th><th>metric</th>"
+                     f"<th>value</th></tr>{rows}</table>")
     return "\n".join(parts)
 
 
@@ -208,7 +220,7 @@ def _comparison(comparison: dict) -> str:
     a, b = names.get("a", "A"), names.get("b", "B")
     rows = []
     for r in comparison["rows"]:
-        count = r["group"] == "contrast"
+        count = _is_count(r["group"], r["key"])
         interval = (f"[{_number_text(r['low'], count)}, {_number_text(r['high'], count)}]"
                     if r["low"] is not None else "n/a")
         rows.append(
@@ -228,6 +240,13 @@ def _comparison(comparison: dict) -> str:
         + "".join(rows) + "</table>\n"
         f'<p class="sentence">{_esc(comparison["sentence"])}</p>'
     )
+
+
+def _svg(text: str, caption: str) -> str:
+    """An SVG file's drawing, inline (no XML prolog; HTML needs no namespace attribute)."""
+    start = text.find("<svg")
+    drawing = text[start:].replace(' xmlns="http://www.w3.org/2000/svg"', "", 1)
+    return f"<figure>{drawing}<figcaption>{_esc(caption)}</figcaption></figure>"
 
 
 def _image(data: bytes, caption: str) -> str:
@@ -273,7 +292,7 @@ def render_report(metrics: dict, plots: list[tuple[str, bytes]],
 
     Args:
         metrics: the content of ``metrics.json``.
-        plots: ``(file name, PNG bytes)`` of the plots.
+        plots: ``(file name, SVG bytes)`` of the plots.
         overlays: ``(file name, PNG bytes)`` of the worst-image overlays, worst first.
         comparison: the content of ``comparison.json``, shown first.
 
@@ -283,11 +302,10 @@ def render_report(metrics: dict, plots: list[tuple[str, bytes]],
     body = [_header(metrics)]
     if comparison:
         body.append(_comparison(comparison))
-    body += [_headline(metrics), _accounting(metrics), _contrast(metrics) or _sentence(metrics),
-             _per_class(metrics)]
+    body += [_sentence(metrics), _headline(metrics), _errors(metrics), _per_class(metrics)]
     if plots:
         body.append("<h2>Plots</h2>")
-        body += [_image(data, name) for name, data in plots]
+        body += [_svg(data.decode("utf-8"), name) for name, data in plots]
     if overlays:
         body.append("<h2>Worst images</h2>\n<p class=\"note\">Ground truth (left) and "
                     "prediction (right), worst instance mIoU first.</p>")
@@ -299,9 +317,12 @@ def render_report(metrics: dict, plots: list[tuple[str, bytes]],
             + "\n".join(part for part in body if part) + "\n</body></html>\n")
 
 
-def _read_pngs(pattern: str) -> list[tuple[str, bytes]]:
+def _read_files(pattern: str, first: tuple[str, ...] = ()) -> list[tuple[str, bytes]]:
+    """The files matching ``pattern``: those named in ``first`` in that order, then the rest."""
+    order = {name: i for i, name in enumerate(first)}
     out = []
-    for path in sorted(glob.glob(pattern)):
+    for path in sorted(glob.glob(pattern),
+                       key=lambda p: (order.get(os.path.basename(p), len(order)), p)):
         with open(path, "rb") as f:
             out.append((os.path.basename(path), f.read()))
     return out
@@ -311,7 +332,7 @@ def write_html_report(folder: str) -> str:
     """Write ``report.html`` of an evaluation folder (atomically).
 
     Args:
-        folder: holds ``metrics.json``, the plots (``*.png``), ``worst_images/*.png`` and, after
+        folder: holds ``metrics.json``, the plots (``*.svg``), ``worst_images/*.png`` and, after
             a comparison, ``comparison.json``.
 
     Returns:
@@ -324,8 +345,8 @@ def write_html_report(folder: str) -> str:
     if os.path.isfile(compared):
         with open(compared, encoding="utf-8") as f:
             comparison = json.load(f)
-    page = render_report(metrics, _read_pngs(os.path.join(folder, "*.png")),
-                         _read_pngs(os.path.join(folder, "worst_images", "*.png")), comparison)
+    page = render_report(metrics, _read_files(os.path.join(folder, "*.svg"), PLOT_FILES),
+                         _read_files(os.path.join(folder, "worst_images", "*.png")), comparison)
     path = os.path.join(folder, REPORT_NAME)
     atomic_write(path, lambda f: f.write(page), mode="w")
     return path

@@ -1,227 +1,244 @@
-"""PNG plots of an evaluation (matplotlib's Agg backend, files written atomically).
+"""The evaluation's plots as SVG, written directly (no plotting library; files atomic).
 
-Per-class semantic vs instance IoU, the normalised confusion matrix, and ground-truth vs
-prediction overlays of the worst images.
+Three charts, each small and exact (the numbers are in the drawing as text and as tooltips),
+saved next to ``metrics.json`` and embedded inline in ``report.html``:
+
+* ``per_class_iou.svg``: per class, the semantic IoU next to the instance IoU;
+* ``confusion_matrix.svg``: the semantic confusion matrix, rows normalised to 1;
+* ``error_types.svg``: per error type (its count in the label), what fixing it alone gains on
+  each of the accounting's metrics, or its count when the accounting is off.
+
+Labels and names are the metric catalog's; every text is XML-escaped.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
 from collections.abc import Sequence
+from xml.sax.saxutils import escape
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ...utils import atomic_write
 
-from ...data.image_io import read_rgb  # noqa: E402
-from ...data.masks import MaskCrops  # noqa: E402
-from ...utils import atomic_write  # noqa: E402
-from ..metrics.boundary import mask_boundary  # noqa: E402
+__all__ = ["PLOT_FILES", "plot_class_iou", "plot_confusion", "plot_error_types", "svg_document"]
 
-__all__ = ["draw_instances", "plot_accounting", "plot_class_iou", "plot_confusion", "plot_overlay"]
-
-
-def _save(fig: plt.Figure, path: str) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+# The plots' file names, as written next to metrics.json, in the order the report shows them.
+PLOT_FILES = ("error_types.svg", "per_class_iou.svg", "confusion_matrix.svg")
+# Series colours (blue, orange, green, red, purple, brown): distinct on white and in grey.
+_COLOURS = ("#3b6fb6", "#e08a2c", "#4a9a4a", "#c9413c", "#8464a8", "#8c5b48")
+_CHAR = 6.6  # average width of a 12 px sans-serif character, for the margins
+_FONT = 'font-family="Helvetica, Arial, sans-serif" font-size="12"'
 
 
-def plot_class_iou(
-    path: str, class_names: Sequence[str], series: Sequence[tuple[str, Sequence[float]]]
-) -> None:
-    """Grouped bars per class, one bar per series (percent; NaN drawn as absent).
+def _attr(value: str) -> str:
+    return escape(str(value), {'"': "&quot;"})
+
+
+def _text(x: float, y: float, value: str, *, anchor: str = "start", size: int | None = None,
+          rotate: float | None = None, weight: str | None = None, fill: str | None = None) -> str:
+    extra = f' font-size="{size}"' if size else ""
+    extra += f' font-weight="{weight}"' if weight else ""
+    extra += f' fill="{fill}"' if fill else ""
+    if rotate is not None:
+        extra += f' transform="rotate({rotate:g} {x:.1f} {y:.1f})"'
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>'
+            f"{escape(str(value))}</text>")
+
+
+def _rect(x: float, y: float, w: float, h: float, fill: str, tip: str | None = None) -> str:
+    title = f"<title>{escape(tip)}</title>" if tip else ""
+    close = f">{title}</rect>" if title else "/>"
+    return (f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
+            f'fill="{fill}"{close}')
+
+
+def _line(x0: float, y0: float, x1: float, y1: float, stroke: str = "#bbb",
+          width: float = 1) -> str:
+    return (f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" '
+            f'stroke="{stroke}" stroke-width="{width:g}"/>')
+
+
+def svg_document(width: float, height: float, title: str, body: Sequence[str]) -> str:
+    """A standalone SVG file: the prolog, the namespace, a white background, the title."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{_attr(title)}" '
+        f"{_FONT}>\n"
+        f"<title>{escape(title)}</title>\n"
+        f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>\n'
+        + _text(width / 2, 20, title, anchor="middle", size=14, weight="bold") + "\n"
+        + "\n".join(body) + "\n</svg>\n"
+    )
+
+
+def _save(path: str, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def _legend(x: float, y: float, labels: Sequence[str]) -> tuple[list[str], float]:
+    """Coloured squares and labels in one row from (x, y); returns the parts and its width."""
+    parts, at = [], x
+    for i, text in enumerate(labels):
+        parts.append(_rect(at, y - 10, 10, 10, _COLOURS[i % len(_COLOURS)]))
+        parts.append(_text(at + 14, y, text))
+        at += 14 + _CHAR * len(text) + 16
+    return parts, at - x
+
+
+def _number(value: float, digits: int = 1) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def plot_class_iou(path: str, class_names: Sequence[str],
+                   series: Sequence[tuple[str, Sequence[float]]]) -> None:
+    """Grouped bars per class, one bar per series (percent; NaN: no bar).
 
     Args:
-        path: PNG file.
+        path: the SVG file.
         class_names: K names.
-        series: ``(label, K IoUs)`` pairs, e.g. semantic IoU and instance IoU (missed = 0).
+        series: ``(label, K IoUs)`` pairs, e.g. semantic IoU and instance IoU.
     """
-    k = len(class_names)
-    x = np.arange(k)
-    width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * k * len(series) + 2), 4))
-    for i, (label, values) in enumerate(series):
-        shown = np.nan_to_num(np.asarray(values, float), nan=0.0)
-        ax.bar(x - 0.4 + width * (i + 0.5), shown, width, label=label)
-    for i in range(k):
-        if all(math.isnan(values[i]) for _, values in series):
-            ax.text(x[i], 1, "absent", ha="center", va="bottom", fontsize=7, rotation=90)
-    ax.set_xticks(x)
-    ax.set_xticklabels(class_names, rotation=45, ha="right")
-    ax.set_ylabel("IoU (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("Per class: " + " vs ".join(label.split(" (")[0] for label, _ in series))
-    _save(fig, path)
+    k, n = len(class_names), max(len(series), 1)
+    bar = 12.0
+    group = bar * n + 10
+    longest = max((len(c) for c in class_names), default=4)
+    left, top, right = 48.0, 58.0, 20.0
+    bottom = 24 + 0.72 * _CHAR * min(longest, 40)
+    plot_h = 220.0
+    legend, legend_w = _legend(left, 44, [label for label, _ in series])
+    width = max(left + k * group + right, left + legend_w + right, 420)
+    height = top + plot_h + bottom
+    body = legend
+    for tick in range(0, 101, 20):
+        y = top + plot_h * (1 - tick / 100)
+        body.append(_line(left, y, width - right, y, "#e4e4e4" if tick else "#888"))
+        body.append(_text(left - 6, y + 4, str(tick), anchor="end"))
+    body.append(_text(14, top + plot_h / 2, "IoU (%)", anchor="middle", rotate=-90))
+    for c, name in enumerate(class_names):
+        x0 = left + c * group + 5
+        values = [float(v[c]) for _, v in series]
+        for s, value in enumerate(values):
+            if math.isnan(value):
+                continue
+            h = plot_h * min(max(value, 0.0), 100.0) / 100
+            body.append(_rect(x0 + s * bar, top + plot_h - h, bar - 1, h,
+                              _COLOURS[s % len(_COLOURS)],
+                              f"{name}: {series[s][0]} {_number(value)}"))
+        if all(math.isnan(v) for v in values):
+            body.append(_text(x0 + group / 2 - 5, top + plot_h - 4, "absent", size=9,
+                              rotate=-90))
+        label_x = x0 + (group - 10) / 2
+        body.append(_text(label_x, top + plot_h + 14, name, anchor="end", rotate=-45))
+    title = "Per class: " + " vs ".join(label for label, _ in series)
+    _save(path, svg_document(width, height, title, body))
+
+
+def _blue(t: float) -> str:
+    """Light to dark blue for t in [0, 1]."""
+    t = min(max(t, 0.0), 1.0)
+    low, high = np.array([247, 251, 255]), np.array([8, 48, 107])
+    r, g, b = (low + (high - low) * t).round().astype(int)
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def plot_confusion(path: str, labels: Sequence[str], confusion: np.ndarray) -> None:
-    """Confusion matrix normalised per ground-truth row (background included).
+    """The confusion matrix normalised per ground-truth row (background included).
 
     Args:
-        path: PNG file.
+        path: the SVG file.
         labels: K + 1 names, background first.
-        confusion: (K + 1, K + 1) counts, rows ground truth.
+        confusion: (K + 1, K + 1) pixel counts, rows ground truth.
     """
-    conf = confusion.astype(np.float64)
+    conf = np.asarray(confusion, np.float64)
     rows = conf.sum(axis=1, keepdims=True)
     norm = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * n + 2), max(4.0, 0.5 * n + 1.5)))
-    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xticklabels(labels, rotation=45, ha="right")
-    ax.set_yticklabels(labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("ground truth")
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                if norm[i, j] >= 0.005:
-                    ax.text(
-                        j,
-                        i,
-                        f"{norm[i, j]:.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black",
-                    )
-    ax.set_title("Semantic confusion (rows sum to 1)")
-    _save(fig, path)
+    cell = float(min(36, max(6, 640 // max(n, 1))))
+    longest = max((len(x) for x in labels), default=4)
+    margin = 30 + _CHAR * min(longest, 30)
+    left, top = margin + 18, 40 + 0.72 * _CHAR * min(longest, 30) + 10
+    width = left + n * cell + 70
+    height = top + n * cell + 40
+    body = []
+    show_values = n <= 20
+    for i in range(n):
+        for j in range(n):
+            value = norm[i, j]
+            tip = (f"ground truth {labels[i]}, predicted {labels[j]}: {value:.3f} of the row "
+                   f"({int(conf[i, j])} pixels)")
+            body.append(_rect(left + j * cell, top + i * cell, cell, cell, _blue(value), tip))
+            if show_values and value >= 0.005:
+                body.append(_text(left + (j + 0.5) * cell, top + (i + 0.5) * cell + 4,
+                                  f"{value:.2f}", anchor="middle", size=9,
+                                  fill="white" if value > 0.5 else "black"))
+    for i, name in enumerate(labels):
+        body.append(_text(left - 6, top + (i + 0.5) * cell + 4, name, anchor="end"))
+        body.append(_text(left + (i + 0.5) * cell, top - 6, name, rotate=-45))
+    body.append(_text(left + n * cell / 2, height - 12, "predicted (columns)", anchor="middle"))
+    body.append(_text(14, top + n * cell / 2, "ground truth (rows)", anchor="middle",
+                      rotate=-90))
+    # the colour scale: ten steps from 0 to 1
+    bar_x = left + n * cell + 20
+    step = n * cell / 10
+    for s in range(10):
+        body.append(_rect(bar_x, top + (9 - s) * step, 14, step, _blue((s + 0.5) / 10)))
+    body.append(_text(bar_x + 18, top + 8, "1"))
+    body.append(_text(bar_x + 18, top + n * cell, "0"))
+    _save(path, svg_document(width, height, "Semantic confusion (rows sum to 1)", body))
 
 
-def _palette(n: int) -> np.ndarray:
-    cmap = plt.get_cmap("tab20")
-    return (np.array([cmap(i % 20)[:3] for i in range(max(n, 1))]) * 255).astype(np.float32)
-
-
-def draw_instances(
-    background: np.ndarray,
-    masks: MaskCrops,
-    classes: np.ndarray,
-    palette: np.ndarray,
-    crowd: np.ndarray | None = None,
-) -> np.ndarray:
-    """Blend instance masks (coloured by class) over an image, outlines in white.
+def plot_error_types(path: str, rows: Sequence[tuple[str, int, str]],
+                     gains: Sequence[tuple[str, Sequence[float]]] | None) -> None:
+    """Horizontal bars per error type: what fixing it alone gains, or its count.
 
     Args:
-        background: (H, W, 3) uint8 RGB.
-        masks: the instances.
-        classes: (N,) their classes.
-        palette: (K, 3) colours.
-        crowd: (N,) bool; crowd regions are drawn light grey without outline.
-
-    Returns:
-        (H, W, 3) uint8.
+        path: the SVG file.
+        rows: ``(error type, count, what it counts)`` in the table's order.
+        gains: ``(metric label, one gain per row)`` (percent points; NaN: no bar), or None
+            when the accounting is off (the bars are the counts).
     """
-    out = background.astype(np.float32)
-    for i in range(len(masks)):
-        if masks.areas[i] == 0:
-            continue
-        x0, y0, x1, y1 = masks.boxes[i]
-        crop = masks.crops[i]
-        region = out[y0:y1, x0:x1]
-        is_crowd = crowd is not None and bool(crowd[i])
-        color = np.float32(220) if is_crowd else palette[classes[i] % len(palette)]
-        region[crop] = 0.45 * region[crop] + 0.55 * color
-        if not is_crowd:
-            region[mask_boundary(crop, 1)] = 255.0
-    return out.clip(0, 255).astype(np.uint8)
+    names = [f"{name} ({count} {counted})" for name, count, counted in rows]
+    series = gains if gains is not None else [("count", [float(c) for _, c, _ in rows])]
+    values = [v for _, vs in series for v in vs if not math.isnan(v)]
+    low, high = min([0.0, *values]), max([0.0, *values])
+    if high - low <= 0:
+        high = low + 1.0
+    n = max(len(series), 1)
+    bar = 9.0
+    row_h = bar * n + 8
+    left = 24 + _CHAR * max((len(x) for x in names), default=10)
+    top, right, plot_w = 58.0, 60.0, 420.0
+    legend, legend_w = _legend(left, 44, [label for label, _ in series])
+    width = max(left + plot_w + right, left + legend_w + right)
+    height = top + row_h * len(rows) + 40
 
+    def x_of(value: float) -> float:
+        return left + plot_w * (value - low) / (high - low)
 
-def _load_rgb(file_name: str, height: int, width: int) -> np.ndarray:
-    # The project's one reader: EXIF orientation and deep images as training saw them.
-    try:
-        rgb = read_rgb(file_name)
-        if rgb.shape[:2] == (height, width):
-            return rgb
-    except (OSError, ValueError, SyntaxError):
-        pass
-    return np.full((height, width, 3), 96, np.uint8)
-
-
-def plot_overlay(
-    path: str,
-    file_name: str,
-    gt: MaskCrops,
-    gt_classes: np.ndarray,
-    gt_crowd: np.ndarray,
-    pred: MaskCrops,
-    pred_classes: np.ndarray,
-    num_classes: int,
-    title: str,
-) -> None:
-    """Ground truth (left) and prediction (right) drawn over the image.
-
-    Args:
-        path: PNG file.
-        file_name: the image, read as training reads it (``data.image_io.read_rgb``); a
-            grey canvas when it cannot be read at the right size.
-        gt: ground-truth instances (crowd regions included).
-        gt_classes: their classes.
-        gt_crowd: their crowd flags (drawn grey).
-        pred: predicted instances.
-        pred_classes: their classes.
-        num_classes: K (colours).
-        title: the figure title.
-    """
-    background = _load_rgb(file_name, gt.height, gt.width)
-    palette = _palette(num_classes)
-    aspect = gt.width / max(gt.height, 1)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * 4.5 * min(aspect, 2.5) + 0.5, 4.8))
-    panels = (
-        (
-            draw_instances(background, gt, gt_classes, palette, gt_crowd),
-            f"ground truth ({int(np.count_nonzero(~gt_crowd))}, crowd regions grey)",
-        ),
-        (draw_instances(background, pred, pred_classes, palette), f"prediction ({len(pred)})"),
-    )
-    for ax, (image, label) in zip(axes, panels, strict=True):
-        ax.imshow(image)
-        ax.set_title(label, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    _save(fig, path)
-
-
-def overlay_name(rank: int, image_id: object) -> str:
-    """File name of the rank-th worst image's overlay."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(image_id))[:60]
-    return os.path.join("worst_images", f"{rank:02d}_{safe}.png")
-
-
-def plot_accounting(path: str, rows: Sequence[dict]) -> None:
-    """Horizontal bars: what fixing each error type gains in each headline metric.
-
-    Args:
-        path: PNG file.
-        rows: the accounting's rows (``details["accounting"]["rows"]``): ``error``, ``count``
-            and ``delta_<metric>`` per headline metric; the ``all`` row is left out.
-    """
-    metrics = [("delta_semantic_mIoU", "semantic mIoU"), ("delta_instance_mIoU", "instance mIoU"),
-               ("delta_PQ", "PQ"), ("delta_AP", "mask AP")]
-    metrics = [m for m in metrics if rows and m[0] in rows[0]]
-    shown = [r for r in rows if r["error"] != "all"]
-    y = np.arange(len(shown))
-    height = 0.8 / max(len(metrics), 1)
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(shown) + 1.5))
-    for i, (key, label) in enumerate(metrics):
-        values = np.nan_to_num(np.array([r[key] for r in shown], float), nan=0.0)
-        ax.barh(y - 0.4 + height * (i + 0.5), values, height, label=label)
-    ax.set_yticks(y)
-    ax.set_yticklabels([f"{r['error'].replace('_', ' ')} ({r['count']})" for r in shown])
-    ax.invert_yaxis()
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("gain if only this error is fixed (percent points)")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Gap accounting: each error type fixed alone")
-    _save(fig, path)
+    body = legend
+    zero = x_of(0.0)
+    for r, name in enumerate(names):
+        y0 = top + r * row_h + 4
+        body.append(_text(left - 8, y0 + row_h / 2, name, anchor="end"))
+        for s, (label, vals) in enumerate(series):
+            value = float(vals[r])
+            if math.isnan(value):
+                continue
+            x0, x1 = sorted((zero, x_of(value)))
+            y = y0 + s * bar
+            body.append(_rect(x0, y, x1 - x0, bar - 1, _COLOURS[s % len(_COLOURS)],
+                              f"{rows[r][0]}: {label} {value:+.2f}" if gains is not None
+                              else f"{rows[r][0]}: {int(value)} {rows[r][2]}"))
+            if value != 0:
+                shown = f"{value:+.1f}" if gains is not None else f"{int(value)}"
+                body.append(_text(x1 + 3 if value > 0 else x0 - 3, y + bar - 1, shown,
+                                  anchor="start" if value > 0 else "end", size=9))
+    body.append(_line(zero, top, zero, top + row_h * len(rows), "#444"))
+    axis = ("gain if only this type is fixed (percent points)" if gains is not None
+            else "count")
+    body.append(_text(left + plot_w / 2, height - 12, axis, anchor="middle"))
+    title = ("Error types: what fixing each alone gains" if gains is not None
+             else "Error types: counts")
+    _save(path, svg_document(width, height, title, body))

@@ -16,12 +16,23 @@ from typing import Any
 from tabulate import tabulate
 
 from ...utils import atomic_write
+from ..catalog import (
+    ACCOUNTED,
+    ERROR_TYPE_DEFS,
+    ERROR_TYPES,
+    HEADLINE_INSTANCE,
+    HEADLINE_SEMANTIC,
+    OTHER_COUNTS,
+    PER_CLASS_COLUMNS,
+    definitions_of,
+    label,
+)
 from ..records import ImageRecord
 from ..summary import Summary
 
 __all__ = [
-    "CONTRAST_MEANINGS",
     "PER_IMAGE_COLUMNS",
+    "accounting_side_label",
     "coverage_is_partial",
     "coverage_sentence",
     "format_report",
@@ -30,32 +41,18 @@ __all__ = [
     "write_per_image_csv",
 ]
 
+# per_image.csv: the image, its two mIoUs, then every count of its error assignment.
 PER_IMAGE_COLUMNS = (
     "image_id",
     "semantic_mIoU",
     "instance_mIoU",
     "n_gt",
-    "n_pred",
-    "merged",
-    "split",
-    "missed",
-    "false_positives",
-    "duplicates",
-    "class_confusions",
     "n_crowd",
+    "n_pred",
+    "matched",
+    "false_positives",
+    *ERROR_TYPES,
 )
-
-_CONTRAST_MEANINGS = (
-    ("merged", "predictions covering more than half of each of >= 2 objects of their class"),
-    ("split", "objects holding more than half of each of >= 2 non-duplicate predictions"),
-    ("duplicates", "false positives with IoU >= threshold with a matched prediction"),
-    ("class_confusions", "false positives with IoU >= threshold with an object of another class"),
-    ("missed", "objects without a match"),
-    ("false_positives", "predictions without a match (not in a crowd region)"),
-    ("matched", "matched pairs (one-to-one, Hungarian, IoU >= threshold)"),
-    ("ignored", "unmatched predictions lying in a crowd region"),
-)
-CONTRAST_MEANINGS = _CONTRAST_MEANINGS  # each contrast count and what it counts
 
 
 def coverage_is_partial(coverage: dict[str, Any]) -> bool:
@@ -98,10 +95,12 @@ def metrics_document(summary: Summary, extra: dict[str, Any]) -> dict[str, Any]:
     """What ``metrics.json`` holds: result groups at the top level (NaN as None), details.
 
     ``details`` holds the absent-class rules and the classes they touched, per-class rows and
-    the confusion matrix; ``extra`` adds settings and the dataset name.
+    the confusion matrix; ``metric_definitions`` the catalog's label, unit and meaning of
+    every key of the groups; ``extra`` adds settings and the dataset name.
     """
     content = dict(summary.results)
     content["details"] = summary.details
+    content["metric_definitions"] = definitions_of(summary.results)
     content.update(extra)
     return _json_ready(content)
 
@@ -142,65 +141,95 @@ def write_per_image_csv(path: str, images: Sequence[ImageRecord]) -> None:
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 
-def _table(rows: list[list[Any]], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt="pipe", numalign="right")
+def _table(rows: list[list[Any]], headers: list[str],
+           colalign: Sequence[str] | None = None) -> str:
+    return tabulate(rows, headers=headers, tablefmt="pipe", numalign="right",
+                    disable_numparse=True, colalign=colalign)
 
 
 def _per_class_table(summary: Summary) -> str:
     """Per class: each semantic column, instance IoU, AP and the counts present."""
     res = summary.results
-    columns = [("semantic_IoU", "semantic IoU", "semantic", "mIoU")]
-    if "semantic_from_instances" in res:
-        columns = [("semantic_IoU", "semantic IoU (head)", "semantic", "mIoU"),
-                   ("semantic_from_instances_IoU", "semantic IoU (painted instances)",
-                    "semantic_from_instances", "mIoU")]
-    if "instance" in res:
-        columns += [("instance_IoU", "instance IoU", "instance", "class_mIoU"),
-                    ("AP", "mask AP", "segm", "AP")]
-    counts = [key for key in ("gt_instances", "matched", "predictions")
-              if key in summary.details["per_class"][0]] if summary.details["per_class"] else []
-    rows = [[r["class"], *(_fmt(r[key]) for key, *_ in columns), *(r[c] for c in counts)]
-            for r in summary.details["per_class"]]
-    totals = summary.details["counts"]
-    total_keys = {"gt_instances": "n_gt", "matched": "matched", "predictions": "n_pred"}
-    rows.append(["(mean)", *(_fmt(res[group][key]) for _, _, group, key in columns),
-                 *(int(totals.get(total_keys[c], sum(r[c] for r in summary.details["per_class"])))
-                   for c in counts)])
-    headers = ["class", *(label for _, label, *_ in columns),
-               *({"gt_instances": "GT inst"}.get(c, c) for c in counts)]
-    return _table(rows, headers)
+    rows_in = summary.details["per_class"]
+    # the per-class column, and the group and key of its mean
+    means = {"semantic_IoU": ("semantic", "mIoU"),
+             "semantic_from_instances_IoU": ("semantic_from_instances", "mIoU"),
+             "instance_IoU": ("instance", "class_mIoU"), "AP": ("segm", "AP")}
+    totals = {"gt_instances": "n_gt", "matched": "matched", "predictions": "n_pred"}
+    columns = [c for c in PER_CLASS_COLUMNS if rows_in and c.key in rows_in[0]]
+    rows = [[r["class"], *(str(r[c.key]) if c.is_count else _fmt(r[c.key]) for c in columns)]
+            for r in rows_in]
+    counts = summary.details["counts"]
+    rows.append(["(mean)", *(str(int(counts.get(totals[c.key], 0))) if c.is_count
+                             else _fmt(res[means[c.key][0]][means[c.key][1]]) for c in columns)])
+    headers = ["class", *(c.label for c in columns)]
+    return _table(rows, headers, ("left", *("right",) * len(columns)))
 
 
 def _headline_table(summary: Summary) -> str:
+    """The scores side by side: the semantic view's left, the instance view's right."""
     res = summary.results
-    cells = [("sem mIoU", "semantic", "mIoU"), ("sem mIoU/img", "semantic", "mIoU_per_image")]
-    if "semantic_from_instances" in res:
-        cells = [("sem mIoU (head)", "semantic", "mIoU"),
-                 ("sem mIoU (painted)", "semantic_from_instances", "mIoU"),
-                 ("sem mIoU/img (head)", "semantic", "mIoU_per_image")]
-    if "instance" in res:
-        cells += [("inst mIoU", "instance", "mIoU"), ("inst matched", "instance", "matched_mIoU"),
-                  ("F1", "instance", "F1"), ("boundary IoU", "instance", "boundary_IoU"),
-                  ("AP", "segm", "AP"), ("AP50", "segm", "AP50"), ("AP75", "segm", "AP75")]
-    if "panoptic" in res:
-        cells += [("PQ", "panoptic", "PQ"), ("SQ", "panoptic", "SQ"), ("RQ", "panoptic", "RQ")]
-    return _table([[_fmt(res[g].get(k, math.nan)) for _, g, k in cells]],
-                  [label for label, _, _ in cells])
+
+    def present(cells: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(g, k) for g, k in cells if k in res.get(g, {})]
+
+    left, right = present(HEADLINE_SEMANTIC), present(HEADLINE_INSTANCE)
+    rows = []
+    for i in range(max(len(left), len(right))):
+        row = []
+        for side in (left, right):
+            if i < len(side):
+                g, k = side[i]
+                row += [label(g, k), _fmt(res[g][k])]
+            else:
+                row += ["", ""]
+        rows.append(row)
+    headers = ["semantic (pixels pooled per class)", "", "instance (every object on its own)", ""]
+    if not right:
+        rows = [r[:2] for r in rows]
+        headers = headers[:2]
+    return _table(rows, headers, ("left", "right", "left", "right")[:len(headers)])
 
 
-_ACCOUNTING_MEANINGS = {
-    "merged": "one prediction on >= 2 objects: split into its parts on each",
-    "split": "one object in >= 2 predictions: pieces joined",
-    "duplicate": "extra prediction on a found object: removed",
-    "class_confusion": "object found with the wrong class: relabelled",
-    "localisation": "prediction beside its object (IoU 0.1 to threshold): moved onto it",
-    "mask_quality": "matched, IoU < 1: mask made exact",
-    "missed": "object nothing explains: added",
-    "background": "prediction on no object: removed",
-    "in_crowd": "prediction ignored in a crowd region: removed",
-    "low_score": "prediction below the score threshold (AP only): removed",
-    "all": "every fix together",
-}
+def accounting_side_label(summary_details: dict, key: str) -> str:
+    """The label of one of the accounting's metrics (its semantic side: the painted instances).
+
+    Args:
+        summary_details: the summary's (or metrics.json's) ``details``.
+        key: "semantic_mIoU", "instance_mIoU", "PQ" or "AP".
+    """
+    group, source = dict(ACCOUNTED)[key]
+    if key == "semantic_mIoU":
+        group = (summary_details.get("accounting") or {}).get("semantic_group", group)
+    return label(group, source)
+
+
+def _error_table(summary: Summary) -> str:
+    """One row per error type: its count and, with the accounting, what fixing it gains."""
+    res = summary.results
+    counts = res["contrast"]
+    acc = res.get("accounting")
+    metrics = [k for k, _ in ACCOUNTED if acc and k in acc]
+    rows = []
+    for d in ERROR_TYPE_DEFS:
+        rows.append([d.name, str(int(counts[d.name])), d.counted,
+                     *(_signed(acc[f"delta_{k}-{d.name}"]) for k in metrics), d.meaning])
+    if acc:
+        rows.append(["all", str(int(acc["count-all"])), "errors",
+                     *(_signed(acc[f"delta_{k}-all"]) for k in metrics),
+                     "every error fixed at once"])
+        rows.append(["(original)", "", "", *(_fmt(acc[k]) for k in metrics), ""])
+    headers = ["error type", "count", "counted",
+               *(f"+ {accounting_side_label(summary.details, k)}" for k in metrics),
+               "what it is"]
+    return _table(rows, headers,
+                  ("left", "right", "left", *("right",) * len(metrics), "left"))
+
+
+def _other_counts(summary: Summary) -> str:
+    counts = summary.results["contrast"]
+    parts = [f"{label(g, k)} {int(counts[k])}" for g, k in OTHER_COUNTS if k in counts]
+    return "Not error types: " + ", ".join(parts) + "."
 
 
 def _panoptic_table(summary: Summary) -> str:
@@ -217,36 +246,23 @@ def _panoptic_table(summary: Summary) -> str:
                  bg["FP"], bg["FN"]])
     rows.append(["(all, with background)", _fmt(res["PQ_all"]), _fmt(res["SQ_all"]),
                  _fmt(res["RQ_all"]), "", "", ""])
-    return _table(rows, ["category", "PQ", "SQ", "RQ", "TP", "FP", "FN"])
-
-
-def _accounting_table(summary: Summary) -> str:
-    """Per error type: count and the gain of each headline metric if only it were fixed."""
-    acc = summary.results["accounting"]
-    metrics = [k for k in ("semantic_mIoU", "instance_mIoU", "PQ", "AP") if k in acc]
-    labels = {"semantic_mIoU": "d sem mIoU", "instance_mIoU": "d inst mIoU", "PQ": "d PQ",
-              "AP": "d AP"}
-    rows = []
-    for row in summary.details["accounting"]["rows"]:
-        rows.append([row["error"], row["count"],
-                     *(_signed(row[f"delta_{k}"]) for k in metrics),
-                     _ACCOUNTING_MEANINGS.get(row["error"], "")])
-    rows.append(["(original)", "", *(_fmt(acc[k]) for k in metrics), ""])
-    return tabulate(rows, headers=["error", "count", *(labels[k] for k in metrics), "fix"],
-                    tablefmt="pipe", disable_numparse=True,
-                    colalign=("left", "right", *("right",) * len(metrics), "left"))
+    return _table([[str(c) for c in r] for r in rows],
+                  ["category", "PQ", "SQ", "RQ", "TP", "FP", "FN"],
+                  ("left", *("right",) * 6))
 
 
 def _signed(value: float) -> str:
-    return "" if math.isnan(value) else f"{value + 0.0:+.2f}"
+    if math.isnan(value):
+        return "n/a"
+    return f"{round(value, 2) + 0.0:+.2f}"
 
 
 def format_report(summary: Summary, dataset_name: str) -> str:
-    """The log report.
+    """The log report, in the order every report reads.
 
-    The accounting's sentence (when on), headline metrics, a per-class semantic vs instance
-    table, the PQ table, the accounting table, the contrast counts with their meaning, the
-    absent-class rules that applied, and the explanation sentence.
+    The sentence; the scores side by side; one table of error types (each type's count from
+    the error assignment and, with the accounting, what fixing it gains on each metric) and
+    the counts that are not error types; per class; PQ; the absent-class rules that applied.
     """
     res = summary.results
     rules = []
@@ -256,12 +272,20 @@ def format_report(summary: Summary, dataset_name: str) -> str:
     lines = [
         f"SegContrast evaluation of {dataset_name} ({summary.details['num_images']} images), "
         "percent except counts:",
-    ]
-    if "accounting" in res:
-        lines += [summary.details["accounting"]["sentence"], ""]
-    lines += [
+        summary.details["explanation"],
+        "",
+        "Scores, semantic vs instance:",
         _headline_table(summary),
         "",
+    ]
+    if "contrast" in res:
+        title = ("Error types (each prediction and object has at most one), and what fixing "
+                 "only that type gains (percent points, exact recomputation):"
+                 if "accounting" in res else
+                 "Error types (each prediction and object has at most one; the gap accounting "
+                 "is off):")
+        lines += [title, _error_table(summary), _other_counts(summary), ""]
+    lines += [
         "Per class, semantic vs instance:" if "instance" in res else "Per class:",
         _per_class_table(summary),
         "",
@@ -269,18 +293,6 @@ def format_report(summary: Summary, dataset_name: str) -> str:
     if "panoptic" in res:
         lines += ["Panoptic quality (things; background as one stuff segment per image):",
                   _panoptic_table(summary), ""]
-    if "accounting" in res:
-        lines += ["Gap accounting: what each metric gains if only that error is fixed "
-                  "(exact recomputation; percent points):", _accounting_table(summary), ""]
-    if "contrast" in res:
-        contrast = _table(
-            [[key, int(res["contrast"][key]), meaning] for key, meaning in _CONTRAST_MEANINGS],
-            ["count", "value", "meaning"],
-        )
-        lines += ["Where they disagree:", contrast, ""]
-    lines += [
-        "Absent-class rules applied:" if rules else "Absent-class rules applied: none.",
-        *rules,
-        summary.details["explanation"],
-    ]
+    lines += ["Absent-class rules applied:" if rules else "Absent-class rules applied: none.",
+              *rules]
     return "\n".join(lines)

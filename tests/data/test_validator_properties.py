@@ -111,6 +111,8 @@ def broken_coco(draw):
             parent[key]  # noqa: B018  (the path may be gone after an earlier mutation)
         except (KeyError, IndexError, TypeError):
             continue
+        if not isinstance(parent, (dict, list)):  # an earlier mutation left a string there
+            continue
         action = draw(st.sampled_from(["replace", "replace", "delete", "duplicate", "copy_id"]))
         if action == "replace":
             parent[key] = draw(values)

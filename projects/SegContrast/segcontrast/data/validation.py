@@ -178,11 +178,6 @@ class ValidationReport:
                 "its maximum, see datasets/README.md)") if deep else ""
         return f"image files: {parts}{rule}"
 
-    def raise_if_fatal(self) -> None:
-        """Raise :class:`DatasetValidationError` when any problem is fatal."""
-        if self.fatal:
-            raise DatasetValidationError(self)
-
 
 class DatasetValidationError(InputError):
     """A dataset (or the way it was given) cannot be used; ``.report`` says why.

@@ -20,7 +20,6 @@ from ..data.coco_loader import LoadedCOCO, load_coco_file
 from ..data.validation import DatasetValidationError, ValidationReport, log_corrections
 
 __all__ = [
-    "dataset_images",
     "parse_dataset_arg",
     "register_coco_dataset",
     "register_datasets_from_config",
@@ -241,20 +240,6 @@ def dataset_dicts_for_reading(name: str) -> list[dict] | None:
         return None
     validate_dataset(name)
     return _LOADED[name].dicts
-
-
-def dataset_images(name: str) -> list[dict]:
-    """The images of a validated dataset, without their annotations (no copy of those).
-
-    Args:
-        name: a dataset registered with :func:`register_coco_dataset`.
-
-    Returns:
-        ``{"image_id", "file_name", "height", "width"}`` per image, sorted by id.
-    """
-    validate_dataset(name)
-    keys = ("image_id", "file_name", "height", "width")
-    return [{k: d[k] for k in keys} for d in _LOADED[name].dicts]
 
 
 def register_datasets_from_config(cfg: Any, *, allow_outside_root: bool = False) -> list[str]:

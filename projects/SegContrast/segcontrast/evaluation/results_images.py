@@ -85,13 +85,6 @@ class FileNames:
         """The image whose file has this stem, or None."""
         return self._by_stem.get(stem) if stem is not None else None
 
-    def image_of(self, result: dict) -> Any:
-        """A result's image by its ``file_name``, else by its ``image_id`` taken as a stem."""
-        name = result.get("file_name")
-        if isinstance(name, str):
-            return self.by_name(name)
-        return self.by_stem(stem_text(result.get("image_id")))
-
     def shown(self, image_id: Any) -> str:
         """``"image 5 ('0.jpg')"``."""
         return f"image {image_id!r} ({os.path.basename(self.files.get(image_id, '?'))!r})"

@@ -535,7 +535,7 @@ def pred_segments(masks: MaskCrops, scores: np.ndarray, gt: GtPanoptic,
             and np.array_equal(areas[visited[old]], reuse_seg.areas[src[old]])
             and np.array_equal(hist[visited[old]], reuse_seg.hist[src[old]])
         )
-    return PredPanoptic(kept, areas, hist, crops, changed)
+    return PredPanoptic(kept, areas, hist, crops)  # (the reuse path's "changed" flag is gone)
 
 def panoptic_stats(pred_categories: np.ndarray, pred: PredPanoptic, gt: GtPanoptic,
                    num_categories: int) -> np.ndarray:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...data.masks import GroundTruth, MaskCrops
+from ...utils.native import kernels
 from ..metrics.coco_ap import MAX_DETS
 from ..metrics.instance import class_match
 from ..metrics.panoptic import GtPanoptic, PredPanoptic, panoptic_stats, pred_segments
-from ..metrics.semantic import IGNORE_LABEL
 from .assignment import ALL, ErrorAssignment
 from .fixes import ListIou, PredList, fix_all, fix_one
 
@@ -137,58 +137,25 @@ def _clusters(boxes: np.ndarray) -> list[tuple[int, int, int, int]]:
     return [tuple(b) for b in boxes]
 
 
-class _PixelCodes:
-    """Per pixel ``gt * (K + 1) + label`` codes; an ignored pixel's code is >= (K + 1)^2.
-
-    uint8 arithmetic (wrapping, as :func:`.semantic.confusion_matrix`) when the codes fit.
-    """
-
-    def __init__(self, gt_labels: np.ndarray, painted: np.ndarray, num_labels: int) -> None:
-        self.num_labels = num_labels
-        small = num_labels * (num_labels + 1) <= 256
-        self.dtype = np.uint8 if small else np.int32
-        self.gt = gt_labels.astype(self.dtype) * self.dtype(num_labels)
-        self.original = self.gt + painted.astype(self.dtype)
-        self.bins = 256 if small else int(IGNORE_LABEL + 1) * num_labels
-
-
-def _confusion_delta(ctx: ImageContext, codes: _PixelCodes, kept: MaskCrops,
-                     classes: np.ndarray, scores: np.ndarray, touched: np.ndarray) -> np.ndarray:
+def _confusion_delta(ctx: ImageContext, kept: MaskCrops, classes: np.ndarray,
+                     scores: np.ndarray, touched: np.ndarray) -> np.ndarray:
     """Change of the painted confusion matrix: repaint only windows around touched masks.
 
-    The painting is :func:`.semantic.paint_window`'s (ascending score, later wins on ties).
+    The painting is :func:`.semantic.paint_semantic_from_crops`' (ascending score, later wins
+    on ties), restricted to each window.
     """
-    num_labels = codes.num_labels
+    num_labels = ctx.num_classes + 1
     windows = _clusters(touched)
     if not windows:
         return np.zeros((num_labels, num_labels), np.int64)
-    order = np.argsort(scores, kind="stable")
-    order = order[kept.areas[order] > 0]
-    b = kept.boxes[order]
-    w = np.array(windows, np.int64)
-    hits = ((b[None, :, 0] < w[:, None, 2]) & (b[None, :, 2] > w[:, None, 0])
-            & (b[None, :, 1] < w[:, None, 3]) & (b[None, :, 3] > w[:, None, 1]))
-    boxes = kept.boxes.tolist()
-    values = (classes + 1).astype(np.uint8)
-    fresh, stale = [], []
-    for (wx0, wy0, wx1, wy1), hit in zip(windows, hits, strict=True):
-        new = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
-        for i in order[hit].tolist():
-            x0, y0, x1, y1 = boxes[i]
-            cx0, cy0, cx1, cy1 = max(x0, wx0), max(y0, wy0), min(x1, wx1), min(y1, wy1)
-            np.copyto(new[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0], values[i],
-                      where=kept.crops[i][cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
-        differs = new != ctx.painted[wy0:wy1, wx0:wx1]
-        fresh.append(codes.gt[wy0:wy1, wx0:wx1][differs] + new[differs].astype(codes.dtype))
-        stale.append(codes.original[wy0:wy1, wx0:wx1][differs])
-    counts = np.bincount(np.concatenate(fresh), minlength=codes.bins)
-    counts -= np.bincount(np.concatenate(stale), minlength=codes.bins)
-    return counts[: num_labels * num_labels].reshape(num_labels, num_labels)
+    return kernels.window_confusion_delta(
+        ctx.gt_labels, ctx.painted, kept.boxes, kept.crops, kept.areas,
+        (classes + 1).astype(np.uint8), np.argsort(scores, kind="stable"),
+        np.array(windows, np.int64).reshape(-1, 4), num_labels)
 
 
 def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
-                  iou: np.ndarray, codes: _PixelCodes | None = None,
-                  gt_by_class: dict[int, np.ndarray] | None = None,
+                  iou: np.ndarray, gt_by_class: dict[int, np.ndarray] | None = None,
                   exact_copies: bool = False) -> VariantStats:
     """Recompute what the headline metrics need for one fixed variant of the image.
 
@@ -197,7 +164,6 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
         fixed: the fixed predictions (all of them).
         keep: list indices of the image's own kept predictions.
         iou: (M, A) the fixed predictions' IoUs with all annotations.
-        codes: the image's pixel codes (made here when not given).
         gt_by_class: per class its annotations, in annotation order (made when not given).
         exact_copies: the kept predictions are one exact copy of every non-crowd object with
             pixels and nothing else ("all fixes together"). Then every pixel that is not ignored
@@ -209,8 +175,6 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
     Returns:
         The variant's statistics.
     """
-    if codes is None:
-        codes = _PixelCodes(ctx.gt_labels, ctx.painted, ctx.num_classes + 1)
     gt = ctx.gt
     if gt_by_class is None:
         gt_by_class = _by_class(gt.classes)
@@ -241,26 +205,17 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
     gt_iou = ctx.gt_iou.copy()
     gt_iou[gi] = 0.0
     gt_iou[gi[col]] = pair[r, col]
-    confusion = _confusion_delta(ctx, codes, masks, classes, scores, fixed.touched_boxes)
+    confusion = _confusion_delta(ctx, masks, classes, scores, fixed.touched_boxes)
     return VariantStats(confusion, gt_iou,
                         _panoptic(ctx, fixed, keep, kept, masks, scores, classes), *ap)
 
 
 def _panoptic(ctx: ImageContext, fixed: PredList, keep: np.ndarray, kept: np.ndarray,
               masks: MaskCrops, scores: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
-    """The variant's PQ statistics, updating the image's predicted segments."""
+    """The variant's PQ statistics (its kept predictions' segments made afresh)."""
     if ctx.pan_gt is None or ctx.pan_pred is None:
         return None
-    local = np.full(len(ctx.iou), -1, np.int64)  # list index -> kept index
-    local[keep] = np.arange(len(keep))
-    src = fixed.source[kept]
-    source = np.full(len(src), -1, np.int64)
-    source[src >= 0] = local[src[src >= 0]]
-    segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold,
-                             reuse=(ctx.pan_pred, source, fixed.touched_boxes),
-                             gt_copy=fixed.gt_copy[kept])
-    if not segments.changed:
-        return ctx.pq
+    segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold, with_crops=False)
     return panoptic_stats(classes + 1, segments, ctx.pan_gt, ctx.num_classes + 1)
 
 
@@ -330,10 +285,8 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
     list_iou = ListIou(ctx.iou, ctx.gt.masks, ctx.gt.crowd, ctx.regular)
     gt_by_class = _by_class(ctx.gt.classes)
     rows = [int(r) for r in np.flatnonzero(errors.counts > 0)]
-    codes = None
     if rows:
         rows.append(ALL)
-        codes = _PixelCodes(ctx.gt_labels, ctx.painted, ctx.num_classes + 1)
     iou_variants, gt_ious, pq_rows, groups, dets, ious = [], [], [], [], [], []
     confusions: dict[int, np.ndarray] = {}
     for row in rows:
@@ -342,7 +295,7 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
         else:
             fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
         iou = list_iou(fixed)
-        stats = variant_stats(ctx, fixed, keep, iou, codes, gt_by_class,
+        stats = variant_stats(ctx, fixed, keep, iou, gt_by_class,
                               exact_copies=row == ALL)
         if stats.confusion_delta.any():
             confusions[row] = stats.confusion_delta

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...data.masks import MaskCrops, pairwise_intersections
+from ...utils.native import kernels
 
 __all__ = ["InstanceMatch", "class_match", "hungarian_match", "iou_matrix", "match_image"]
 
@@ -71,11 +72,8 @@ def hungarian_match(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
     rows_in = np.flatnonzero(candidate.any(1))
     cols_in = np.flatnonzero(candidate.any(0))
     sub = np.where(candidate[np.ix_(rows_in, cols_in)], iou[np.ix_(rows_in, cols_in)], 0.0)
-    # Imported on first conflict only: scipy.optimize takes a second to import, and most
-    # images' candidate pairs are one to one already.
-    from scipy.optimize import linear_sum_assignment
-
-    r, c = linear_sum_assignment(sub, maximize=True)
+    # scipy.optimize.linear_sum_assignment(sub, maximize=True)'s pairs, ties included
+    r, c = kernels.max_weight_assignment(sub)
     keep = sub[r, c] >= threshold
     return rows_in[r[keep]].astype(np.int64), cols_in[c[keep]].astype(np.int64)
 

@@ -36,7 +36,8 @@ from bench_whole_process import (  # noqa: E402
 PACKAGE = "segcontrast"
 PER_IMAGE = "per image: "
 PARTS = (
-    Part("GT: read and check (GroundTruthSet.from_coco)", ("ground_truth:GroundTruthSet.from_coco",)),
+    Part("GT: read and check (GroundTruthSet.from_coco)",
+         ("ground_truth:GroundTruthSet.from_coco",)),
     Part("results: read and check", ("api:read_results_for",)),
     Part("per image: decode results (RLE to crops)", ("results_file:ResultsFile.predictions",)),
     Part("per image: decode GT", ("masks:GroundTruth.from_dataset_dict",)),

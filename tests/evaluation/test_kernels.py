@@ -1,4 +1,4 @@
-"""Every compiled kernel against the implementation it replaced (tests/evaluation/reference_impl.py).
+"""Every compiled kernel against the implementation it replaced (reference_impl.py).
 
 Randomised images: overlapping masks, crowd regions, empty masks and images, images without
 predictions, more than 256 masks, masks touching the image's edges, polygons and uncompressed
@@ -10,12 +10,12 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 from scipy.optimize import linear_sum_assignment
-
 from segcontrast.data.masks import GroundTruth, MaskCrops, crops_from_rles, pairwise_intersections
 from segcontrast.data.rle import RLEError
 from segcontrast.data.semantic_gt import paint_semantic_gt
 from segcontrast.evaluation.accounting.image_variants import _confusion_delta
 from segcontrast.evaluation.metrics import boundary, instance, panoptic, semantic
+
 from tests.evaluation import reference_impl as ref
 
 SEEDS = range(40)
@@ -124,7 +124,8 @@ def test_intersections_painting_and_confusion(seed):
     rng, gt, classes, crowd, pred, pred_classes, scores = scene(seed)
     np.testing.assert_array_equal(pairwise_intersections(pred, gt),
                                   ref.pairwise_intersections(pred, gt))
-    np.testing.assert_array_equal(pairwise_intersections(gt, gt), ref.pairwise_intersections(gt, gt))
+    np.testing.assert_array_equal(pairwise_intersections(gt, gt),
+                                  ref.pairwise_intersections(gt, gt))
     gt_labels = paint_semantic_gt(gt, classes, crowd)
     np.testing.assert_array_equal(gt_labels, ref.paint_semantic_gt(gt, classes, crowd))
     painted = semantic.paint_semantic_from_crops(pred, pred_classes, scores)

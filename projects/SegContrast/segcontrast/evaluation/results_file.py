@@ -35,6 +35,7 @@ from ..data.masks import annotation_to_rle, crops_from_rles
 from ..data.rle import RLEError, rle_counts_to_runs
 from ..data.segmentation import EDGE_TOLERANCE, all_numbers, is_number
 from ..data.validation import ValidationReport
+from ..utils.collector import collector_paused
 from .metrics.coco_ap import AP_AREAS
 from .predictions import Predictions
 from .results_images import FileNames, choose_matching, normalized_id, stem_text
@@ -348,6 +349,7 @@ def _image_lookup(images: Mapping[Any, tuple[int, int]], file_names: FileNames |
                   f"({len(images)} images, {_ids_listed(images, image_id)}){hint}")
 
 
+@collector_paused()
 def read_results(path: str | os.PathLike, images: Mapping[Any, tuple[int, int]],
                  id_map: Mapping[int, int], *, match_file_names: bool = False,
                  match_image_ids: bool = False, gt_file_names: Mapping[Any, str] | None = None,

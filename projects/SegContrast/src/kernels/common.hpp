@@ -113,5 +113,7 @@ void register_masks(py::module_& m);
 void register_hungarian(py::module_& m);
 void register_boundary(py::module_& m);
 void register_panoptic(py::module_& m);
+void register_json_scan(py::module_& m);
+void register_polygons(py::module_& m);
 
 }  // namespace segcontrast

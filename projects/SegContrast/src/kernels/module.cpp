@@ -9,4 +9,6 @@ PYBIND11_MODULE(_kernels, m) {
     segcontrast::register_hungarian(m);
     segcontrast::register_boundary(m);
     segcontrast::register_panoptic(m);
+    segcontrast::register_json_scan(m);
+    segcontrast::register_polygons(m);
 }

@@ -82,8 +82,25 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
     std::fill(h, h + n * num_labels, 0);
     py::list crops(n);
     for (py::ssize_t i = 0; i < n; ++i) crops[i] = py::none();
-    // pixels taken by the segments so far
-    std::vector<uint8_t> taken(static_cast<size_t>(height * width), 0);
+    // pixels taken by the segments so far: a zeroed buffer kept between calls, cleared again
+    // (box by box) before returning
+    thread_local std::vector<uint8_t> taken;
+    if (taken.size() < static_cast<size_t>(height * width))
+        taken.assign(static_cast<size_t>(height * width), 0);
+    struct Clear {
+        std::vector<uint8_t>& buffer;
+        const Masks& masks;
+        const bool* kept;
+        int64_t width;
+        ~Clear() {
+            for (size_t i = 0; i < masks.size(); ++i) {
+                const Crop& c = masks[i];
+                if (!kept[i]) continue;
+                for (int64_t y = c.box.y0; y < c.box.y1; ++y)
+                    std::fill_n(buffer.begin() + y * width + c.box.x0, c.box.width(), 0);
+            }
+        }
+    } clear{taken, masks, k, width};
     const int64_t* ord = order.data();
     for (py::ssize_t q = 0; q < order.size(); ++q) {
         const int64_t i = ord[q];
@@ -109,6 +126,8 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
             std::memset(seg, 0, static_cast<size_t>(ch * cw));
             crops[i] = segment;
         }
+        // neighbouring pixels mostly share a label: count runs, not single increments
+        int64_t run_label = 0, run_length = 0;
         for (int64_t y = 0; y < ch; ++y) {
             const uint8_t* src = c.data + y * c.stride;
             uint8_t* t = taken.data() + (c.box.y0 + y) * width + c.box.x0;
@@ -117,12 +136,18 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
                 if (!src[x] || t[x]) continue;
                 t[x] = 1;
                 const int64_t label = static_cast<int64_t>(g[x]);
-                if (label < 0 || label >= num_labels)
-                    throw std::invalid_argument("ground-truth label outside [0, L)");
-                ++row[label];
+                if (label != run_label) {
+                    if (label < 0 || label >= num_labels)
+                        throw std::invalid_argument("ground-truth label outside [0, L)");
+                    row[run_label] += run_length;
+                    run_label = label;
+                    run_length = 0;
+                }
+                ++run_length;
                 if (seg) seg[y * cw + x] = 1;
             }
         }
+        row[run_label] += run_length;
     }
     return py::make_tuple(kept, areas, hist, crops);
 }

@@ -260,3 +260,34 @@ def test_panoptic_of_an_image_without_predictions_or_ground_truth():
         panoptic.panoptic_stats(np.zeros(0, np.int64), seg, fast, 3),
         ref.panoptic_stats(np.zeros(0, np.int64), ref.pred_segments(empty, np.zeros(0), slow,
                                                                     0.5), slow, 3))
+
+
+# --- COCO matching
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_coco_matching_equals_the_numpy_matcher(seed):
+    from segcontrast.evaluation.metrics import coco_ap
+
+    rng = np.random.default_rng(seed)
+    groups = int(rng.integers(1, 40))
+    n_det = rng.integers(0, 12, groups)
+    n_gt = rng.integers(0, 9, groups)
+    if seed == 0:
+        n_det[0], n_gt[0] = 120, 5  # more than 100 detections in a group
+    total_gt = int(n_gt.sum())
+    levels = rng.choice([3, 20, 1000])
+    data = coco_ap.group_data(
+        classes=rng.integers(0, 3, groups), n_det=n_det, n_gt=n_gt,
+        det_scores=np.sort(rng.random(int(n_det.sum())))[::-1],
+        det_areas=rng.choice([10.0, 2000.0, 20000.0], int(n_det.sum())),
+        gt_crowd=rng.random(total_gt) < 0.2,
+        gt_areas=rng.choice([10.0, 1024.0, 2000.0, 9216.0, 20000.0], total_gt),
+        gt_id_zero=rng.random(total_gt) < 0.1,
+        ious=rng.integers(0, levels, int((n_det * n_gt).sum())) / (levels - 1),
+    )
+    group_image = np.sort(rng.integers(0, 5, groups))
+    fast = coco_ap.match_groups(data, group_image, 3)
+    slow = ref.match_groups(data, group_image, 3)
+    for name in ("classes", "scores", "keys", "groups", "tp", "fp"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))

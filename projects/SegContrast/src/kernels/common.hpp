@@ -115,5 +115,6 @@ void register_boundary(py::module_& m);
 void register_panoptic(py::module_& m);
 void register_json_scan(py::module_& m);
 void register_polygons(py::module_& m);
+void register_coco_match(py::module_& m);
 
 }  // namespace segcontrast

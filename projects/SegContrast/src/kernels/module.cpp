@@ -11,4 +11,5 @@ PYBIND11_MODULE(_kernels, m) {
     segcontrast::register_panoptic(m);
     segcontrast::register_json_scan(m);
     segcontrast::register_polygons(m);
+    segcontrast::register_coco_match(m);
 }

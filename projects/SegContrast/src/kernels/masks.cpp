@@ -48,11 +48,12 @@ void paint(py::array_t<uint8_t, py::array::c_style> labels, const py::handle& bo
     for (py::ssize_t k = 0; k < order.size(); ++k) {
         const Crop& c = masks[ord[k]];
         if (c.area <= 0) continue;
+        const uint8_t value = v[ord[k]];
+        const int64_t w = c.box.width();
         for (int64_t y = 0; y < c.box.height(); ++y) {
             const uint8_t* src = c.data + y * c.stride;
             uint8_t* dst = out + (c.box.y0 + y) * width + c.box.x0;
-            for (int64_t x = 0; x < c.box.width(); ++x)
-                if (src[x]) dst[x] = v[ord[k]];
+            for (int64_t x = 0; x < w; ++x) dst[x] = src[x] ? value : dst[x];
         }
     }
 }
@@ -164,11 +165,12 @@ Int64Array window_confusion_delta(const ByteArray& gt, const ByteArray& painted,
             const Crop& c = masks[ord[q]];
             if (c.area <= 0 || !c.box.meets(win)) continue;
             const Box r = intersect(c.box, win);
+            const uint8_t value = v[ord[q]];
+            const int64_t w = r.x1 - r.x0;
             for (int64_t y = r.y0; y < r.y1; ++y) {
-                const uint8_t* src = c.data + (y - c.box.y0) * c.stride - c.box.x0;
-                uint8_t* dst = fresh.data() + (y - win.y0) * ww - win.x0;
-                for (int64_t x = r.x0; x < r.x1; ++x)
-                    if (src[x]) dst[x] = v[ord[q]];
+                const uint8_t* src = c.data + (y - c.box.y0) * c.stride + (r.x0 - c.box.x0);
+                uint8_t* dst = fresh.data() + (y - win.y0) * ww + (r.x0 - win.x0);
+                for (int64_t x = 0; x < w; ++x) dst[x] = src[x] ? value : dst[x];
             }
         }
         for (int64_t y = win.y0; y < win.y1; ++y) {

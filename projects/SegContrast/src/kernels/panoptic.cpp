@@ -128,13 +128,18 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
         }
         // neighbouring pixels mostly share a label: count runs, not single increments
         int64_t run_label = 0, run_length = 0;
+        std::vector<uint8_t> fresh(static_cast<size_t>(cw));
         for (int64_t y = 0; y < ch; ++y) {
             const uint8_t* src = c.data + y * c.stride;
             uint8_t* t = taken.data() + (c.box.y0 + y) * width + c.box.x0;
             const Label* g = gt + (c.box.y0 + y) * width + c.box.x0;
+            uint8_t* f = fresh.data();
             for (int64_t x = 0; x < cw; ++x) {
-                if (!src[x] || t[x]) continue;
-                t[x] = 1;
+                f[x] = src[x] & (t[x] ^ 1);
+                t[x] |= src[x];
+            }
+            for (int64_t x = 0; x < cw; ++x) {
+                if (!f[x]) continue;
                 const int64_t label = static_cast<int64_t>(g[x]);
                 if (label != run_label) {
                     if (label < 0 || label >= num_labels)

@@ -22,7 +22,7 @@ from ...utils.native import kernels
 from ..metrics.coco_ap import MAX_DETS
 from ..metrics.instance import class_match
 from ..metrics.panoptic import GtPanoptic, PredPanoptic, panoptic_stats, pred_segments
-from .assignment import ALL, ErrorAssignment
+from .assignment import ALL, LOW_SCORE, ErrorAssignment
 from .fixes import ListIou, PredList, fix_all, fix_one
 
 __all__ = ["ImageAccounting", "ImageContext", "VariantStats", "account_image", "variant_stats"]
@@ -87,13 +87,17 @@ class VariantStats:
     ap_ious: np.ndarray
 
 
-def _ap_patch(fixed: PredList, iou: np.ndarray, gt_by_class: dict[int, np.ndarray],
+def _ap_patch(classes: np.ndarray, scores: np.ndarray, ap_areas: np.ndarray, iou: np.ndarray,
+              gt_by_class: dict[int, np.ndarray],
               touched: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The AP records of the touched classes, exactly as :meth:`ApImage.build` groups them."""
+    """The AP records of the touched classes, exactly as :meth:`ApImage.build` groups them.
+
+    ``classes``, ``scores``, ``ap_areas`` and ``iou`` (rows) are the fixed list's.
+    """
     if not touched:
         return np.zeros((0, 3), np.int64), np.zeros((0, 2)), np.zeros(0)
-    order = np.lexsort((-fixed.scores, fixed.classes))
-    sorted_classes = fixed.classes[order]
+    order = np.lexsort((-scores, classes))
+    sorted_classes = classes[order]
     lo = np.searchsorted(sorted_classes, touched, side="left").tolist()
     hi = np.searchsorted(sorted_classes, touched, side="right").tolist()
     groups, dets, ious = [], [], []
@@ -107,7 +111,7 @@ def _ap_patch(fixed: PredList, iou: np.ndarray, gt_by_class: dict[int, np.ndarra
             ious.append(iou[d[:, None], g].ravel())
     d_all = np.concatenate(dets)
     return (np.array(groups, np.int64),
-            np.stack([fixed.scores[d_all], fixed.ap_areas[d_all]], axis=1),
+            np.stack([scores[d_all], ap_areas[d_all]], axis=1),
             np.concatenate(ious) if ious else np.zeros(0))
 
 
@@ -180,7 +184,7 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
         gt_by_class = _by_class(gt.classes)
     num_labels = ctx.num_classes + 1
     touched = sorted(fixed.touched_classes)
-    ap = _ap_patch(fixed, iou, gt_by_class, touched)
+    ap = _ap_patch(fixed.classes, fixed.scores, fixed.ap_areas, iou, gt_by_class, touched)
 
     kept = np.flatnonzero(fixed.scores >= ctx.score_threshold)
     if len(kept) == len(keep) and np.array_equal(fixed.source[kept], keep):
@@ -267,6 +271,33 @@ def _by_class(classes: np.ndarray) -> dict[int, np.ndarray]:
     return {int(c): np.flatnonzero(classes == c) for c in np.unique(classes)}
 
 
+def _fixed_stats(ctx: ImageContext, row: int, errors: ErrorAssignment, original: PredList,
+                 keep: np.ndarray, gt_reg: MaskCrops, gt_classes: np.ndarray, list_iou: ListIou,
+                 gt_by_class: dict[int, np.ndarray]) -> VariantStats:
+    """One variant's statistics: its fix applied to the predictions, then rescored."""
+    if row == ALL:
+        fixed = fix_all(errors, original, keep, gt_reg, gt_classes)
+    else:
+        fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
+    return variant_stats(ctx, fixed, keep, list_iou(fixed), gt_by_class, exact_copies=row == ALL)
+
+
+def _low_score_stats(ctx: ImageContext, original: PredList, keep: np.ndarray,
+                     gt_by_class: dict[int, np.ndarray]) -> VariantStats:
+    """The low-score variant: the kept predictions alone, so only AP can change.
+
+    What :func:`variant_stats` gives for ``fix_one(LOW_SCORE, ...)`` (the list without the
+    predictions below the score threshold, in their order), without building that list.
+    """
+    below = np.ones(len(original.scores), bool)
+    below[keep] = False
+    touched = np.unique(original.classes[below]).tolist()
+    ap = _ap_patch(original.classes[keep], original.scores[keep], original.ap_areas[keep],
+                   ctx.iou[keep], gt_by_class, touched)
+    num_labels = ctx.num_classes + 1
+    return VariantStats(np.zeros((num_labels, num_labels), np.int64), ctx.gt_iou, ctx.pq, *ap)
+
+
 def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList,
                   keep: np.ndarray) -> tuple[ImageAccounting, dict[int, np.ndarray]]:
     """Every variant of the image whose error occurs in it.
@@ -290,13 +321,11 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
     iou_variants, gt_ious, pq_rows, groups, dets, ious = [], [], [], [], [], []
     confusions: dict[int, np.ndarray] = {}
     for row in rows:
-        if row == ALL:
-            fixed = fix_all(errors, original, keep, gt_reg, gt_classes)
+        if row == LOW_SCORE:
+            stats = _low_score_stats(ctx, original, keep, gt_by_class)
         else:
-            fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
-        iou = list_iou(fixed)
-        stats = variant_stats(ctx, fixed, keep, iou, gt_by_class,
-                              exact_copies=row == ALL)
+            stats = _fixed_stats(ctx, row, errors, original, keep, gt_reg, gt_classes, list_iou,
+                                 gt_by_class)
         if stats.confusion_delta.any():
             confusions[row] = stats.confusion_delta
         if stats.gt_iou is not ctx.gt_iou and not np.array_equal(stats.gt_iou, ctx.gt_iou):

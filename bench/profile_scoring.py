@@ -9,6 +9,12 @@ inside it). The per-image parts are also given per image, in milliseconds.
 
     python bench/profile_scoring.py                    # 200 and 5000
     python bench/profile_scoring.py --workloads 200,dense
+    python bench/profile_scoring.py --whole --rounds 3 [--baseline /path/to/other/checkout]
+
+``--whole``: fresh processes side by side instead, rounds interleaved, medians (min-max):
+``segcontrast.evaluate(gt, results, workers=2).save(tmp)`` as a one-line ``python -c`` (this
+checkout; with ``--baseline``, also another checkout's package), and pycocotools,
+faster-coco-eval and hotcoco computing mask AP alone (bench/bench_whole_process.py's peers).
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_whole_process import (  # noqa: E402
+    PEER_SCRIPT,
+    PEERS,
     WORKLOADS,
     Part,
     PartClock,
     import_part_modules,
     install,
     prepare,
+    run_process,
 )
 
 PACKAGE = "segcontrast"
@@ -89,15 +98,73 @@ def child(gt: str, results: str) -> dict:
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+OURS = ("import segcontrast, sys, tempfile; "
+        "segcontrast.evaluate(sys.argv[1], sys.argv[2], workers=2).save(tempfile.mkdtemp())")
+
+
+def whole(names: list[str], rounds: int, baseline: str | None) -> None:
+    """Fresh processes, interleaved rounds: seconds and peak MB, median (min-max)."""
+    import os
+    import shutil
+    import statistics
+
+    package = str(REPO / "projects" / "SegContrast")
+    contenders = {"ours": (package, OURS)}
+    if baseline:
+        contenders["ours (baseline)"] = (str(Path(baseline) / "projects" / "SegContrast"), OURS)
+    for peer, (imports, load) in PEERS.items():
+        contenders[peer] = (None, PEER_SCRIPT.format(imports=imports, load=load))
+    print("| workload | " + " | ".join(contenders) + " |")
+    print("|---|" + "---:|" * len(contenders))
+    for name in names:
+        w = prepare(WORKLOADS[name])
+        runs: dict[str, list] = {c: [] for c in contenders}
+        for r in range(rounds):
+            order = list(contenders)[r % len(contenders):] + list(contenders)[:r % len(contenders)]
+            for c in order:
+                path, script = contenders[c]
+                scratch = Path(tempfile.mkdtemp(prefix="whole_"))
+                env_path = os.environ.get("PYTHONPATH")
+                try:
+                    if path:
+                        os.environ["PYTHONPATH"] = path
+                    else:
+                        os.environ.pop("PYTHONPATH", None)
+                    runs[c].append(run_process([sys.executable, "-c", script, w.gt, w.results],
+                                               scratch))
+                finally:
+                    if env_path is None:
+                        os.environ.pop("PYTHONPATH", None)
+                    else:
+                        os.environ["PYTHONPATH"] = env_path
+                    shutil.rmtree(scratch, ignore_errors=True)
+                if runs[c][-1].returncode:
+                    raise SystemExit(f"{c} on {name} failed: {runs[c][-1].error}")
+
+        def cell(rs: list) -> str:
+            s = [r.seconds for r in rs]
+            m = [r.peak_mb for r in rs]
+            return (f"{statistics.median(s):.2f} s ({min(s):.2f}-{max(s):.2f}), "
+                    f"{statistics.median(m):.0f} MB")
+
+        print(f"| {name} | " + " | ".join(cell(runs[c]) for c in contenders) + " |", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default="200,5000")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--whole", action="store_true", help="whole processes, with peers")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", help="another checkout to run as well (--whole)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
         return 0
     names = args.workloads.split(",")
+    if args.whole:
+        whole(names, args.rounds, args.baseline)
+        return 0
     found = {}
     for name in names:
         w = prepare(WORKLOADS[name])

@@ -138,12 +138,51 @@ Int64Array confusion_matrix(const ByteArray& gt, const ByteArray& pred, int64_t 
     return out;
 }
 
-// Change of the confusion matrix of `painted` (rows: `gt`) when the windows are repainted
-// with the masks (in `order`, later wins, background elsewhere).
+// Disjoint windows covering the boxes: overlapping ones merged until none overlap; one window
+// instead of several when they fill more than half of their bounding box anyway.
+std::vector<Box> clusters(const int64_t* boxes, int64_t count) {
+    std::vector<Box> current;
+    for (int64_t k = 0; k < count; ++k) {
+        const Box b{boxes[4 * k], boxes[4 * k + 1], boxes[4 * k + 2], boxes[4 * k + 3]};
+        if (b.x1 > b.x0 && b.y1 > b.y0) current.push_back(b);
+    }
+    bool merged = true;
+    while (merged && current.size() > 1) {
+        merged = false;
+        std::vector<Box> out;
+        for (const Box& b : current) {
+            bool joined = false;
+            for (Box& o : out) {
+                if (b.meets(o)) {
+                    o = {std::min(o.x0, b.x0), std::min(o.y0, b.y0), std::max(o.x1, b.x1),
+                         std::max(o.y1, b.y1)};
+                    merged = joined = true;
+                    break;
+                }
+            }
+            if (!joined) out.push_back(b);
+        }
+        current = std::move(out);
+    }
+    if (current.size() > 1) {
+        Box all = current[0];
+        int64_t covered = 0;
+        for (const Box& b : current) {
+            all = {std::min(all.x0, b.x0), std::min(all.y0, b.y0), std::max(all.x1, b.x1),
+                   std::max(all.y1, b.y1)};
+            covered += b.width() * b.height();
+        }
+        if (2 * covered > all.width() * all.height()) return {all};
+    }
+    return current;
+}
+
+// Change of the confusion matrix of `painted` (rows: `gt`) when the pixels of the touched
+// boxes are repainted with the masks (in `order`, later wins, background elsewhere).
 Int64Array window_confusion_delta(const ByteArray& gt, const ByteArray& painted,
                                   const py::handle& boxes, const py::handle& crops,
                                   const py::handle& areas, const ByteArray& values,
-                                  const Int64Array& order, const Int64Array& windows,
+                                  const Int64Array& order, const Int64Array& touched,
                                   int64_t num_labels) {
     Masks masks(boxes, crops, areas);
     const int64_t width = gt.shape(1);
@@ -155,10 +194,9 @@ Int64Array window_confusion_delta(const ByteArray& gt, const ByteArray& painted,
     const uint8_t* old = painted.data();
     const uint8_t* v = values.data();
     const int64_t* ord = order.data();
-    const int64_t* w = windows.data();
+    const std::vector<Box> windows = clusters(touched.data(), touched.size() / 4);
     std::vector<uint8_t> fresh;
-    for (py::ssize_t k = 0; k < windows.shape(0); ++k) {
-        const Box win{w[4 * k], w[4 * k + 1], w[4 * k + 2], w[4 * k + 3]};
+    for (const Box& win : windows) {
         const int64_t ww = win.width();
         fresh.assign(static_cast<size_t>(ww * win.height()), 0);
         for (py::ssize_t q = 0; q < order.size(); ++q) {
@@ -194,7 +232,7 @@ void register_masks(py::module_& m) {
     m.def("paint_semantic_gt", &paint_semantic_gt, "The semantic ground truth of one image.");
     m.def("confusion_matrix", &confusion_matrix, "Confusion matrix of two label maps.");
     m.def("window_confusion_delta", &window_confusion_delta,
-          "Confusion-matrix change when windows are repainted.");
+          "Confusion-matrix change when the touched boxes are repainted.");
 }
 
 }  // namespace segcontrast

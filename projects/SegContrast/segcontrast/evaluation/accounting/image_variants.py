@@ -115,47 +115,19 @@ def _ap_patch(classes: np.ndarray, scores: np.ndarray, ap_areas: np.ndarray, iou
             np.concatenate(ious) if ious else np.zeros(0))
 
 
-def _clusters(boxes: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Disjoint windows covering the boxes (overlapping boxes merged until none overlap)."""
-    boxes = [b for b in boxes.tolist() if b[2] > b[0] and b[3] > b[1]]
-    merged = True
-    while merged and len(boxes) > 1:
-        merged = False
-        out: list[list[int]] = []
-        for b in boxes:
-            for o in out:
-                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
-                    o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
-                    o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
-                    merged = True
-                    break
-            else:
-                out.append(list(b))
-        boxes = out
-    if len(boxes) > 1:
-        # one window instead of many when they fill most of their bounding box anyway
-        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-        if 2 * sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) > (x1 - x0) * (y1 - y0):
-            return [(x0, y0, x1, y1)]
-    return [tuple(b) for b in boxes]
-
-
 def _confusion_delta(ctx: ImageContext, kept: MaskCrops, classes: np.ndarray,
                      scores: np.ndarray, touched: np.ndarray) -> np.ndarray:
     """Change of the painted confusion matrix: repaint only windows around touched masks.
 
     The painting is :func:`.semantic.paint_semantic_from_crops`' (ascending score, later wins
-    on ties), restricted to each window.
+    on ties), restricted to disjoint windows covering the touched boxes (the kernel merges
+    overlapping boxes until none overlap).
     """
     num_labels = ctx.num_classes + 1
-    windows = _clusters(touched)
-    if not windows:
-        return np.zeros((num_labels, num_labels), np.int64)
     return kernels.window_confusion_delta(
         ctx.gt_labels, ctx.painted, kept.boxes, kept.crops, kept.areas,
         (classes + 1).astype(np.uint8), np.argsort(scores, kind="stable"),
-        np.array(windows, np.int64).reshape(-1, 4), num_labels)
+        np.ascontiguousarray(touched, np.int64).reshape(-1, 4), num_labels)
 
 
 def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,

@@ -291,3 +291,40 @@ def test_coco_matching_equals_the_numpy_matcher(seed):
     slow = ref.match_groups(data, group_image, 3)
     for name in ("classes", "scores", "keys", "groups", "tp", "fp"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+
+
+# --- what the evaluator no longer imports
+
+
+def test_evaluating_imports_neither_scipy_optimize_nor_opencv(tmp_path):
+    """A matching conflict (two predictions on two objects of one class) once imported
+    scipy.optimize (~1 s); boundary IoU imported OpenCV (~0.3 s). The kernels replace both."""
+    import json
+    import subprocess
+    import sys
+
+    def rle_of(y0, x0, y1, x1):
+        mask = np.zeros((20, 30), np.uint8)
+        mask[y0:y1, x0:x1] = 1
+        encoded = mask_util.encode(np.asfortranarray(mask))
+        return {"size": [20, 30], "counts": encoded["counts"].decode("ascii")}
+
+    boxes = [(2, 2, 12, 14), (4, 6, 14, 18)]
+    gt = {"images": [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}],
+          "categories": [{"id": 1, "name": "cell"}],
+          "annotations": [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                           "segmentation": rle_of(*b), "area": 100.0}
+                          for i, b in enumerate(boxes)]}
+    results = [{"image_id": 1, "category_id": 1, "score": s, "segmentation": rle_of(*b)}
+               for s, b in ((0.9, (3, 4, 13, 16)), (0.8, (3, 3, 13, 15)))]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    script = ("import sys, segcontrast; r = segcontrast.evaluate(sys.argv[1], sys.argv[2]); "
+              "r.save(sys.argv[3]); print(r.metrics['segm']['AP'], "
+              "'scipy.optimize' in sys.modules, 'cv2' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "gt.json"),
+                           str(tmp_path / "results.json"), str(tmp_path / "out")],
+                          capture_output=True, text=True, check=True)
+    ap, scipy_loaded, cv2_loaded = proc.stdout.split()
+    assert (scipy_loaded, cv2_loaded) == ("False", "False")
+    assert float(ap) > 0

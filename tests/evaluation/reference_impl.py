@@ -799,3 +799,65 @@ def match_groups(data: dict[str, np.ndarray], group_image: np.ndarray, num_class
         tp=matched & ~det_ignored,
         fp=~matched & ~det_ignored,
     )
+
+
+def class_match(iou: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarray,
+                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, :func:`hungarian_match` of predictions to ground truth of their class.
+
+    Classes whose candidate pairs are already one to one take them as they are (what the
+    Hungarian algorithm would return).
+
+    Args:
+        iou: (N, G) IoUs.
+        pred_classes: (N,) classes.
+        gt_classes: (G,) classes.
+        threshold: smallest IoU of a match.
+
+    Returns:
+        (rows, cols) of the matched pairs, int64, ordered by column.
+    """
+    candidate = (iou >= threshold) & (pred_classes[:, None] == gt_classes[None, :])
+    if not candidate.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows, cols = (x.astype(np.int64) for x in np.nonzero(candidate))
+    if (candidate.sum(0) > 1).any() or (candidate.sum(1) > 1).any():
+        conflict = np.unique(np.concatenate([
+            gt_classes[candidate.sum(0) > 1], pred_classes[candidate.sum(1) > 1]]))
+        in_conflict = np.zeros(int(max(pred_classes.max(), gt_classes.max())) + 1, bool)
+        in_conflict[conflict] = True
+        simple = ~in_conflict[pred_classes[rows]]
+        rows_all, cols_all = [rows[simple]], [cols[simple]]
+        for cls in conflict:
+            pi = np.flatnonzero(pred_classes == cls)
+            gi = np.flatnonzero(gt_classes == cls)
+            r, c = hungarian_match(iou[pi[:, None], gi], threshold)
+            rows_all.append(pi[r])
+            cols_all.append(gi[c])
+        rows, cols = np.concatenate(rows_all), np.concatenate(cols_all)
+    order = np.argsort(cols, kind="stable")
+    return rows[order], cols[order]
+
+
+def _ap_patch(fixed: Any, iou: np.ndarray, gt_by_class: dict[int, np.ndarray],
+              touched: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The AP records of the touched classes, exactly as :meth:`ApImage.build` groups them."""
+    if not touched:
+        return np.zeros((0, 3), np.int64), np.zeros((0, 2)), np.zeros(0)
+    order = np.lexsort((-fixed.scores, fixed.classes))
+    sorted_classes = fixed.classes[order]
+    lo = np.searchsorted(sorted_classes, touched, side="left").tolist()
+    hi = np.searchsorted(sorted_classes, touched, side="right").tolist()
+    groups, dets, ious = [], [], []
+    empty = np.zeros(0, np.int64)
+    for c, a, b in zip(touched, lo, hi, strict=True):
+        d = order[a : min(b, a + MAX_DETS)]
+        g = gt_by_class.get(c, empty)
+        groups.append((c, len(d), len(g)))
+        dets.append(d)
+        if len(d) and len(g):
+            ious.append(iou[d[:, None], g].ravel())
+    d_all = np.concatenate(dets)
+    return (np.array(groups, np.int64),
+            np.stack([fixed.scores[d_all], fixed.ap_areas[d_all]], axis=1),
+            np.concatenate(ious) if ious else np.zeros(0))

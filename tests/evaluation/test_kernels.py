@@ -328,3 +328,36 @@ def test_evaluating_imports_neither_scipy_optimize_nor_opencv(tmp_path):
     ap, scipy_loaded, cv2_loaded = proc.stdout.split()
     assert (scipy_loaded, cv2_loaded) == ("False", "False")
     assert float(ap) > 0
+
+
+# --- the accounting's matching and AP records of a fixed list
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_class_matching_and_ap_records_equal_the_numpy_versions(seed):
+    from types import SimpleNamespace
+
+    from segcontrast.evaluation.accounting.image_variants import _ap_patch
+
+    rng = np.random.default_rng(seed)
+    n, g = int(rng.integers(0, 12)), int(rng.integers(0, 10))
+    if seed == 0:
+        n = 130  # more than 100 detections of a class
+    levels = rng.choice([3, 5, 1000])
+    iou = rng.integers(0, levels, (n, g)) / (levels - 1)
+    pred_classes = rng.integers(0, 3, n)
+    gt_classes = rng.integers(0, 3, g)
+    for threshold in (0.5, 0.75):
+        for a, b in zip(instance.class_match(iou, pred_classes, gt_classes, threshold),
+                        ref.class_match(iou, pred_classes, gt_classes, threshold), strict=True):
+            np.testing.assert_array_equal(a, b)
+    scores = rng.integers(0, 5, n) / 4.0
+    ap_areas = rng.random(n) * 1000
+    touched = sorted(set(rng.integers(0, 4, 3).tolist()))
+    by_class = {int(c): np.flatnonzero(gt_classes == c) for c in np.unique(gt_classes)}
+    fixed = SimpleNamespace(classes=pred_classes, scores=scores, ap_areas=ap_areas)
+    found = _ap_patch(pred_classes, scores, ap_areas, iou, gt_classes, touched)
+    expected = ref._ap_patch(fixed, iou, by_class, touched)
+    for a, b in zip(found, expected, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)

@@ -7,6 +7,7 @@
 // chosen column swapped out of the scan list, and among columns of equal reduced cost an
 // unassigned one is preferred. Ties between equal-weight assignments are broken by these same
 // rules, so the matched pairs are scipy's, not just of the same total.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -94,14 +95,16 @@ private:
     std::vector<int64_t> scan_;
 };
 
-// (rows, cols) of the assignment maximising the total weight, rows increasing.
-py::tuple max_weight_assignment(const DoubleArray& weights) {
-    if (weights.ndim() != 2) throw std::invalid_argument("weights must be 2-D");
-    const int64_t nr = weights.shape(0), nc = weights.shape(1);
+// The pairs (row, col) of the assignment of an nr x nc weight matrix (row-major) maximising
+// the total weight, rows increasing.
+void assign(const double* w, int64_t nr, int64_t nc, std::vector<int64_t>& a,
+            std::vector<int64_t>& b) {
     const bool transpose = nc < nr;
     const int64_t rows = transpose ? nc : nr, cols = transpose ? nr : nc;
+    a.assign(static_cast<size_t>(rows), 0);
+    b.assign(static_cast<size_t>(rows), 0);
+    if (rows == 0) return;
     std::vector<double> cost(static_cast<size_t>(rows * cols));
-    const double* w = weights.data();
     for (int64_t i = 0; i < nr; ++i) {
         for (int64_t j = 0; j < nc; ++j) {
             const double value = -w[i * nc + j];
@@ -110,10 +113,6 @@ py::tuple max_weight_assignment(const DoubleArray& weights) {
             cost[transpose ? j * cols + i : i * cols + j] = value;
         }
     }
-    Int64Array out_rows({rows}), out_cols({rows});
-    int64_t* a = out_rows.mutable_data();
-    int64_t* b = out_cols.mutable_data();
-    if (rows == 0) return py::make_tuple(out_rows, out_cols);
     Assignment solver(std::move(cost), rows, cols);
     if (!solver.solve()) throw std::invalid_argument("the assignment is infeasible");
     const std::vector<int64_t>& col_of = solver.col_of();
@@ -133,7 +132,129 @@ py::tuple max_weight_assignment(const DoubleArray& weights) {
             b[k] = order[k];
         }
     }
-    return py::make_tuple(out_rows, out_cols);
+}
+
+Int64Array to_array(const std::vector<int64_t>& v) {
+    Int64Array out({static_cast<py::ssize_t>(v.size())});
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
+// (rows, cols) of the assignment maximising the total weight, rows increasing.
+py::tuple max_weight_assignment(const DoubleArray& weights) {
+    if (weights.ndim() != 2) throw std::invalid_argument("weights must be 2-D");
+    std::vector<int64_t> a, b;
+    assign(weights.data(), weights.shape(0), weights.shape(1), a, b);
+    return py::make_tuple(to_array(a), to_array(b));
+}
+
+// segcontrast.evaluation.metrics.instance.hungarian_match on rows ri and cols ci of iou:
+// appends the matched pairs (as indices of iou).
+void hungarian_pairs(const double* iou, int64_t stride, const std::vector<int64_t>& ri,
+                     const std::vector<int64_t>& ci, double threshold,
+                     std::vector<int64_t>& rows, std::vector<int64_t>& cols) {
+    const int64_t n = static_cast<int64_t>(ri.size()), m = static_cast<int64_t>(ci.size());
+    std::vector<uint8_t> cand(static_cast<size_t>(n * m));
+    std::vector<int64_t> row_count(n, 0), col_count(m, 0);
+    bool any = false;
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < m; ++j) {
+            const bool c = iou[ri[i] * stride + ci[j]] >= threshold;
+            cand[i * m + j] = c;
+            row_count[i] += c;
+            col_count[j] += c;
+            any |= c;
+        }
+    if (!any) return;
+    const bool one_to_one = std::all_of(row_count.begin(), row_count.end(),
+                                        [](int64_t c) { return c <= 1; }) &&
+                            std::all_of(col_count.begin(), col_count.end(),
+                                        [](int64_t c) { return c <= 1; });
+    if (one_to_one) {
+        for (int64_t i = 0; i < n; ++i)
+            for (int64_t j = 0; j < m; ++j)
+                if (cand[i * m + j]) {
+                    rows.push_back(ri[i]);
+                    cols.push_back(ci[j]);
+                }
+        return;
+    }
+    std::vector<int64_t> rin, cin;
+    for (int64_t i = 0; i < n; ++i)
+        if (row_count[i]) rin.push_back(i);
+    for (int64_t j = 0; j < m; ++j)
+        if (col_count[j]) cin.push_back(j);
+    const int64_t sr = static_cast<int64_t>(rin.size()), sc = static_cast<int64_t>(cin.size());
+    std::vector<double> sub(static_cast<size_t>(sr * sc));
+    for (int64_t i = 0; i < sr; ++i)
+        for (int64_t j = 0; j < sc; ++j)
+            sub[i * sc + j] =
+                cand[rin[i] * m + cin[j]] ? iou[ri[rin[i]] * stride + ci[cin[j]]] : 0.0;
+    std::vector<int64_t> a, b;
+    assign(sub.data(), sr, sc, a, b);
+    for (size_t k = 0; k < a.size(); ++k) {
+        if (sub[a[k] * sc + b[k]] >= threshold) {
+            rows.push_back(ri[rin[a[k]]]);
+            cols.push_back(ci[cin[b[k]]]);
+        }
+    }
+}
+
+// segcontrast.evaluation.metrics.instance.class_match: per class, the matching of predictions
+// to ground truth of their class; (rows, cols) ordered by column.
+py::tuple class_match(const DoubleArray& iou, const Int64Array& pred_classes,
+                      const Int64Array& gt_classes, double threshold) {
+    const int64_t n = pred_classes.size(), g = gt_classes.size();
+    if (n && g && (iou.ndim() != 2 || iou.shape(0) != n || iou.shape(1) != g))
+        throw std::invalid_argument("iou must be (N, G)");
+    const int64_t* pc = pred_classes.data();
+    const int64_t* gc = gt_classes.data();
+    const double* w = iou.data();
+    std::vector<int64_t> row_count(n, 0), col_count(g, 0);
+    std::vector<int64_t> rows, cols;
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < g; ++j)
+            if (pc[i] == gc[j] && w[i * g + j] >= threshold) {
+                ++row_count[i];
+                ++col_count[j];
+                rows.push_back(i);
+                cols.push_back(j);
+            }
+    std::vector<int64_t> conflict;
+    for (int64_t j = 0; j < g; ++j)
+        if (col_count[j] > 1) conflict.push_back(gc[j]);
+    for (int64_t i = 0; i < n; ++i)
+        if (row_count[i] > 1) conflict.push_back(pc[i]);
+    if (!conflict.empty()) {
+        std::sort(conflict.begin(), conflict.end());
+        conflict.erase(std::unique(conflict.begin(), conflict.end()), conflict.end());
+        std::vector<int64_t> r2, c2;
+        for (size_t k = 0; k < rows.size(); ++k)
+            if (!std::binary_search(conflict.begin(), conflict.end(), pc[rows[k]])) {
+                r2.push_back(rows[k]);
+                c2.push_back(cols[k]);
+            }
+        for (int64_t cls : conflict) {
+            std::vector<int64_t> pi, gi;
+            for (int64_t i = 0; i < n; ++i)
+                if (pc[i] == cls) pi.push_back(i);
+            for (int64_t j = 0; j < g; ++j)
+                if (gc[j] == cls) gi.push_back(j);
+            hungarian_pairs(w, g, pi, gi, threshold, r2, c2);
+        }
+        rows.swap(r2);
+        cols.swap(c2);
+    }
+    std::vector<int64_t> order(rows.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int64_t>(k);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t x, int64_t y) { return cols[x] < cols[y]; });
+    std::vector<int64_t> r_out(order.size()), c_out(order.size());
+    for (size_t k = 0; k < order.size(); ++k) {
+        r_out[k] = rows[order[k]];
+        c_out[k] = cols[order[k]];
+    }
+    return py::make_tuple(to_array(r_out), to_array(c_out));
 }
 
 }  // namespace
@@ -141,6 +262,9 @@ py::tuple max_weight_assignment(const DoubleArray& weights) {
 void register_hungarian(py::module_& m) {
     m.def("max_weight_assignment", &max_weight_assignment, py::arg("weights"),
           "scipy.optimize.linear_sum_assignment(weights, maximize=True), the same pairs.");
+    m.def("class_match", &class_match, py::arg("iou"), py::arg("pred_classes"),
+          py::arg("gt_classes"), py::arg("threshold"),
+          "Per class, the one-to-one matching maximising the IoU; pairs ordered by column.");
 }
 
 }  // namespace segcontrast

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_kernels, m) {
     segcontrast::register_json_scan(m);
     segcontrast::register_polygons(m);
     segcontrast::register_coco_match(m);
+    segcontrast::register_ap_patch(m);
 }

@@ -19,7 +19,6 @@ import numpy as np
 
 from ...data.masks import GroundTruth, MaskCrops
 from ...utils.native import kernels
-from ..metrics.coco_ap import MAX_DETS
 from ..metrics.instance import class_match
 from ..metrics.panoptic import GtPanoptic, PredPanoptic, panoptic_stats, pred_segments
 from .assignment import ALL, LOW_SCORE, ErrorAssignment
@@ -88,31 +87,17 @@ class VariantStats:
 
 
 def _ap_patch(classes: np.ndarray, scores: np.ndarray, ap_areas: np.ndarray, iou: np.ndarray,
-              gt_by_class: dict[int, np.ndarray],
+              gt_classes: np.ndarray,
               touched: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The AP records of the touched classes, exactly as :meth:`ApImage.build` groups them.
 
-    ``classes``, ``scores``, ``ap_areas`` and ``iou`` (rows) are the fixed list's.
+    ``classes``, ``scores``, ``ap_areas`` and ``iou`` (rows) are the fixed list's;
+    ``gt_classes`` the classes of all the image's annotations (crowd regions included).
     """
     if not touched:
         return np.zeros((0, 3), np.int64), np.zeros((0, 2)), np.zeros(0)
-    order = np.lexsort((-scores, classes))
-    sorted_classes = classes[order]
-    lo = np.searchsorted(sorted_classes, touched, side="left").tolist()
-    hi = np.searchsorted(sorted_classes, touched, side="right").tolist()
-    groups, dets, ious = [], [], []
-    empty = np.zeros(0, np.int64)
-    for c, a, b in zip(touched, lo, hi, strict=True):
-        d = order[a : min(b, a + MAX_DETS)]
-        g = gt_by_class.get(c, empty)
-        groups.append((c, len(d), len(g)))
-        dets.append(d)
-        if len(d) and len(g):
-            ious.append(iou[d[:, None], g].ravel())
-    d_all = np.concatenate(dets)
-    return (np.array(groups, np.int64),
-            np.stack([scores[d_all], ap_areas[d_all]], axis=1),
-            np.concatenate(ious) if ious else np.zeros(0))
+    return kernels.ap_patch(classes, scores, ap_areas, iou, gt_classes,
+                            np.asarray(touched, np.int64))
 
 
 def _confusion_delta(ctx: ImageContext, kept: MaskCrops, classes: np.ndarray,
@@ -131,7 +116,7 @@ def _confusion_delta(ctx: ImageContext, kept: MaskCrops, classes: np.ndarray,
 
 
 def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
-                  iou: np.ndarray, gt_by_class: dict[int, np.ndarray] | None = None,
+                  iou: np.ndarray,
                   exact_copies: bool = False) -> VariantStats:
     """Recompute what the headline metrics need for one fixed variant of the image.
 
@@ -140,7 +125,6 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
         fixed: the fixed predictions (all of them).
         keep: list indices of the image's own kept predictions.
         iou: (M, A) the fixed predictions' IoUs with all annotations.
-        gt_by_class: per class its annotations, in annotation order (made when not given).
         exact_copies: the kept predictions are one exact copy of every non-crowd object with
             pixels and nothing else ("all fixes together"). Then every pixel that is not ignored
             is painted with its ground-truth label (an object pixel of one class by a copy of
@@ -152,11 +136,9 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
         The variant's statistics.
     """
     gt = ctx.gt
-    if gt_by_class is None:
-        gt_by_class = _by_class(gt.classes)
     num_labels = ctx.num_classes + 1
     touched = sorted(fixed.touched_classes)
-    ap = _ap_patch(fixed.classes, fixed.scores, fixed.ap_areas, iou, gt_by_class, touched)
+    ap = _ap_patch(fixed.classes, fixed.scores, fixed.ap_areas, iou, gt.classes, touched)
 
     kept = np.flatnonzero(fixed.scores >= ctx.score_threshold)
     if len(kept) == len(keep) and np.array_equal(fixed.source[kept], keep):
@@ -239,23 +221,18 @@ class ImageAccounting:
                 self.ap_dets[d0:d1, 1], self.ap_ious[i0:i1])
 
 
-def _by_class(classes: np.ndarray) -> dict[int, np.ndarray]:
-    return {int(c): np.flatnonzero(classes == c) for c in np.unique(classes)}
-
-
 def _fixed_stats(ctx: ImageContext, row: int, errors: ErrorAssignment, original: PredList,
-                 keep: np.ndarray, gt_reg: MaskCrops, gt_classes: np.ndarray, list_iou: ListIou,
-                 gt_by_class: dict[int, np.ndarray]) -> VariantStats:
+                 keep: np.ndarray, gt_reg: MaskCrops, gt_classes: np.ndarray,
+                 list_iou: ListIou) -> VariantStats:
     """One variant's statistics: its fix applied to the predictions, then rescored."""
     if row == ALL:
         fixed = fix_all(errors, original, keep, gt_reg, gt_classes)
     else:
         fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
-    return variant_stats(ctx, fixed, keep, list_iou(fixed), gt_by_class, exact_copies=row == ALL)
+    return variant_stats(ctx, fixed, keep, list_iou(fixed), exact_copies=row == ALL)
 
 
-def _low_score_stats(ctx: ImageContext, original: PredList, keep: np.ndarray,
-                     gt_by_class: dict[int, np.ndarray]) -> VariantStats:
+def _low_score_stats(ctx: ImageContext, original: PredList, keep: np.ndarray) -> VariantStats:
     """The low-score variant: the kept predictions alone, so only AP can change.
 
     What :func:`variant_stats` gives for ``fix_one(LOW_SCORE, ...)`` (the list without the
@@ -265,7 +242,7 @@ def _low_score_stats(ctx: ImageContext, original: PredList, keep: np.ndarray,
     below[keep] = False
     touched = np.unique(original.classes[below]).tolist()
     ap = _ap_patch(original.classes[keep], original.scores[keep], original.ap_areas[keep],
-                   ctx.iou[keep], gt_by_class, touched)
+                   ctx.iou[keep], ctx.gt.classes, touched)
     num_labels = ctx.num_classes + 1
     return VariantStats(np.zeros((num_labels, num_labels), np.int64), ctx.gt_iou, ctx.pq, *ap)
 
@@ -286,7 +263,6 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
     gt_reg = ctx.gt.masks.subset(ctx.regular)
     gt_classes = ctx.gt.classes[ctx.regular]
     list_iou = ListIou(ctx.iou, ctx.gt.masks, ctx.gt.crowd, ctx.regular)
-    gt_by_class = _by_class(ctx.gt.classes)
     rows = [int(r) for r in np.flatnonzero(errors.counts > 0)]
     if rows:
         rows.append(ALL)
@@ -294,10 +270,9 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
     confusions: dict[int, np.ndarray] = {}
     for row in rows:
         if row == LOW_SCORE:
-            stats = _low_score_stats(ctx, original, keep, gt_by_class)
+            stats = _low_score_stats(ctx, original, keep)
         else:
-            stats = _fixed_stats(ctx, row, errors, original, keep, gt_reg, gt_classes, list_iou,
-                                 gt_by_class)
+            stats = _fixed_stats(ctx, row, errors, original, keep, gt_reg, gt_classes, list_iou)
         if stats.confusion_delta.any():
             confusions[row] = stats.confusion_delta
         if stats.gt_iou is not ctx.gt_iou and not np.array_equal(stats.gt_iou, ctx.gt_iou):

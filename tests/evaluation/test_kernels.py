@@ -245,6 +245,22 @@ def test_panoptic_segments_and_statistics(seed):
             assert (a is None) == (b is None)
             if a is not None:
                 np.testing.assert_array_equal(a, b)
+        # predictions that are exact copies of non-crowd instances, counted without looking
+        regular = np.flatnonzero(~crowd & (gt.areas > 0))
+        if len(regular):
+            copies = MaskCrops(np.concatenate([pred.boxes, gt.boxes[regular]]).astype(np.int64),
+                               pred.crops + [gt.crops[j] for j in regular],
+                               np.concatenate([pred.areas, gt.areas[regular]]).astype(np.int64),
+                               gt.height, gt.width)
+            copy_scores = np.concatenate([scores, rng.random(len(regular))])
+            instance_of = np.cumsum(~crowd) - 1  # annotation -> index among non-crowd
+            gt_copy = np.concatenate([np.full(len(pred), -1), instance_of[regular]])
+            counted = panoptic.pred_segments(copies, copy_scores, fast, threshold,
+                                             with_crops=False)
+            shortcut = panoptic.pred_segments(copies, copy_scores, fast, threshold,
+                                              with_crops=False, gt_copy=gt_copy)
+            for name in ("kept", "areas", "hist"):
+                np.testing.assert_array_equal(getattr(shortcut, name), getattr(counted, name))
         stats = panoptic.panoptic_stats(pred_classes + 1, seg, fast, 5)
         np.testing.assert_array_equal(stats, ref.panoptic_stats(pred_classes + 1, expected,
                                                                 slow, 5))

@@ -69,7 +69,8 @@ py::tuple gt_labels(const py::handle& boxes, const py::handle& crops, const py::
 
 template <typename Label>
 py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt, int64_t height,
-                   int64_t width, int64_t num_labels, double overlap_threshold, bool want_crops) {
+                   int64_t width, int64_t num_labels, double overlap_threshold, bool want_crops,
+                   const int64_t* gt_copy, const int64_t* gt_areas) {
     const auto n = static_cast<py::ssize_t>(masks.size());
     py::array_t<bool> kept({n});
     Int64Array areas({n});
@@ -119,6 +120,19 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
         k[i] = true;
         a[i] = c.area - lost;
         int64_t* row = h + i * num_labels;
+        if (lost == 0 && gt_copy && gt_copy[i] >= 0 && !want_crops) {
+            // the exact mask of non-crowd instance r: its pixels are its segment's (label
+            // r + 1, all of which lie in it) or VOID
+            const int64_t label = gt_copy[i] + 1;
+            row[label] = gt_areas[label];
+            row[num_labels - 1] = c.area - gt_areas[label];
+            for (int64_t y = 0; y < ch; ++y) {
+                const uint8_t* src = c.data + y * c.stride;
+                uint8_t* t = taken.data() + (c.box.y0 + y) * width + c.box.x0;
+                for (int64_t x = 0; x < cw; ++x) t[x] |= src[x];
+            }
+            continue;
+        }
         uint8_t* seg = nullptr;
         if (want_crops) {
             py::array_t<bool> segment({ch, cw});
@@ -161,8 +175,20 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
 py::tuple pred_segments(const py::handle& boxes, const py::handle& crops,
                         const py::handle& areas, const Int64Array& order,
                         const py::array& gt_labels, int64_t num_labels,
-                        double overlap_threshold, bool want_crops) {
+                        double overlap_threshold, bool want_crops, const py::object& gt_copy,
+                        const Int64Array& gt_areas) {
     Masks masks(boxes, crops, areas);
+    Int64Array copies;
+    const int64_t* copy = nullptr;
+    if (!gt_copy.is_none()) {
+        copies = Int64Array::ensure(gt_copy);
+        if (static_cast<size_t>(copies.size()) != masks.size())
+            throw std::invalid_argument("gt_copy must be (N,)");
+        copy = copies.data();
+        for (py::ssize_t i = 0; i < copies.size(); ++i)
+            if (copy[i] + 1 >= num_labels - 1 || (copy[i] >= 0 && gt_areas.size() != num_labels))
+                throw std::invalid_argument("gt_copy outside the ground truth's instances");
+    }
     if (gt_labels.ndim() != 2) throw std::invalid_argument("gt labels must be (H, W)");
     const int64_t height = gt_labels.shape(0), width = gt_labels.shape(1);
     for (size_t i = 0; i < masks.size(); ++i) {
@@ -173,11 +199,11 @@ py::tuple pred_segments(const py::handle& boxes, const py::handle& crops,
     if (py::isinstance<py::array_t<uint16_t>>(gt_labels)) {
         auto g = py::array_t<uint16_t, py::array::c_style>::ensure(gt_labels);
         return segments(masks, order, g.data(), height, width, num_labels, overlap_threshold,
-                        want_crops);
+                        want_crops, copy, gt_areas.data());
     }
     auto g = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(gt_labels);
     return segments(masks, order, g.data(), height, width, num_labels, overlap_threshold,
-                    want_crops);
+                    want_crops, copy, gt_areas.data());
 }
 
 // panoptic_stats: per category (TP, FP, FN, matched-IoU sum) as panopticapi counts them.

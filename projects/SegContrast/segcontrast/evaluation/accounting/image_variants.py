@@ -173,7 +173,8 @@ def _panoptic(ctx: ImageContext, fixed: PredList, keep: np.ndarray, kept: np.nda
     """The variant's PQ statistics (its kept predictions' segments made afresh)."""
     if ctx.pan_gt is None or ctx.pan_pred is None:
         return None
-    segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold, with_crops=False)
+    segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold, with_crops=False,
+                             gt_copy=fixed.gt_copy[kept])
     return panoptic_stats(classes + 1, segments, ctx.pan_gt, ctx.num_classes + 1)
 
 

@@ -129,7 +129,8 @@ def rank_order(scores: np.ndarray) -> np.ndarray:
 
 
 def pred_segments(masks: MaskCrops, scores: np.ndarray, gt: GtPanoptic,
-                  overlap_threshold: float, with_crops: bool = True) -> PredPanoptic:
+                  overlap_threshold: float, with_crops: bool = True,
+                  gt_copy: np.ndarray | None = None) -> PredPanoptic:
     """Make predictions non-overlapping (module docstring) and count their pixels per GT label.
 
     Args:
@@ -139,13 +140,16 @@ def pred_segments(masks: MaskCrops, scores: np.ndarray, gt: GtPanoptic,
         overlap_threshold: a prediction that would lose more than this fraction of its mask to
             higher-ranked ones is dropped.
         with_crops: keep each segment's mask (for the panoptic export).
+        gt_copy: (N,) the non-crowd instance (index into the ground truth's instances) whose
+            exact mask a prediction is, -1 otherwise; such a mask's pixels are its own
+            segment's and VOID, which saves counting them.
 
     Returns:
         The segments.
     """
     kept, areas, hist, crops = kernels.pred_segments(
         masks.boxes, masks.crops, masks.areas, rank_order(scores), gt.labels, len(gt.areas),
-        float(overlap_threshold), with_crops)
+        float(overlap_threshold), with_crops, gt_copy, gt.areas)
     return PredPanoptic(kept, areas, hist, crops)
 
 

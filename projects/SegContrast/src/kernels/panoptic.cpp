@@ -67,6 +67,32 @@ py::tuple gt_labels(const py::handle& boxes, const py::handle& crops, const py::
     return py::make_tuple(labels, label_areas);
 }
 
+// The first position from x on (before end) whose byte is not `value` (0 or 1), eight at once.
+inline int64_t skip_bytes(const uint8_t* bytes, int64_t x, int64_t end, uint8_t value) {
+    const uint64_t word = value ? 0x0101010101010101ULL : 0;
+    for (uint64_t w; x + 8 <= end; x += 8) {
+        std::memcpy(&w, bytes + x, 8);
+        if (w != word) break;
+    }
+    while (x < end && bytes[x] == value) ++x;
+    return x;
+}
+
+// The first position from p on (before end) whose label is not `label`.
+template <typename Label>
+inline int64_t skip_labels(const Label* labels, int64_t p, int64_t end, Label label) {
+    constexpr int64_t per_word = 8 / sizeof(Label);
+    uint64_t word = 0;
+    for (int64_t k = 0; k < per_word; ++k)
+        std::memcpy(reinterpret_cast<char*>(&word) + k * sizeof(Label), &label, sizeof(Label));
+    for (uint64_t w; p + per_word <= end; p += per_word) {
+        std::memcpy(&w, labels + p, 8);
+        if (w != word) break;
+    }
+    while (p < end && labels[p] == label) ++p;
+    return p;
+}
+
 template <typename Label>
 py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt, int64_t height,
                    int64_t width, int64_t num_labels, double overlap_threshold, bool want_crops,
@@ -140,8 +166,7 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
             std::memset(seg, 0, static_cast<size_t>(ch * cw));
             crops[i] = segment;
         }
-        // neighbouring pixels mostly share a label: count runs, not single increments
-        int64_t run_label = 0, run_length = 0;
+        // per row: spans of the segment's pixels, and within a span runs of one label
         std::vector<uint8_t> fresh(static_cast<size_t>(cw));
         for (int64_t y = 0; y < ch; ++y) {
             const uint8_t* src = c.data + y * c.stride;
@@ -152,21 +177,22 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
                 f[x] = src[x] & (t[x] ^ 1);
                 t[x] |= src[x];
             }
-            for (int64_t x = 0; x < cw; ++x) {
-                if (!f[x]) continue;
-                const int64_t label = static_cast<int64_t>(g[x]);
-                if (label != run_label) {
-                    if (label < 0 || label >= num_labels)
+            int64_t x = 0;
+            while (x < cw) {
+                x = skip_bytes(f, x, cw, 0);
+                const int64_t span = x;
+                x = skip_bytes(f, x, cw, 1);
+                if (seg) std::fill(seg + y * cw + span, seg + y * cw + x, uint8_t{1});
+                for (int64_t p = span; p < x;) {
+                    const Label label = g[p];
+                    const int64_t start = p;
+                    p = skip_labels(g, p, x, label);
+                    if (static_cast<int64_t>(label) < 0 || static_cast<int64_t>(label) >= num_labels)
                         throw std::invalid_argument("ground-truth label outside [0, L)");
-                    row[run_label] += run_length;
-                    run_label = label;
-                    run_length = 0;
+                    row[static_cast<int64_t>(label)] += p - start;
                 }
-                ++run_length;
-                if (seg) seg[y * cw + x] = 1;
             }
         }
-        row[run_label] += run_length;
     }
     return py::make_tuple(kept, areas, hist, crops);
 }

@@ -15,23 +15,32 @@ std::vector<uint8_t> band_of(const Crop& c, int64_t d) {
     const int64_t h = c.area > 0 ? c.box.height() : 0, w = c.area > 0 ? c.box.width() : 0;
     std::vector<uint8_t> band(static_cast<size_t>(h * w));
     for (int64_t y = 0; y < h; ++y)
-        for (int64_t x = 0; x < w; ++x) band[y * w + x] = c.at(y, x);
+        std::copy(c.data + y * c.stride, c.data + y * c.stride + w, band.begin() + y * w);
     const int64_t size = 2 * d + 1;
     if (h < size || w < size) return band;  // no square fits: the whole mask is band
-    // across[y * w + x]: the square's row span at (y, x) is all set and within the crop
+    // across[y * w + x]: the square's row span at (y, x) is all set and within the crop; from
+    // each run of set pixels [s, e) of a row, the centres s + d .. e - d - 1
     std::vector<uint8_t> across(static_cast<size_t>(h * w), 0);
     for (int64_t y = 0; y < h; ++y) {
-        int64_t run = 0;
-        for (int64_t x = 0; x < w; ++x) {
-            run = c.at(y, x) ? run + 1 : 0;
-            if (run >= size) across[y * w + x - d] = 1;
+        const uint8_t* row = band.data() + y * w;
+        for (int64_t x = 0; x < w;) {
+            while (x < w && !row[x]) ++x;
+            const int64_t start = x;
+            while (x < w && row[x]) ++x;
+            if (x - start >= size)
+                std::fill(across.begin() + y * w + start + d, across.begin() + y * w + x - d,
+                          uint8_t{1});
         }
     }
+    // down the columns: a centre whose column span of `across` is all set is inside
     std::vector<int64_t> run(static_cast<size_t>(w), 0);
     for (int64_t y = 0; y < h; ++y) {
-        for (int64_t x = 0; x < w; ++x) {
-            run[x] = across[y * w + x] ? run[x] + 1 : 0;
-            if (run[x] >= size) band[(y - d) * w + x] = 0;  // inside: not band
+        const uint8_t* a = across.data() + y * w;
+        int64_t* r = run.data();
+        for (int64_t x = 0; x < w; ++x) r[x] = a[x] ? r[x] + 1 : 0;
+        if (y >= size - 1) {
+            uint8_t* out = band.data() + (y - d) * w;
+            for (int64_t x = 0; x < w; ++x) out[x] = r[x] >= size ? 0 : out[x];
         }
     }
     return band;
@@ -63,11 +72,14 @@ DoubleArray boundary_iou_pairs(const py::handle& p_boxes, const py::handle& p_cr
         for (uint8_t v : gb) count_g += v;
         if (cp.area > 0 && cg.area > 0) {
             const Box r = intersect(cp.box, cg.box);
-            const int64_t wp = cp.box.width(), wg = cg.box.width();
-            for (int64_t y = r.y0; y < r.y1; ++y)
-                for (int64_t x = r.x0; x < r.x1; ++x)
-                    inter += pb[(y - cp.box.y0) * wp + x - cp.box.x0] &
-                             gb[(y - cg.box.y0) * wg + x - cg.box.x0];
+            const int64_t wp = cp.box.width(), wg = cg.box.width(), span = r.x1 - r.x0;
+            for (int64_t y = r.y0; y < r.y1; ++y) {
+                const uint8_t* a = pb.data() + (y - cp.box.y0) * wp + (r.x0 - cp.box.x0);
+                const uint8_t* b = gb.data() + (y - cg.box.y0) * wg + (r.x0 - cg.box.x0);
+                uint32_t row = 0;
+                for (int64_t x = 0; x < span; ++x) row += a[x] & b[x];
+                inter += row;
+            }
         }
         const int64_t uni = count_p + count_g - inter;
         o[k] = uni > 0 ? static_cast<double>(inter) / static_cast<double>(uni) : 0.0;

@@ -267,7 +267,7 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
     rows = [int(r) for r in np.flatnonzero(errors.counts > 0)]
     if rows:
         rows.append(ALL)
-    iou_variants, gt_ious, pq_rows, groups, dets, ious = [], [], [], [], [], []
+    iou_variants, gt_ious, pq_parts, groups, dets, ious = [], [], [], [], [], []
     confusions: dict[int, np.ndarray] = {}
     for row in rows:
         if row == LOW_SCORE:
@@ -281,21 +281,31 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
             gt_ious.append(stats.gt_iou)
         if stats.pq is not None and ctx.pq is not None and stats.pq is not ctx.pq:
             differs = np.flatnonzero((stats.pq != ctx.pq).any(axis=1))
-            for c in differs:
-                pq_rows.append([row, c, *stats.pq[c]])
-        groups.append(np.concatenate([np.full((len(stats.ap_groups), 1), row, np.int64),
-                                      stats.ap_groups], axis=1))
+            if differs.size:
+                pq_parts.append((row, differs, stats.pq[differs]))
+        groups.append(stats.ap_groups)
         dets.append(stats.ap_dets)
         ious.append(stats.ap_ious)
     g = len(ctx.regular)
+    if pq_parts:
+        pq_index = np.concatenate([np.stack([np.full(len(c), row), c], axis=1)
+                                   for row, c, _ in pq_parts])
+        pq_values = np.concatenate([values for _, _, values in pq_parts])
+    else:
+        pq_index, pq_values = np.zeros((0, 2), np.int64), np.zeros((0, 4))
+    if groups:
+        group_rows = np.repeat(np.array(rows, np.int64), [len(q) for q in groups])
+        ap_groups = np.concatenate([group_rows[:, None], np.concatenate(groups)], axis=1)
+    else:
+        ap_groups = np.zeros((0, 4))
     record = ImageAccounting(
         counts=errors.counts.astype(np.int64),
         variants=np.array(rows, np.int8),
         iou_variants=np.array(iou_variants, np.int8),
         gt_iou=(np.stack(gt_ious) if gt_ious else np.zeros((0, g))).astype(np.float64),
-        pq_rows=np.array(pq_rows, np.float64).reshape(-1, 6)[:, :5].astype(np.int32),
-        pq_iou=np.array(pq_rows, np.float64).reshape(-1, 6)[:, 5].copy(),
-        ap_groups=(np.concatenate(groups) if groups else np.zeros((0, 4))).astype(np.int32),
+        pq_rows=np.concatenate([pq_index, pq_values[:, :3]], axis=1).astype(np.int32),
+        pq_iou=pq_values[:, 3].astype(np.float64),
+        ap_groups=ap_groups.astype(np.int32),
         ap_dets=(np.concatenate(dets) if dets else np.zeros((0, 2))).astype(np.float64),
         ap_ious=(np.concatenate(ious) if ious else np.zeros(0)).astype(np.float64),
     )

@@ -197,7 +197,7 @@ def make_workload(name: str) -> None:
         if spec.generator == "subset":
             _subset(prepare(WORKLOADS[spec.parent]).folder, tmp, spec.images)
         else:
-            import segcontrast  # noqa: F401  (makes detectron2 importable)
+            import segcontrast.engine  # noqa: F401  (makes detectron2 importable)
 
             if spec.generator == "dense":
                 from tests.evaluation.dense_results import write_dense_files as write

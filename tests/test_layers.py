@@ -20,6 +20,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "projects" / "SegContrast" / "segcontrast"
 # (module prefix, layer); the longest matching prefix wins.
 LAYERS = (
+    ("segcontrast._kernels", 0),  # compiled: imports nothing of the package
     ("segcontrast.utils", 0),
     ("segcontrast.data", 1),
     ("segcontrast.evaluation.settings", 2),

@@ -8,17 +8,21 @@ codes are listed in ``datasets/README.md``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..utils.collector import collector_paused
+from ..utils.native import kernels
 from .coco_json import read_coco_json
 from .image_check import ImageCheckError, ImageFileInfo, inspect_image, resolve_image_path
 from .image_io import SWAPPING_ORIENTATIONS
-from .limits import image_size_problem
+from .limits import MAX_POLYGON_POINTS, image_size_problem
 from .segmentation import (
+    EDGE_TOLERANCE,
     BoxCheck,
     SegmentationCheck,
     check_bbox,
@@ -391,6 +395,47 @@ def _check_annotation(ann: dict, image: _Image, id_map: dict, known_categories: 
     return _Kept(ann, segm, box, height, width, id_map[cid])
 
 
+def _plain_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _plainly_valid(ann: dict, images: dict[int, _Image], id_map: dict) -> _Kept | None:
+    """What :func:`_check_annotation` keeps of an annotation that needs no message at all.
+
+    The common case checked at once: ids that are ints, a known class, an optional plain
+    ``area`` and ``bbox`` within the image, polygons of finite numbers within it (at least
+    three points each, not too many in all). Anything else (None) goes through every check.
+    """
+    ann_id, image_id, cid = ann.get("id"), ann.get("image_id"), ann.get("category_id")
+    if not (type(ann_id) is int and type(image_id) is int
+            and type(cid) is int and cid in id_map):
+        return None
+    if ann.get("iscrowd", 0) not in (0, 1) or type(ann.get("iscrowd", 0)) is not int:
+        return None
+    if "area" in ann and not (_plain_number(ann["area"]) and ann["area"] >= 0):
+        return None
+    image = images.get(image_id)
+    if image is None or image.height is None or image.width is None:
+        return None
+    height, width = image.height, image.width
+    box = None
+    if "bbox" in ann:
+        bbox = ann["bbox"]
+        if type(bbox) is not list or len(bbox) != 4 or not all(map(_plain_number, bbox)):
+            return None
+        x, y, w, h = (float(v) for v in bbox)
+        if not (w > 0 and h > 0 and x >= -EDGE_TOLERANCE and y >= -EDGE_TOLERANCE
+                and x + w <= width + EDGE_TOLERANCE and y + h <= height + EDGE_TOLERANCE):
+            return None
+        box = BoxCheck(bbox=[x, y, w, h])
+    polygons = kernels.plain_polygons(ann.get("segmentation"), height, width, EDGE_TOLERANCE,
+                                      MAX_POLYGON_POINTS)
+    if polygons is None:
+        return None
+    return _Kept(ann, SegmentationCheck(segmentation=polygons, kind="polygon"), box, height,
+                 width, id_map[cid])
+
+
 def _check_annotations(annotations: list, images: dict[int, _Image], id_map: dict,
                        known_categories: set, report: ValidationReport
                        ) -> dict[int, list[_Kept]]:
@@ -400,6 +445,11 @@ def _check_annotations(annotations: list, images: dict[int, _Image], id_map: dic
         if not isinstance(ann, dict):
             report.add("fatal", "annotation_invalid",
                        f"annotations[{i}] is {type(ann).__name__}; expected an object")
+            continue
+        plain = _plainly_valid(ann, images, id_map)
+        if plain is not None:
+            owners[ann["id"]].append(ann["image_id"])
+            kept[ann["image_id"]].append(plain)
             continue
         errors = _annotation_entry_errors(ann)
         if _is_id(ann.get("id")):
@@ -464,6 +514,7 @@ def _sort_key(value: Any) -> tuple:
 XYWH_ABS = 1
 
 
+@collector_paused()
 def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, *,
                    allow_outside_root: bool = False, build_dicts: bool = True,
                    check_image_files: bool = True, image_files_optional: bool = False,

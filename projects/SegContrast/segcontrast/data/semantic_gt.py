@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..utils.native import kernels
 from .masks import GroundTruth, MaskCrops
 
 __all__ = ["IGNORE_LABEL", "paint_semantic_gt", "semantic_gt_from_record"]
@@ -32,33 +33,8 @@ def paint_semantic_gt(gt: MaskCrops, classes: np.ndarray, crowd: np.ndarray) -> 
     Returns:
         (H, W) uint8 labels.
     """
-    labels = np.zeros((gt.height, gt.width), np.uint8)
-    regular = np.flatnonzero(~crowd & (gt.areas > 0))
-    for i in regular:
-        x0, y0, x1, y1 = gt.boxes[i]
-        np.copyto(labels[y0:y1, x0:x1], classes[i] + 1, where=gt.crops[i], casting="unsafe")
-    # Pixels shared by instances of different classes: only where such boxes overlap.
-    boxes = gt.boxes[regular]
-    cls = classes[regular]
-    ix0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    iy0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    ix1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    iy1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    clash = (ix1 > ix0) & (iy1 > iy0) & (cls[:, None] != cls[None, :])
-    for a, b in zip(*np.nonzero(np.triu(clash, 1)), strict=True):
-        i, j = regular[a], regular[b]
-        x0, y0, x1, y1 = ix0[a, b], iy0[a, b], ix1[a, b], iy1[a, b]
-        bi, bj = gt.boxes[i], gt.boxes[j]
-        both = (
-            gt.crops[i][y0 - bi[1] : y1 - bi[1], x0 - bi[0] : x1 - bi[0]]
-            & gt.crops[j][y0 - bj[1] : y1 - bj[1], x0 - bj[0] : x1 - bj[0]]
-        )
-        labels[y0:y1, x0:x1][both] = IGNORE_LABEL
-    for i in np.flatnonzero(crowd & (gt.areas > 0)):
-        x0, y0, x1, y1 = gt.boxes[i]
-        region = labels[y0:y1, x0:x1]
-        region[gt.crops[i] & (region == 0)] = IGNORE_LABEL
-    return labels
+    return kernels.paint_semantic_gt(gt.boxes, gt.crops, gt.areas, np.asarray(classes, np.int64),
+                                     np.asarray(crowd, bool), gt.height, gt.width)
 
 
 def semantic_gt_from_record(record: dict, num_classes: int) -> np.ndarray:

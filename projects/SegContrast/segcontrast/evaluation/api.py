@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..utils.collector import collector_paused
 from .accumulator import Accumulator
 from .ground_truth import GroundTruthSet
 from .result import EvaluationResult
@@ -86,6 +87,7 @@ def results_source(results: ResultsFile, gt: GroundTruthSet, gt_label: str | Non
     }
 
 
+@collector_paused()
 def evaluate(gt: str | os.PathLike | Mapping | GroundTruthSet,
              results: str | os.PathLike | Sequence[dict], *,
              images: str | os.PathLike | None = None, semantic_dir: str | None = None,

@@ -34,6 +34,7 @@ from ..data.masks import annotation_to_rle, crops_from_rles
 from ..data.rle import RLEError, rle_counts_to_runs
 from ..data.segmentation import is_number, segmentation_problems
 from ..data.validation import ValidationReport
+from ..utils.collector import collector_paused
 from ..utils.errors import InputError
 from .metrics.coco_ap import AP_AREAS
 from .predictions import Predictions
@@ -292,6 +293,7 @@ def _image_lookup(images: Mapping[Any, tuple[int, int]], file_names: FileNames |
                   f"({len(images)} images, {_ids_listed(images, image_id)}){hint}")
 
 
+@collector_paused()
 def read_results(path: str | os.PathLike, images: Mapping[Any, tuple[int, int]],
                  id_map: Mapping[int, int], *, match_file_names: bool = False,
                  match_image_ids: bool = False, gt_file_names: Mapping[Any, str] | None = None,

@@ -71,8 +71,7 @@ class _Variants:
         iou_index: dict[int, list] = defaultdict(list)
         iou_values: dict[int, list] = defaultdict(list)
         pq_rows: dict[int, list] = defaultdict(list)
-        replaced: dict[int, list[int]] = defaultdict(list)
-        pieces: list[tuple] = []
+        with_groups = []
         for i, r in enumerate(images):
             acc = r.accounting
             if acc is None:
@@ -84,63 +83,69 @@ class _Variants:
                 rows = np.column_stack([acc.pq_rows.astype(np.float64), acc.pq_iou])
                 for variant in np.unique(acc.pq_rows[:, 0]).tolist():
                     pq_rows[variant].append((i, rows[acc.pq_rows[:, 0] == variant]))
-            if not len(acc.ap_groups):
-                continue
-            ap = r.ap
-            own = {int(c): q for q, c in enumerate(ap.classes.tolist())}
-            groups = acc.ap_groups.astype(np.int64)
-            d_end = np.cumsum(groups[:, 2]).tolist()
-            i_end = np.cumsum(groups[:, 2] * groups[:, 3]).tolist()
-            d0 = i0 = 0
-            for (variant, cls, n_det, _), d1, i1 in zip(groups.tolist(), d_end, i_end,
-                                                           strict=True):
-                q = own.get(cls)
-                g0, g1 = (int(ap.gt_offsets[q]), int(ap.gt_offsets[q + 1])) if q is not None \
-                    else (0, 0)
-                replaced[variant].append(i * num_classes + cls)
-                if n_det or g1 > g0:
-                    pieces.append((variant, i, cls, n_det, g1 - g0, acc.ap_dets[d0:d1],
-                                   acc.ap_ious[i0:i1], ap, g0, g1))
-                d0, i0 = d1, i1
+            if len(acc.ap_groups):
+                with_groups.append(i)
         self.iou_index = {v: np.concatenate(x) for v, x in iou_index.items()}
         self.iou_values = {v: np.concatenate(x) for v, x in iou_values.items()}
         self.pq_index = {v: (np.concatenate([np.full(len(r), i) for i, r in x]),
                              np.concatenate([r[:, 1] for _, r in x]).astype(np.int64))
                          for v, x in pq_rows.items()}
         self.pq_values = {v: np.concatenate([r[:, 2:] for _, r in x]) for v, x in pq_rows.items()}
-        self.replaced = {v: np.array(x, np.int64) for v, x in replaced.items()}
-        self.fresh = self._match(pieces, num_classes, areas)
+        self.replaced, self.fresh = self._ap_groups(images, with_groups, num_classes, areas)
 
     @staticmethod
-    def _match(pieces: list[tuple], num_classes: int,
-               areas: np.ndarray) -> dict[int, MatchedDetections]:
-        """Match every variant's groups at once (matching is per group), then split them."""
-        if not pieces:
-            return {}
+    def _ap_groups(images: Sequence[ImageRecord], with_groups: list[int], num_classes: int,
+                   areas: np.ndarray) -> tuple[dict[int, np.ndarray],
+                                               dict[int, MatchedDetections]]:
+        """Per variant the ``image * K + class`` AP groups it replaces, and its groups matched.
 
-        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+        A variant's group of an image has that image's ground truth of the class (found by
+        its key among the image records' groups) and the variant's detections.
+        """
+        if not with_groups:
+            return {}, {}
+        accs = [images[i].accounting for i in with_groups]
+        groups = np.concatenate([a.ap_groups for a in accs]).astype(np.int64)
+        image = np.repeat(np.array(with_groups, np.int64), [len(a.ap_groups) for a in accs])
+        variant, cls, n_det = groups[:, 0], groups[:, 1], groups[:, 2]
+        keys = image * num_classes + cls
+        # the images' own groups (of every image: the keys are increasing)
+        aps = [r.ap for r in images]
+        own_keys = np.concatenate([i * num_classes + ap.classes for i, ap in enumerate(aps)])
+        own_gt = np.concatenate([np.diff(ap.gt_offsets) for ap in aps]).astype(np.int64)
+        own_start = np.concatenate(([0], np.cumsum(own_gt)))[:-1]
+        at = np.minimum(np.searchsorted(own_keys, keys), max(len(own_keys) - 1, 0))
+        found = (own_keys[at] == keys) if len(own_keys) else np.zeros(len(keys), bool)
+        n_gt = np.where(found, own_gt[at] if len(own_gt) else 0, 0)
+        g0 = np.where(found, own_start[at] if len(own_start) else 0, 0)
+        replaced = {v: keys[variant == v] for v in np.unique(variant).tolist()}
+        piece = (n_det > 0) | (n_gt > 0)
+        if not piece.any():
+            return replaced, {}
+        gt_index = np.repeat(g0[piece], n_gt[piece]) + (
+            np.arange(int(n_gt[piece].sum()))
+            - np.repeat(np.cumsum(n_gt[piece]) - n_gt[piece], n_gt[piece]))
 
-        dets = cat([p[5] for p in pieces], np.float64).reshape(-1, 2)
+        def cat(name: str, dtype: type) -> np.ndarray:
+            return np.concatenate([getattr(ap, name) for ap in aps]).astype(dtype)
+
+        dets = np.concatenate([a.ap_dets for a in accs]).astype(np.float64).reshape(-1, 2)
         data = group_data(
-            classes=[p[2] for p in pieces], n_det=[p[3] for p in pieces],
-            n_gt=[p[4] for p in pieces], det_scores=dets[:, 0], det_areas=dets[:, 1],
-            gt_crowd=cat([p[7].gt_crowd[p[8]:p[9]] for p in pieces], bool),
-            gt_areas=cat([p[7].gt_areas[p[8]:p[9]] for p in pieces], np.float64),
-            gt_id_zero=cat([p[7].gt_id_zero[p[8]:p[9]] for p in pieces], bool),
-            ious=cat([p[6] for p in pieces], np.float64),
+            classes=cls[piece], n_det=n_det[piece], n_gt=n_gt[piece], det_scores=dets[:, 0],
+            det_areas=dets[:, 1], gt_crowd=cat("gt_crowd", bool)[gt_index],
+            gt_areas=cat("gt_areas", np.float64)[gt_index],
+            gt_id_zero=cat("gt_id_zero", bool)[gt_index],
+            ious=np.concatenate([a.ap_ious for a in accs]).astype(np.float64),
         )
-        matched = match_groups(data, np.array([p[1] for p in pieces], np.int64), num_classes,
-                               areas)
-        variant_of = np.repeat(np.array([p[0] for p in pieces], np.int64),
-                               np.array([p[3] for p in pieces], np.int64))
-        out = {}
-        for variant in np.unique(variant_of).tolist():
-            keep = variant_of == variant
-            out[variant] = MatchedDetections(matched.classes[keep], matched.scores[keep],
-                                             matched.keys[keep], matched.groups[keep],
-                                             matched.tp[keep], matched.fp[keep])
-        return out
+        matched = match_groups(data, image[piece], num_classes, areas)
+        variant_of = np.repeat(variant[piece], n_det[piece])
+        fresh = {}
+        for v in np.unique(variant_of).tolist():
+            keep = variant_of == v
+            fresh[v] = MatchedDetections(matched.classes[keep], matched.scores[keep],
+                                         matched.keys[keep], matched.groups[keep],
+                                         matched.tp[keep], matched.fp[keep])
+        return replaced, fresh
 
 
 class _Headlines:

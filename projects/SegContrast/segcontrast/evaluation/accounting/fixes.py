@@ -182,42 +182,55 @@ class _Ops:
 def _apply(base: PredList, ops: _Ops) -> PredList:
     """The list with the changes made: replacements in place, additions at the end."""
     n = len(base.masks)
-    gone = np.zeros(n, bool)
-    gone[list(ops.remove | set(ops.replace))] = True
-    stay = np.flatnonzero(~gone)
-    news = [new for i in sorted(ops.replace) for new in ops.replace[i]] + ops.add
-    # sort keys: an entry at 2 i, its replacements at 2 i + 1 (in order), additions last
-    keys = np.concatenate([
-        2 * stay,
-        np.array([2 * i + 1 for i in sorted(ops.replace) for _ in ops.replace[i]]
-                 + [2 * n + 1] * len(ops.add), np.int64),
-    ]).astype(np.int64)
-    order = np.argsort(keys, kind="stable")
+    replaced = sorted(ops.replace)
+    news = [new for i in replaced for new in ops.replace[i]] + ops.add
     k = len(news)
+    gone = ops.remove.union(replaced)
+    # each entry of the new list as an index into the old entries followed by the new ones
+    pick: list[int] = []
+    first_new = n
+    for i in range(n):
+        if i not in gone:
+            pick.append(i)
+        elif i in ops.replace:
+            count = len(ops.replace[i])
+            pick.extend(range(first_new, first_new + count))
+            first_new += count
+    pick.extend(range(first_new, n + k))
+    at = np.array(pick, np.int64)
+    gone_index = np.array(sorted(gone), np.int64)
+    if k:
+        new_boxes = np.array([new.box for new in news], np.int64).reshape(k, 4)
+        ints = np.array([(new.area, new.cls, new.mask_source, new.gt_copy) for new in news],
+                        np.int64)
+        floats = np.array([(new.score, float(new.area)) for new in news], np.float64)
 
-    def merged(own: np.ndarray, fresh: list) -> np.ndarray:
-        return np.concatenate([own[stay], np.asarray(fresh, own.dtype).reshape(
-            (k, *own.shape[1:]))])[order]
+        def merged(own: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+            return np.concatenate([own, fresh])[at]
 
-    boxes = merged(base.masks.boxes, [new.box for new in news])
-    areas = merged(base.masks.areas, [new.area for new in news])
-    classes = merged(base.classes, [new.cls for new in news])
-    scores = merged(base.scores, [new.score for new in news])
-    ap_areas = merged(base.ap_areas, [float(new.area) for new in news])
-    source = merged(base.source, [-1] * k)
-    mask_source = merged(base.mask_source, [new.mask_source for new in news])
-    gt_copy = merged(base.gt_copy, [new.gt_copy for new in news])
-    all_crops = [base.masks.crops[i] for i in stay.tolist()] + [new.crop for new in news]
-    crops = [all_crops[i] for i in order.tolist()]
+        boxes = merged(base.masks.boxes, new_boxes)
+        areas = merged(base.masks.areas, ints[:, 0])
+        classes = merged(base.classes, ints[:, 1])
+        mask_source = merged(base.mask_source, ints[:, 2])
+        gt_copy = merged(base.gt_copy, ints[:, 3])
+        scores = merged(base.scores, floats[:, 0])
+        ap_areas = merged(base.ap_areas, floats[:, 1])
+        source = merged(base.source, np.full(k, -1, np.int64))
+    else:
+        new_boxes = np.zeros((0, 4), np.int64)
+        boxes, areas = base.masks.boxes[at], base.masks.areas[at]
+        classes, scores, ap_areas = base.classes[at], base.scores[at], base.ap_areas[at]
+        source, mask_source, gt_copy = base.source[at], base.mask_source[at], base.gt_copy[at]
+    pool = base.masks.crops + [new.crop for new in news] if k else base.masks.crops
+    crops = [pool[i] for i in pick]
     touched_classes = set(base.touched_classes)
-    touched_classes.update(base.classes[gone].tolist())
+    touched_classes.update(base.classes[gone_index].tolist())
     touched_classes.update(new.cls for new in news)
-    touched_boxes = np.concatenate([base.touched_boxes, base.masks.boxes[gone],
-                                    boxes[len(stay):][:0] if not k else
-                                    np.array([new.box for new in news], np.int64)])
+    touched_boxes = np.concatenate([base.touched_boxes, base.masks.boxes[gone_index],
+                                    new_boxes]).astype(np.int64)
     masks = MaskCrops(boxes, crops, areas, base.masks.height, base.masks.width)
     return PredList(masks, classes, scores, ap_areas, source, mask_source, gt_copy,
-                    touched_classes, touched_boxes.astype(np.int64))
+                    touched_classes, touched_boxes)
 
 
 def _ops(row: int, errors: ErrorAssignment, pred: PredList, keep: np.ndarray,

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...data.masks import GroundTruth, MaskCrops
-from ..metrics.coco_ap import MAX_DETS
+from ...utils.native import kernels
 from ..metrics.instance import class_match
 from ..metrics.panoptic import GtPanoptic, PredPanoptic, panoptic_stats, pred_segments
-from ..metrics.semantic import IGNORE_LABEL
-from .assignment import ALL, ErrorAssignment
+from .assignment import ALL, LOW_SCORE, ErrorAssignment
 from .fixes import ListIou, PredList, fix_all, fix_one
 
 __all__ = ["ImageAccounting", "ImageContext", "VariantStats", "account_image", "variant_stats"]
@@ -87,108 +86,37 @@ class VariantStats:
     ap_ious: np.ndarray
 
 
-def _ap_patch(fixed: PredList, iou: np.ndarray, gt_by_class: dict[int, np.ndarray],
+def _ap_patch(classes: np.ndarray, scores: np.ndarray, ap_areas: np.ndarray, iou: np.ndarray,
+              gt_classes: np.ndarray,
               touched: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The AP records of the touched classes, exactly as :meth:`ApImage.build` groups them."""
+    """The AP records of the touched classes, exactly as :meth:`ApImage.build` groups them.
+
+    ``classes``, ``scores``, ``ap_areas`` and ``iou`` (rows) are the fixed list's;
+    ``gt_classes`` the classes of all the image's annotations (crowd regions included).
+    """
     if not touched:
         return np.zeros((0, 3), np.int64), np.zeros((0, 2)), np.zeros(0)
-    order = np.lexsort((-fixed.scores, fixed.classes))
-    sorted_classes = fixed.classes[order]
-    lo = np.searchsorted(sorted_classes, touched, side="left").tolist()
-    hi = np.searchsorted(sorted_classes, touched, side="right").tolist()
-    groups, dets, ious = [], [], []
-    empty = np.zeros(0, np.int64)
-    for c, a, b in zip(touched, lo, hi, strict=True):
-        d = order[a : min(b, a + MAX_DETS)]
-        g = gt_by_class.get(c, empty)
-        groups.append((c, len(d), len(g)))
-        dets.append(d)
-        if len(d) and len(g):
-            ious.append(iou[d[:, None], g].ravel())
-    d_all = np.concatenate(dets)
-    return (np.array(groups, np.int64),
-            np.stack([fixed.scores[d_all], fixed.ap_areas[d_all]], axis=1),
-            np.concatenate(ious) if ious else np.zeros(0))
+    return kernels.ap_patch(classes, scores, ap_areas, iou, gt_classes,
+                            np.asarray(touched, np.int64))
 
 
-def _clusters(boxes: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Disjoint windows covering the boxes (overlapping boxes merged until none overlap)."""
-    boxes = [b for b in boxes.tolist() if b[2] > b[0] and b[3] > b[1]]
-    merged = True
-    while merged and len(boxes) > 1:
-        merged = False
-        out: list[list[int]] = []
-        for b in boxes:
-            for o in out:
-                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
-                    o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
-                    o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
-                    merged = True
-                    break
-            else:
-                out.append(list(b))
-        boxes = out
-    if len(boxes) > 1:
-        # one window instead of many when they fill most of their bounding box anyway
-        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-        if 2 * sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) > (x1 - x0) * (y1 - y0):
-            return [(x0, y0, x1, y1)]
-    return [tuple(b) for b in boxes]
-
-
-class _PixelCodes:
-    """Per pixel ``gt * (K + 1) + label`` codes; an ignored pixel's code is >= (K + 1)^2.
-
-    uint8 arithmetic (wrapping, as :func:`.semantic.confusion_matrix`) when the codes fit.
-    """
-
-    def __init__(self, gt_labels: np.ndarray, painted: np.ndarray, num_labels: int) -> None:
-        self.num_labels = num_labels
-        small = num_labels * (num_labels + 1) <= 256
-        self.dtype = np.uint8 if small else np.int32
-        self.gt = gt_labels.astype(self.dtype) * self.dtype(num_labels)
-        self.original = self.gt + painted.astype(self.dtype)
-        self.bins = 256 if small else int(IGNORE_LABEL + 1) * num_labels
-
-
-def _confusion_delta(ctx: ImageContext, codes: _PixelCodes, kept: MaskCrops,
-                     classes: np.ndarray, scores: np.ndarray, touched: np.ndarray) -> np.ndarray:
+def _confusion_delta(ctx: ImageContext, kept: MaskCrops, classes: np.ndarray,
+                     scores: np.ndarray, touched: np.ndarray) -> np.ndarray:
     """Change of the painted confusion matrix: repaint only windows around touched masks.
 
-    The painting is :func:`.semantic.paint_window`'s (ascending score, later wins on ties).
+    The painting is :func:`.semantic.paint_semantic_from_crops`' (ascending score, later wins
+    on ties), restricted to disjoint windows covering the touched boxes (the kernel merges
+    overlapping boxes until none overlap).
     """
-    num_labels = codes.num_labels
-    windows = _clusters(touched)
-    if not windows:
-        return np.zeros((num_labels, num_labels), np.int64)
-    order = np.argsort(scores, kind="stable")
-    order = order[kept.areas[order] > 0]
-    b = kept.boxes[order]
-    w = np.array(windows, np.int64)
-    hits = ((b[None, :, 0] < w[:, None, 2]) & (b[None, :, 2] > w[:, None, 0])
-            & (b[None, :, 1] < w[:, None, 3]) & (b[None, :, 3] > w[:, None, 1]))
-    boxes = kept.boxes.tolist()
-    values = (classes + 1).astype(np.uint8)
-    fresh, stale = [], []
-    for (wx0, wy0, wx1, wy1), hit in zip(windows, hits, strict=True):
-        new = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
-        for i in order[hit].tolist():
-            x0, y0, x1, y1 = boxes[i]
-            cx0, cy0, cx1, cy1 = max(x0, wx0), max(y0, wy0), min(x1, wx1), min(y1, wy1)
-            np.copyto(new[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0], values[i],
-                      where=kept.crops[i][cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
-        differs = new != ctx.painted[wy0:wy1, wx0:wx1]
-        fresh.append(codes.gt[wy0:wy1, wx0:wx1][differs] + new[differs].astype(codes.dtype))
-        stale.append(codes.original[wy0:wy1, wx0:wx1][differs])
-    counts = np.bincount(np.concatenate(fresh), minlength=codes.bins)
-    counts -= np.bincount(np.concatenate(stale), minlength=codes.bins)
-    return counts[: num_labels * num_labels].reshape(num_labels, num_labels)
+    num_labels = ctx.num_classes + 1
+    return kernels.window_confusion_delta(
+        ctx.gt_labels, ctx.painted, kept.boxes, kept.crops, kept.areas,
+        (classes + 1).astype(np.uint8), np.argsort(scores, kind="stable"),
+        np.ascontiguousarray(touched, np.int64).reshape(-1, 4), num_labels)
 
 
 def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
-                  iou: np.ndarray, codes: _PixelCodes | None = None,
-                  gt_by_class: dict[int, np.ndarray] | None = None,
+                  iou: np.ndarray,
                   exact_copies: bool = False) -> VariantStats:
     """Recompute what the headline metrics need for one fixed variant of the image.
 
@@ -197,8 +125,6 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
         fixed: the fixed predictions (all of them).
         keep: list indices of the image's own kept predictions.
         iou: (M, A) the fixed predictions' IoUs with all annotations.
-        codes: the image's pixel codes (made here when not given).
-        gt_by_class: per class its annotations, in annotation order (made when not given).
         exact_copies: the kept predictions are one exact copy of every non-crowd object with
             pixels and nothing else ("all fixes together"). Then every pixel that is not ignored
             is painted with its ground-truth label (an object pixel of one class by a copy of
@@ -209,14 +135,10 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
     Returns:
         The variant's statistics.
     """
-    if codes is None:
-        codes = _PixelCodes(ctx.gt_labels, ctx.painted, ctx.num_classes + 1)
     gt = ctx.gt
-    if gt_by_class is None:
-        gt_by_class = _by_class(gt.classes)
     num_labels = ctx.num_classes + 1
     touched = sorted(fixed.touched_classes)
-    ap = _ap_patch(fixed, iou, gt_by_class, touched)
+    ap = _ap_patch(fixed.classes, fixed.scores, fixed.ap_areas, iou, gt.classes, touched)
 
     kept = np.flatnonzero(fixed.scores >= ctx.score_threshold)
     if len(kept) == len(keep) and np.array_equal(fixed.source[kept], keep):
@@ -241,26 +163,18 @@ def variant_stats(ctx: ImageContext, fixed: PredList, keep: np.ndarray,
     gt_iou = ctx.gt_iou.copy()
     gt_iou[gi] = 0.0
     gt_iou[gi[col]] = pair[r, col]
-    confusion = _confusion_delta(ctx, codes, masks, classes, scores, fixed.touched_boxes)
+    confusion = _confusion_delta(ctx, masks, classes, scores, fixed.touched_boxes)
     return VariantStats(confusion, gt_iou,
                         _panoptic(ctx, fixed, keep, kept, masks, scores, classes), *ap)
 
 
 def _panoptic(ctx: ImageContext, fixed: PredList, keep: np.ndarray, kept: np.ndarray,
               masks: MaskCrops, scores: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
-    """The variant's PQ statistics, updating the image's predicted segments."""
+    """The variant's PQ statistics (its kept predictions' segments made afresh)."""
     if ctx.pan_gt is None or ctx.pan_pred is None:
         return None
-    local = np.full(len(ctx.iou), -1, np.int64)  # list index -> kept index
-    local[keep] = np.arange(len(keep))
-    src = fixed.source[kept]
-    source = np.full(len(src), -1, np.int64)
-    source[src >= 0] = local[src[src >= 0]]
-    segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold,
-                             reuse=(ctx.pan_pred, source, fixed.touched_boxes),
+    segments = pred_segments(masks, scores, ctx.pan_gt, ctx.overlap_threshold, with_crops=False,
                              gt_copy=fixed.gt_copy[kept])
-    if not segments.changed:
-        return ctx.pq
     return panoptic_stats(classes + 1, segments, ctx.pan_gt, ctx.num_classes + 1)
 
 
@@ -308,8 +222,30 @@ class ImageAccounting:
                 self.ap_dets[d0:d1, 1], self.ap_ious[i0:i1])
 
 
-def _by_class(classes: np.ndarray) -> dict[int, np.ndarray]:
-    return {int(c): np.flatnonzero(classes == c) for c in np.unique(classes)}
+def _fixed_stats(ctx: ImageContext, row: int, errors: ErrorAssignment, original: PredList,
+                 keep: np.ndarray, gt_reg: MaskCrops, gt_classes: np.ndarray,
+                 list_iou: ListIou) -> VariantStats:
+    """One variant's statistics: its fix applied to the predictions, then rescored."""
+    if row == ALL:
+        fixed = fix_all(errors, original, keep, gt_reg, gt_classes)
+    else:
+        fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
+    return variant_stats(ctx, fixed, keep, list_iou(fixed), exact_copies=row == ALL)
+
+
+def _low_score_stats(ctx: ImageContext, original: PredList, keep: np.ndarray) -> VariantStats:
+    """The low-score variant: the kept predictions alone, so only AP can change.
+
+    What :func:`variant_stats` gives for ``fix_one(LOW_SCORE, ...)`` (the list without the
+    predictions below the score threshold, in their order), without building that list.
+    """
+    below = np.ones(len(original.scores), bool)
+    below[keep] = False
+    touched = np.unique(original.classes[below]).tolist()
+    ap = _ap_patch(original.classes[keep], original.scores[keep], original.ap_areas[keep],
+                   ctx.iou[keep], ctx.gt.classes, touched)
+    num_labels = ctx.num_classes + 1
+    return VariantStats(np.zeros((num_labels, num_labels), np.int64), ctx.gt_iou, ctx.pq, *ap)
 
 
 def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList,
@@ -328,22 +264,16 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
     gt_reg = ctx.gt.masks.subset(ctx.regular)
     gt_classes = ctx.gt.classes[ctx.regular]
     list_iou = ListIou(ctx.iou, ctx.gt.masks, ctx.gt.crowd, ctx.regular)
-    gt_by_class = _by_class(ctx.gt.classes)
     rows = [int(r) for r in np.flatnonzero(errors.counts > 0)]
-    codes = None
     if rows:
         rows.append(ALL)
-        codes = _PixelCodes(ctx.gt_labels, ctx.painted, ctx.num_classes + 1)
-    iou_variants, gt_ious, pq_rows, groups, dets, ious = [], [], [], [], [], []
+    iou_variants, gt_ious, pq_parts, groups, dets, ious = [], [], [], [], [], []
     confusions: dict[int, np.ndarray] = {}
     for row in rows:
-        if row == ALL:
-            fixed = fix_all(errors, original, keep, gt_reg, gt_classes)
+        if row == LOW_SCORE:
+            stats = _low_score_stats(ctx, original, keep)
         else:
-            fixed = fix_one(row, errors, original, keep, gt_reg, gt_classes)
-        iou = list_iou(fixed)
-        stats = variant_stats(ctx, fixed, keep, iou, codes, gt_by_class,
-                              exact_copies=row == ALL)
+            stats = _fixed_stats(ctx, row, errors, original, keep, gt_reg, gt_classes, list_iou)
         if stats.confusion_delta.any():
             confusions[row] = stats.confusion_delta
         if stats.gt_iou is not ctx.gt_iou and not np.array_equal(stats.gt_iou, ctx.gt_iou):
@@ -351,21 +281,31 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
             gt_ious.append(stats.gt_iou)
         if stats.pq is not None and ctx.pq is not None and stats.pq is not ctx.pq:
             differs = np.flatnonzero((stats.pq != ctx.pq).any(axis=1))
-            for c in differs:
-                pq_rows.append([row, c, *stats.pq[c]])
-        groups.append(np.concatenate([np.full((len(stats.ap_groups), 1), row, np.int64),
-                                      stats.ap_groups], axis=1))
+            if differs.size:
+                pq_parts.append((row, differs, stats.pq[differs]))
+        groups.append(stats.ap_groups)
         dets.append(stats.ap_dets)
         ious.append(stats.ap_ious)
     g = len(ctx.regular)
+    if pq_parts:
+        pq_index = np.concatenate([np.stack([np.full(len(c), row), c], axis=1)
+                                   for row, c, _ in pq_parts])
+        pq_values = np.concatenate([values for _, _, values in pq_parts])
+    else:
+        pq_index, pq_values = np.zeros((0, 2), np.int64), np.zeros((0, 4))
+    if groups:
+        group_rows = np.repeat(np.array(rows, np.int64), [len(q) for q in groups])
+        ap_groups = np.concatenate([group_rows[:, None], np.concatenate(groups)], axis=1)
+    else:
+        ap_groups = np.zeros((0, 4))
     record = ImageAccounting(
         counts=errors.counts.astype(np.int64),
         variants=np.array(rows, np.int8),
         iou_variants=np.array(iou_variants, np.int8),
         gt_iou=(np.stack(gt_ious) if gt_ious else np.zeros((0, g))).astype(np.float64),
-        pq_rows=np.array(pq_rows, np.float64).reshape(-1, 6)[:, :5].astype(np.int32),
-        pq_iou=np.array(pq_rows, np.float64).reshape(-1, 6)[:, 5].copy(),
-        ap_groups=(np.concatenate(groups) if groups else np.zeros((0, 4))).astype(np.int32),
+        pq_rows=np.concatenate([pq_index, pq_values[:, :3]], axis=1).astype(np.int32),
+        pq_iou=pq_values[:, 3].astype(np.float64),
+        ap_groups=ap_groups.astype(np.int32),
         ap_dets=(np.concatenate(dets) if dets else np.zeros((0, 2))).astype(np.float64),
         ap_ious=(np.concatenate(ious) if ious else np.zeros(0)).astype(np.float64),
     )

@@ -19,8 +19,8 @@
 * precision/recall accumulated over images in increasing image-id order, detections sorted
   by score with a stable sort, precision made monotone and sampled at 101 recall points.
 
-Matching runs for all (image, class) groups at once, vectorised over groups, area ranges and
-thresholds; only the loop over a group's detections (<= 100) is sequential, as in COCOeval.
+Matching runs for all (image, class) groups in one call of the compiled kernels
+(``segcontrast._kernels.coco_match``), group by group as COCOeval's ``evaluateImg``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ...utils.native import kernels
 
 __all__ = [
     "AP_AREAS",
@@ -73,7 +75,8 @@ AP_AREA_RULES = {
            "with boxes (AP_AREA box; Detectron2's COCOEvaluator and MMDetection take mask "
            "areas).",
 }
-_MAX_ELEMENTS = 250_000  # per padded array of a matching chunk: bounds evaluate()'s memory
+# COCOeval's matching thresholds (it caps them just below 1)
+_THRESHOLDS = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
 _WEIGHTED_ELEMENTS = 1_000_000  # per (resamples, detections, thresholds) block of weighted_ap
 
 
@@ -308,91 +311,6 @@ def _concat(images: Sequence[ApImage]) -> dict[str, np.ndarray]:
     }
 
 
-def _chunks(n_det: np.ndarray, n_gt: np.ndarray) -> list[slice]:
-    """Consecutive groups whose padded arrays stay within _MAX_ELEMENTS."""
-    per_group = len(AREA_RANGES) * len(IOU_THRESHOLDS)
-    chunks, start, d_max, g_max = [], 0, 0, 0
-    for i, (d, g) in enumerate(zip(n_det.tolist(), n_gt.tolist(), strict=True)):
-        d_max, g_max = max(d_max, d), max(g_max, g)
-        size = (i + 1 - start) * max(per_group * max(d_max, g_max), d_max * g_max)
-        if size > _MAX_ELEMENTS and i > start:
-            chunks.append(slice(start, i))
-            start, d_max, g_max = i, d, g
-    if start < len(n_det):
-        chunks.append(slice(start, len(n_det)))
-    return chunks
-
-
-def _last_argmax(values: np.ndarray) -> np.ndarray:
-    """Index of the last maximum along the last axis."""
-    return values.shape[-1] - 1 - np.argmax(values[..., ::-1], axis=-1)
-
-
-def _match_chunk(
-    groups: np.ndarray, data: dict[str, np.ndarray], gt_ignore: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy COCO matching for a chunk of groups.
-
-    Returns:
-        det_index (X,) global detection indices, matched (X, A, T) bool after the id-0 rule,
-        matched_ignored (X, A, T) bool (matched to an ignored ground truth).
-    """
-    n_det, n_gt = data["n_det"][groups], data["n_gt"][groups]
-    if np.any(np.diff(n_det) < 0):
-        raise AssertionError("groups must come sorted by detection count")
-    b_count, d_max, g_max = len(groups), int(n_det.max()), int(n_gt.max())
-    a_count, t_count = gt_ignore.shape[1], len(IOU_THRESHOLDS)
-
-    sizes = n_det * n_gt
-    owner = np.repeat(np.arange(b_count), sizes)
-    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    cols = np.repeat(n_gt, sizes)
-    ious = np.full((b_count, d_max, g_max), -1.0)
-    ious[owner, within // cols, within % cols] = data["ious"][
-        np.repeat(data["iou_start"][groups], sizes) + within
-    ]
-    g_owner = np.repeat(np.arange(b_count), n_gt)
-    g_local = np.arange(int(n_gt.sum())) - np.repeat(np.cumsum(n_gt) - n_gt, n_gt)
-    g_global = np.repeat(data["gt_start"][groups], n_gt) + g_local
-    ignore = np.ones((b_count, a_count, g_max), bool)
-    ignore[g_owner, :, g_local] = gt_ignore[g_global]
-    crowd = np.zeros((b_count, g_max), bool)
-    crowd[g_owner, g_local] = data["gt_crowd"][g_global]
-    id_zero = np.zeros((b_count, g_max), bool)
-    id_zero[g_owner, g_local] = data["gt_id_zero"][g_global]
-
-    thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[None, None, :, None]
-    taken = np.zeros((b_count, a_count, t_count, g_max), bool)
-    match = np.full((b_count, a_count, t_count, d_max), -1, np.int32)
-    ignore4 = ignore[:, :, None, :]
-    for d in range(d_max):
-        # groups come sorted by detection count: those with a d-th detection are a suffix
-        lo = int(np.searchsorted(n_det, d, side="right"))
-        v = ious[lo:, d, :][:, None, None, :]
-        free = (v >= thresholds) & ~taken[lo:]
-        regular = free & ~ignore4[lo:]
-        fallback = free & ignore4[lo:]
-        best_regular = _last_argmax(np.where(regular, v, -2.0))
-        best_fallback = _last_argmax(np.where(fallback, v, -2.0))
-        m = np.where(regular.any(-1), best_regular, np.where(fallback.any(-1), best_fallback, -1))
-        match[lo:, :, :, d] = m
-        b, a, t = np.nonzero(m >= 0)
-        g = m[b, a, t]
-        b = b + lo
-        keep = ~crowd[b, g]
-        taken[b[keep], a[keep], t[keep], g[keep]] = True
-
-    d_owner = np.repeat(np.arange(b_count), n_det)
-    d_local = np.arange(int(n_det.sum())) - np.repeat(np.cumsum(n_det) - n_det, n_det)
-    det_index = np.repeat(data["det_start"][groups], n_det) + d_local
-    m = match[d_owner, :, :, d_local]  # (X, A, T)
-    has = m >= 0
-    safe = np.where(has, m, 0)
-    matched_ignored = has & ignore[d_owner[:, None, None], np.arange(a_count)[None, :, None], safe]
-    effective = has & ~id_zero[d_owner[:, None, None], safe]
-    return det_index, effective, matched_ignored
-
-
 @dataclass
 class MatchedDetections:
     """Detections after COCO's per-image matching, ready for accumulation.
@@ -505,21 +423,16 @@ def match_groups(data: dict[str, np.ndarray], group_image: np.ndarray, num_class
     Returns:
         The matched detections.
     """
-    t_count, a_count = len(IOU_THRESHOLDS), len(areas)
     lo, hi = areas[:, 0], areas[:, 1]
     gt_ignore = _gt_ignore(data, areas)
     det_area = data["det_areas"][:, None]
     det_outside = (det_area < lo) | (det_area > hi)  # (ND, A)
 
     n_total = len(data["det_scores"])
-    matched = np.zeros((n_total, a_count, t_count), bool)
-    matched_ignored = np.zeros((n_total, a_count, t_count), bool)
-    active = np.flatnonzero((data["n_det"] > 0) & (data["n_gt"] > 0))
-    active = active[np.lexsort((data["n_gt"][active], data["n_det"][active]))]
-    for chunk in _chunks(data["n_det"][active], data["n_gt"][active]):
-        idx, eff, mig = _match_chunk(active[chunk], data, gt_ignore)
-        matched[idx] = eff
-        matched_ignored[idx] = mig
+    matched, matched_ignored = kernels.coco_match(
+        data["n_det"], data["n_gt"], data["det_start"], data["gt_start"], data["iou_start"],
+        data["ious"], np.ascontiguousarray(gt_ignore), data["gt_crowd"], data["gt_id_zero"],
+        _THRESHOLDS, n_total)
     det_ignored = matched_ignored | (~matched & det_outside[:, :, None])
     det_image = np.repeat(np.asarray(group_image, np.int64), data["n_det"])
     position = np.arange(n_total) - np.repeat(data["det_start"], data["n_det"])

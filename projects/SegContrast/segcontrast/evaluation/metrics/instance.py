@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...data.masks import MaskCrops, pairwise_intersections
+from ...utils.native import kernels
 
 __all__ = ["InstanceMatch", "class_match", "hungarian_match", "iou_matrix", "match_image"]
 
@@ -65,11 +66,8 @@ def hungarian_match(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
     rows_in = np.flatnonzero(candidate.any(1))
     cols_in = np.flatnonzero(candidate.any(0))
     sub = np.where(candidate[np.ix_(rows_in, cols_in)], iou[np.ix_(rows_in, cols_in)], 0.0)
-    # Imported on first conflict only: scipy.optimize takes a second to import, and most
-    # images' candidate pairs are one to one already.
-    from scipy.optimize import linear_sum_assignment
-
-    r, c = linear_sum_assignment(sub, maximize=True)
+    # scipy.optimize.linear_sum_assignment(sub, maximize=True)'s pairs, ties included
+    r, c = kernels.max_weight_assignment(sub)
     keep = sub[r, c] >= threshold
     return rows_in[r[keep]].astype(np.int64), cols_in[c[keep]].astype(np.int64)
 
@@ -90,26 +88,8 @@ def class_match(iou: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarra
     Returns:
         (rows, cols) of the matched pairs, int64, ordered by column.
     """
-    candidate = (iou >= threshold) & (pred_classes[:, None] == gt_classes[None, :])
-    if not candidate.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rows, cols = (x.astype(np.int64) for x in np.nonzero(candidate))
-    if (candidate.sum(0) > 1).any() or (candidate.sum(1) > 1).any():
-        conflict = np.unique(np.concatenate([
-            gt_classes[candidate.sum(0) > 1], pred_classes[candidate.sum(1) > 1]]))
-        in_conflict = np.zeros(int(max(pred_classes.max(), gt_classes.max())) + 1, bool)
-        in_conflict[conflict] = True
-        simple = ~in_conflict[pred_classes[rows]]
-        rows_all, cols_all = [rows[simple]], [cols[simple]]
-        for cls in conflict:
-            pi = np.flatnonzero(pred_classes == cls)
-            gi = np.flatnonzero(gt_classes == cls)
-            r, c = hungarian_match(iou[pi[:, None], gi], threshold)
-            rows_all.append(pi[r])
-            cols_all.append(gi[c])
-        rows, cols = np.concatenate(rows_all), np.concatenate(cols_all)
-    order = np.argsort(cols, kind="stable")
-    return rows[order], cols[order]
+    return kernels.class_match(np.asarray(iou, np.float64), np.asarray(pred_classes, np.int64),
+                               np.asarray(gt_classes, np.int64), float(threshold))
 
 
 @dataclass
@@ -173,23 +153,8 @@ def match_image(
         The matching.
     """
     n, g = len(pred), len(gt)
-    same = pred_classes[:, None] == gt_classes[None, :]
-    candidate = (iou >= iou_threshold) & same
-    if not candidate.any():
-        rows = cols = np.zeros(0, np.int64)
-    elif (candidate.sum(0) <= 1).all() and (candidate.sum(1) <= 1).all():
-        rows, cols = (x.astype(np.int64) for x in np.nonzero(candidate))
-    else:
-        rows_all, cols_all = [], []
-        for cls in np.unique(pred_classes[candidate.any(axis=1)]):
-            pi = np.flatnonzero(pred_classes == cls)
-            gi = np.flatnonzero(gt_classes == cls)
-            r, c = hungarian_match(iou[np.ix_(pi, gi)], iou_threshold)
-            rows_all.append(pi[r])
-            cols_all.append(gi[c])
-        rows, cols = np.concatenate(rows_all), np.concatenate(cols_all)
-    order = np.argsort(cols, kind="stable")
-    rows, cols = rows[order], cols[order]
+    # per class the Hungarian matching (the candidate pairs as they are where one to one)
+    rows, cols = class_match(iou, pred_classes, gt_classes, iou_threshold)
     pair_iou = iou[rows, cols]
     gt_iou = np.zeros(g, np.float64)
     gt_iou[cols] = pair_iou

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...data.masks import MaskCrops, crops_from_dense
 from ...data.semantic_gt import IGNORE_LABEL
+from ...utils.native import kernels
 
 __all__ = [
     "IGNORE_LABEL",
@@ -53,12 +54,15 @@ def paint_semantic_from_crops(
         (H, W) uint8 labels.
     """
     labels = np.zeros((pred.height, pred.width), np.uint8)
-    for i in np.argsort(scores, kind="stable"):
-        if pred.areas[i] == 0:
-            continue
-        x0, y0, x1, y1 = pred.boxes[i]
-        np.copyto(labels[y0:y1, x0:x1], classes[i] + 1, where=pred.crops[i], casting="unsafe")
+    if len(pred):
+        kernels.paint(labels, pred.boxes, pred.crops, pred.areas, _label_values(classes),
+                      np.argsort(scores, kind="stable"))
     return labels
+
+
+def _label_values(classes: np.ndarray) -> np.ndarray:
+    """(N,) uint8 labels of classes (class k is k + 1)."""
+    return (np.asarray(classes, np.int64) + 1).astype(np.uint8)
 
 
 def paint_window(
@@ -131,22 +135,8 @@ def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_labels: int) -> np.nd
     Returns:
         (num_labels, num_labels) int64, rows ground truth, columns prediction.
     """
-    n2 = num_labels * num_labels
-    if num_labels * (num_labels + 1) <= 256:
-        # uint8 codes wrap: ignore (255) gives 256 - num_labels + pred, above every valid
-        # code (< num_labels ** 2), so ignored pixels fall in bins that are cut off below.
-        code = gt.astype(np.uint8, copy=False) * np.uint8(num_labels)
-        code += pred.astype(np.uint8, copy=False)
-        flat = code.ravel()
-    else:
-        code = gt.astype(np.int32) * num_labels + pred
-        code[gt == IGNORE_LABEL] = n2
-        flat = code.ravel()
-    # Most pixels are background in both maps; count only the others.
-    others = flat[flat != 0]
-    counts = np.bincount(others, minlength=n2)[:n2]
-    counts[0] = flat.size - others.size  # ignored pixels never have code 0
-    return counts.reshape(num_labels, num_labels).astype(np.int64)
+    return kernels.confusion_matrix(np.ascontiguousarray(gt, np.uint8),
+                                    np.ascontiguousarray(pred, np.uint8), num_labels)
 
 
 def label_counts(conf: np.ndarray) -> np.ndarray:

@@ -1,0 +1,327 @@
+// Panoptic segments of one image (both sides made non-overlapping) and their PQ statistics,
+// with the rules of segcontrast.evaluation.metrics.panoptic.
+#include <cstring>
+
+#include "common.hpp"
+
+namespace segcontrast {
+namespace {
+
+template <typename Label>
+void paint_gt(Label* labels, int64_t width, const Masks& masks, const int64_t* values,
+              const bool* crowd, int64_t first_crowd, int64_t void_label, int64_t* areas) {
+    for (int pass = 0; pass < 2; ++pass) {
+        for (size_t i = 0; i < masks.size(); ++i) {
+            const Crop& c = masks[i];
+            if (values[i] < 0 || c.area <= 0 || crowd[i] != (pass == 1)) continue;
+            const Label value = static_cast<Label>(values[i]);
+            for (int64_t y = 0; y < c.box.height(); ++y) {
+                const uint8_t* src = c.data + y * c.stride;
+                Label* dst = labels + (c.box.y0 + y) * width + c.box.x0;
+                for (int64_t x = 0; x < c.box.width(); ++x) {
+                    if (!src[x]) continue;
+                    const Label old = dst[x];
+                    if (old == 0) {
+                        dst[x] = value;
+                        ++areas[values[i]];
+                    } else if (pass == 0 ||
+                               (old >= first_crowd && old != value && old != void_label)) {
+                        // a non-crowd instance turns every shared pixel VOID; a crowd region
+                        // only the pixels of another class's crowd segment
+                        --areas[old];
+                        ++areas[void_label];
+                        dst[x] = static_cast<Label>(void_label);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// (labels (H, W), areas (L,)) of gt_segments: values[i] is annotation i's label (-1: none).
+py::tuple gt_labels(const py::handle& boxes, const py::handle& crops, const py::handle& areas,
+                    const Int64Array& values, const py::array_t<bool>& crowd, int64_t height,
+                    int64_t width, int64_t first_crowd, int64_t num_labels) {
+    Masks masks(boxes, crops, areas);
+    Int64Array label_areas({num_labels});
+    int64_t* a = label_areas.mutable_data();
+    std::fill(a, a + num_labels, 0);
+    const int64_t void_label = num_labels - 1;
+    py::array labels;
+    if (num_labels < 65536) {
+        py::array_t<uint16_t> out({height, width});
+        std::memset(out.mutable_data(), 0, static_cast<size_t>(height * width) * 2);
+        paint_gt(out.mutable_data(), width, masks, values.data(), crowd.data(), first_crowd,
+                 void_label, a);
+        labels = out;
+    } else {
+        py::array_t<int32_t> out({height, width});
+        std::memset(out.mutable_data(), 0, static_cast<size_t>(height * width) * 4);
+        paint_gt(out.mutable_data(), width, masks, values.data(), crowd.data(), first_crowd,
+                 void_label, a);
+        labels = out;
+    }
+    int64_t taken = 0;
+    for (int64_t k = 1; k < num_labels; ++k) taken += a[k];
+    a[0] = height * width - taken;
+    return py::make_tuple(labels, label_areas);
+}
+
+// The first position from x on (before end) whose byte is not `value` (0 or 1), eight at once.
+inline int64_t skip_bytes(const uint8_t* bytes, int64_t x, int64_t end, uint8_t value) {
+    const uint64_t word = value ? 0x0101010101010101ULL : 0;
+    for (uint64_t w; x + 8 <= end; x += 8) {
+        std::memcpy(&w, bytes + x, 8);
+        if (w != word) break;
+    }
+    while (x < end && bytes[x] == value) ++x;
+    return x;
+}
+
+// The first position from p on (before end) whose label is not `label`.
+template <typename Label>
+inline int64_t skip_labels(const Label* labels, int64_t p, int64_t end, Label label) {
+    constexpr int64_t per_word = 8 / sizeof(Label);
+    uint64_t word = 0;
+    for (int64_t k = 0; k < per_word; ++k)
+        std::memcpy(reinterpret_cast<char*>(&word) + k * sizeof(Label), &label, sizeof(Label));
+    for (uint64_t w; p + per_word <= end; p += per_word) {
+        std::memcpy(&w, labels + p, 8);
+        if (w != word) break;
+    }
+    while (p < end && labels[p] == label) ++p;
+    return p;
+}
+
+template <typename Label>
+py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt, int64_t height,
+                   int64_t width, int64_t num_labels, double overlap_threshold, bool want_crops,
+                   const int64_t* gt_copy, const int64_t* gt_areas) {
+    const auto n = static_cast<py::ssize_t>(masks.size());
+    py::array_t<bool> kept({n});
+    Int64Array areas({n});
+    Int64Array hist({n, static_cast<py::ssize_t>(num_labels)});
+    bool* k = kept.mutable_data();
+    int64_t* a = areas.mutable_data();
+    int64_t* h = hist.mutable_data();
+    std::fill(k, k + n, false);
+    std::fill(a, a + n, 0);
+    std::fill(h, h + n * num_labels, 0);
+    py::list crops(n);
+    for (py::ssize_t i = 0; i < n; ++i) crops[i] = py::none();
+    // pixels taken by the segments so far: a zeroed buffer kept between calls, cleared again
+    // (box by box) before returning
+    thread_local std::vector<uint8_t> taken;
+    if (taken.size() < static_cast<size_t>(height * width))
+        taken.assign(static_cast<size_t>(height * width), 0);
+    struct Clear {
+        std::vector<uint8_t>& buffer;
+        const Masks& masks;
+        const bool* kept;
+        int64_t width;
+        ~Clear() {
+            for (size_t i = 0; i < masks.size(); ++i) {
+                const Crop& c = masks[i];
+                if (!kept[i]) continue;
+                for (int64_t y = c.box.y0; y < c.box.y1; ++y)
+                    std::fill_n(buffer.begin() + y * width + c.box.x0, c.box.width(), 0);
+            }
+        }
+    } clear{taken, masks, k, width};
+    const int64_t* ord = order.data();
+    for (py::ssize_t q = 0; q < order.size(); ++q) {
+        const int64_t i = ord[q];
+        const Crop& c = masks[i];
+        if (c.area <= 0) continue;
+        const int64_t ch = c.box.height(), cw = c.box.width();
+        int64_t lost = 0;
+        for (int64_t y = 0; y < ch; ++y) {
+            const uint8_t* src = c.data + y * c.stride;
+            const uint8_t* t = taken.data() + (c.box.y0 + y) * width + c.box.x0;
+            for (int64_t x = 0; x < cw; ++x) lost += src[x] & t[x];
+        }
+        // the same float expression as Detectron2's, so the same masks are dropped
+        if (static_cast<double>(lost) * 1.0 / static_cast<double>(c.area) > overlap_threshold)
+            continue;
+        k[i] = true;
+        a[i] = c.area - lost;
+        int64_t* row = h + i * num_labels;
+        if (lost == 0 && gt_copy && gt_copy[i] >= 0 && !want_crops) {
+            // the exact mask of non-crowd instance r: its pixels are its segment's (label
+            // r + 1, all of which lie in it) or VOID
+            const int64_t label = gt_copy[i] + 1;
+            row[label] = gt_areas[label];
+            row[num_labels - 1] = c.area - gt_areas[label];
+            for (int64_t y = 0; y < ch; ++y) {
+                const uint8_t* src = c.data + y * c.stride;
+                uint8_t* t = taken.data() + (c.box.y0 + y) * width + c.box.x0;
+                for (int64_t x = 0; x < cw; ++x) t[x] |= src[x];
+            }
+            continue;
+        }
+        uint8_t* seg = nullptr;
+        if (want_crops) {
+            py::array_t<bool> segment({ch, cw});
+            seg = reinterpret_cast<uint8_t*>(segment.mutable_data());
+            std::memset(seg, 0, static_cast<size_t>(ch * cw));
+            crops[i] = segment;
+        }
+        // per row: spans of the segment's pixels, and within a span runs of one label
+        std::vector<uint8_t> fresh(static_cast<size_t>(cw));
+        for (int64_t y = 0; y < ch; ++y) {
+            const uint8_t* src = c.data + y * c.stride;
+            uint8_t* t = taken.data() + (c.box.y0 + y) * width + c.box.x0;
+            const Label* g = gt + (c.box.y0 + y) * width + c.box.x0;
+            uint8_t* f = fresh.data();
+            for (int64_t x = 0; x < cw; ++x) {
+                f[x] = src[x] & (t[x] ^ 1);
+                t[x] |= src[x];
+            }
+            int64_t x = 0;
+            while (x < cw) {
+                x = skip_bytes(f, x, cw, 0);
+                const int64_t span = x;
+                x = skip_bytes(f, x, cw, 1);
+                if (seg) std::fill(seg + y * cw + span, seg + y * cw + x, uint8_t{1});
+                for (int64_t p = span; p < x;) {
+                    const Label label = g[p];
+                    const int64_t start = p;
+                    p = skip_labels(g, p, x, label);
+                    if (static_cast<int64_t>(label) < 0 || static_cast<int64_t>(label) >= num_labels)
+                        throw std::invalid_argument("ground-truth label outside [0, L)");
+                    row[static_cast<int64_t>(label)] += p - start;
+                }
+            }
+        }
+    }
+    return py::make_tuple(kept, areas, hist, crops);
+}
+
+// (kept, areas, hist, crops) of pred_segments, from scratch; crops None unless want_crops.
+py::tuple pred_segments(const py::handle& boxes, const py::handle& crops,
+                        const py::handle& areas, const Int64Array& order,
+                        const py::array& gt_labels, int64_t num_labels,
+                        double overlap_threshold, bool want_crops, const py::object& gt_copy,
+                        const Int64Array& gt_areas) {
+    Masks masks(boxes, crops, areas);
+    Int64Array copies;
+    const int64_t* copy = nullptr;
+    if (!gt_copy.is_none()) {
+        copies = Int64Array::ensure(gt_copy);
+        if (static_cast<size_t>(copies.size()) != masks.size())
+            throw std::invalid_argument("gt_copy must be (N,)");
+        copy = copies.data();
+        for (py::ssize_t i = 0; i < copies.size(); ++i)
+            if (copy[i] + 1 >= num_labels - 1 || (copy[i] >= 0 && gt_areas.size() != num_labels))
+                throw std::invalid_argument("gt_copy outside the ground truth's instances");
+    }
+    if (gt_labels.ndim() != 2) throw std::invalid_argument("gt labels must be (H, W)");
+    const int64_t height = gt_labels.shape(0), width = gt_labels.shape(1);
+    for (size_t i = 0; i < masks.size(); ++i) {
+        const Box& b = masks[i].box;
+        if (masks[i].area > 0 && (b.x0 < 0 || b.y0 < 0 || b.x1 > width || b.y1 > height))
+            throw std::invalid_argument("a mask outside the image");
+    }
+    if (py::isinstance<py::array_t<uint16_t>>(gt_labels)) {
+        auto g = py::array_t<uint16_t, py::array::c_style>::ensure(gt_labels);
+        return segments(masks, order, g.data(), height, width, num_labels, overlap_threshold,
+                        want_crops, copy, gt_areas.data());
+    }
+    auto g = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(gt_labels);
+    return segments(masks, order, g.data(), height, width, num_labels, overlap_threshold,
+                    want_crops, copy, gt_areas.data());
+}
+
+// panoptic_stats: per category (TP, FP, FN, matched-IoU sum) as panopticapi counts them.
+DoubleArray panoptic_stats(const Int64Array& pred_categories, const py::array_t<bool>& kept,
+                           const Int64Array& seg_areas, const Int64Array& hist,
+                           const Int64Array& gt_areas, const Int64Array& gt_categories,
+                           const py::array_t<bool>& gt_crowd, const Int64Array& crowd_classes,
+                           int64_t num_categories, int64_t image_pixels) {
+    const int64_t num_labels = gt_areas.size();
+    const int64_t void_label = num_labels - 1;
+    const bool* k = kept.data();
+    const int64_t* pa = seg_areas.data();
+    const int64_t* ph = hist.data();
+    const int64_t* ga = gt_areas.data();
+    const int64_t* gc = gt_categories.data();
+    const bool* gcrowd = gt_crowd.data();
+    // segments: the kept predictions, then the background when it has pixels
+    std::vector<int64_t> seg;
+    for (py::ssize_t i = 0; i < kept.size(); ++i)
+        if (k[i]) seg.push_back(i);
+    int64_t covered = 0;
+    for (int64_t i : seg) covered += pa[i];
+    const int64_t background_area = image_pixels - covered;
+    const size_t rows = seg.size() + (background_area > 0 ? 1 : 0);
+    std::vector<int64_t> cats(rows, 0), areas(rows, 0), h(rows * num_labels, 0);
+    for (size_t r = 0; r < seg.size(); ++r) {
+        cats[r] = pred_categories.data()[seg[r]];
+        areas[r] = pa[seg[r]];
+        std::copy(ph + seg[r] * num_labels, ph + (seg[r] + 1) * num_labels,
+                  h.begin() + r * num_labels);
+    }
+    if (background_area > 0) {
+        const size_t r = seg.size();
+        areas[r] = background_area;
+        for (int64_t c = 0; c < num_labels; ++c) {
+            int64_t used = 0;
+            for (size_t s = 0; s < seg.size(); ++s) used += h[s * num_labels + c];
+            h[r * num_labels + c] = ga[c] - used;
+        }
+    }
+    std::vector<bool> valid_gt(num_labels);
+    for (int64_t c = 0; c < num_labels; ++c)
+        valid_gt[c] = ga[c] > 0 && !gcrowd[c] && c != void_label;
+    DoubleArray out({num_categories, int64_t{4}});
+    double* stats = out.mutable_data();
+    std::fill(stats, stats + num_categories * 4, 0.0);
+    std::vector<bool> matched_row(rows, false), matched_gt(num_labels, false);
+    for (size_t r = 0; r < rows; ++r) {
+        const int64_t on_void = h[r * num_labels + void_label];
+        for (int64_t c = 0; c < num_labels; ++c) {
+            const int64_t inter = h[r * num_labels + c];
+            if (!valid_gt[c] || cats[r] != gc[c] || inter <= 0) continue;
+            const double iou = static_cast<double>(inter) /
+                               static_cast<double>(areas[r] + ga[c] - inter - on_void);
+            if (iou > 0.5) {
+                stats[cats[r] * 4 + 0] += 1.0;
+                stats[cats[r] * 4 + 3] += iou;
+                matched_row[r] = true;
+                matched_gt[c] = true;
+            }
+        }
+    }
+    for (int64_t c = 0; c < num_labels; ++c)
+        if (valid_gt[c] && !matched_gt[c]) stats[gc[c] * 4 + 2] += 1.0;
+    // the crowd segment of each thing category (label index, 0: none)
+    std::vector<int64_t> crowd_label(num_categories, 0);
+    {
+        std::vector<int64_t> crowd_labels;
+        for (int64_t c = 0; c < num_labels; ++c)
+            if (gcrowd[c]) crowd_labels.push_back(c);
+        for (py::ssize_t q = 0; q < crowd_classes.size() && q < (py::ssize_t)crowd_labels.size();
+             ++q)
+            crowd_label[crowd_classes.data()[q] + 1] = crowd_labels[q];
+    }
+    for (size_t r = 0; r < rows; ++r) {
+        if (matched_row[r]) continue;
+        int64_t ignored = h[r * num_labels + void_label];
+        if (crowd_classes.size() && cats[r] >= 0 && cats[r] < num_categories &&
+            crowd_label[cats[r]] > 0)
+            ignored += h[r * num_labels + crowd_label[cats[r]]];
+        if (!(static_cast<double>(ignored) / static_cast<double>(areas[r]) > 0.5))
+            stats[cats[r] * 4 + 1] += 1.0;
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_panoptic(py::module_& m) {
+    m.def("gt_labels", &gt_labels, "The ground truth's panoptic label map and label areas.");
+    m.def("pred_segments", &pred_segments, "Predicted panoptic segments, from scratch.");
+    m.def("panoptic_stats", &panoptic_stats, "PQ statistics of one image.");
+}
+
+}  // namespace segcontrast

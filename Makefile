@@ -30,8 +30,12 @@ $(STAMP): $(SETUP_INPUTS)
 demo: setup
 	$(PY) tools/demo.py
 
+# Two pytest processes (pytest-xdist), a test file's tests in one of them: the suite is mostly
+# single-threaded tools and trainings, so on 2 cores it takes about half the time of one.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # `pip install .` without the training extra into a fresh environment, then `segcontrast
 # evaluate` there (minutes of downloads and building; CI runs it after `make test`).
@@ -50,8 +54,6 @@ bench: setup
 	$(PY) bench/bench_semantic_step.py --arch panoptic --write-docs
 	$(PY) bench/bench_evaluator.py --write-docs
 	$(PY) bench/bench_evaluator.py --scaling --write-docs
-	$(PY) bench/bench_evaluate_files.py --write-docs
-	$(PY) bench/bench_evaluate_files.py --scaling --write-docs
 	$(PY) bench/bench_whole_process.py --write-docs --scaling --breakdown
 	$(PY) bench/reliability_report.py --write-docs
 

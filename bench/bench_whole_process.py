@@ -14,7 +14,7 @@ waited for (a maximum over them, not a sum: --workers forks share the parent's p
 
 Rounds are interleaved (every contender once per round, the order rotating); medians are
 reported with min and max. Workloads (generated once, cached under output/bench_workloads/):
-"200" (the synthetic files of bench/bench_evaluate_files.py), "5000" (the same generator) and
+"200" (the synthetic files of tests/evaluation/results_files.py), "5000" (the same generator) and
 "dense" (1,000 images, up to 100 results per image at scores down to 0.05, as Detectron2's
 COCOEvaluator writes them for a Mask R-CNN on COCO: tests/evaluation/dense_results.py).
 
@@ -34,6 +34,7 @@ import datetime
 import functools
 import hashlib
 import importlib
+import io
 import json
 import os
 import pkgutil
@@ -53,7 +54,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the workload generators live with the tests
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_evaluate_files import _quiet  # noqa: E402
 from bench_evaluator import _machine, _versions, write_docs  # noqa: E402
 
 # Ours, as a user types it. One line to change when the tool becomes `segcontrast evaluate`
@@ -79,6 +79,22 @@ SCALING_SIZES = (100, 200, 500, 1000, 2000, 5000)
 STARTUP_TARGET_S = 0.5
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence stdout, also of compiled code that writes to the file descriptor."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
 
 @dataclass(frozen=True)
 class WorkloadSpec:

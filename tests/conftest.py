@@ -2,7 +2,8 @@
 
 * ``tiny_data``, ``tiny_config``: a tiny generated shapes dataset and a config writer for it.
 * ``trained_run``: one real ``tools/train_net.py`` training per mask-head leaf config, run at
-  most once per session, on first request, and shared by every test that needs a checkpoint.
+  most once per pytest run (across its xdist workers), on first request, and shared by every
+  test that needs a checkpoint.
 * ``run_tool``: a tool as a real process (exit code, stderr, the process's own start-up).
 * ``one_torch_thread``: one intra-op torch thread for a test that runs a tiny model here.
 * ``run_cli`` (tests/in_process.py): a tool's ``main(argv)`` in this process, with captured
@@ -17,11 +18,14 @@ packages).
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,21 +87,50 @@ TEST:
 
 # --- the tiny dataset and config ---------------------------------------------------------------
 
+def _run_folder(tmp_path_factory, name: str) -> Path:
+    """A folder of this pytest run that every process of it shares (``make test`` runs the
+    suite in pytest-xdist workers, each with a base folder of its own under the run's)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@contextmanager
+def _only_one_process(lock: Path) -> Iterator[None]:
+    """Held by one process of the run at a time (the others wait)."""
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """The tiny shapes dataset: {"train": json, "val": json, "image_root": folder}."""
-    root = tmp_path_factory.mktemp("tiny_shapes")
-    return generate_shapes(root, TINY, progress=False)
+    root = _run_folder(tmp_path_factory, "tiny_shapes")
+    made = root / "paths.json"
+    with _only_one_process(root.with_suffix(".lock")):
+        if not made.exists():
+            paths = generate_shapes(root, TINY, progress=False)
+            made.write_text(json.dumps({key: str(path) for key, path in paths.items()}))
+    return {key: Path(path) for key, path in json.loads(made.read_text()).items()}
 
 
 @pytest.fixture(scope="session")
 def tiny_config(tmp_path_factory):
     """Write the tiny config for a leaf config name ("mask_rcnn_focal", ...); return its path."""
-    folder = tmp_path_factory.mktemp("configs")
+    folder = _run_folder(tmp_path_factory, "configs")
 
     def make(leaf: str = "mask_rcnn_focal") -> str:
         path = folder / f"tiny_{leaf}.yaml"
-        path.write_text(TINY_CONFIG.format(repo=REPO, leaf=leaf))
+        with _only_one_process(path.with_suffix(".lock")):
+            if not path.exists():
+                path.write_text(TINY_CONFIG.format(repo=REPO, leaf=leaf))
         return str(path)
 
     return make
@@ -191,16 +224,23 @@ class TrainedRuns:
     def _train(self, leaf: str) -> TrainedRun:
         out = self._folder / leaf
         config = self._config(leaf)
-        # Several trainings share the cores: a longer limit than one tool run's.
-        result = run_tool("train_net.py", "--config", config, *dataset_args(self._data),
-                          "OUTPUT_DIR", str(out), timeout=600)
+        record = self._folder / f"{leaf}.json"
+        # Trained once per pytest run: a process that needs it while another trains it waits.
+        with _only_one_process(self._folder / f"{leaf}.lock"):
+            if not record.exists():
+                # Several trainings share the cores: a longer limit than one tool run's.
+                done = run_tool("train_net.py", "--config", config, *dataset_args(self._data),
+                                "OUTPUT_DIR", str(out), timeout=600)
+                record.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
+                                              "stdout": done.stdout, "stderr": done.stderr}))
+        result = subprocess.CompletedProcess(**json.loads(record.read_text()))
         return TrainedRun(out=out, result=result, leaf=leaf, config=config)
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_data, tiny_config) -> TrainedRuns:
     """``trained_run(leaf="mask_rcnn_focal") -> TrainedRun``: a finished 20-iteration run."""
-    return TrainedRuns(tmp_path_factory.mktemp("trained"), tiny_data, tiny_config)
+    return TrainedRuns(_run_folder(tmp_path_factory, "trained"), tiny_data, tiny_config)
 
 
 @pytest.fixture

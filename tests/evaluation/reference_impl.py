@@ -594,7 +594,8 @@ def panoptic_stats(pred_categories: np.ndarray, pred: PredPanoptic, gt: GtPanopt
         crowd_label[gt.crowd_classes + 1] = np.flatnonzero(gt.crowd)
         has = unmatched & (crowd_label[cats] > 0)
         ignored[has] += hist[np.flatnonzero(has), crowd_label[cats[has]]]
-    false_pos = unmatched & ~(ignored / areas > 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty segments: never ignored
+        false_pos = unmatched & ~(ignored / areas > 0.5)
     stats[:, FP] = np.bincount(cats[false_pos], minlength=num_categories)
     return stats
 

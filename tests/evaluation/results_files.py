@@ -1,6 +1,6 @@
 """The synthetic workload as files: a COCO ground-truth JSON and a COCO results JSON.
 
-Used by the tests of ``tools/evaluate.py`` and by ``bench/bench_evaluate_files.py``. Results are
+Used by the tests of ``tools/evaluate.py`` and by ``bench/bench_whole_process.py``. Results are
 what Detectron2's COCOEvaluator writes (``instances_to_coco_json``: compressed RLE with str
 counts, XYWH boxes, float scores), with category ids mapped to the ground truth's own ids.
 """

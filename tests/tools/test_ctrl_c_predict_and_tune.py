@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import REPO, run_cli, tool_env, tool_module
+from .conftest import REPO, run_cli, terminal_job, tool_env, tool_module
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def _interrupt_when(args: list[str], at_work) -> tuple[int, str, str]:
     """Start a tool, press Ctrl-C once ``at_work(stderr_so_far)``; its exit code and output."""
     process = subprocess.Popen([sys.executable, *args], cwd=REPO, env=tool_env(), text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+                               **terminal_job())
     out, err = _Output(process.stdout), _Output(process.stderr)
     out.start()
     err.start()

@@ -21,7 +21,7 @@ from segcontrast.cli.evaluate import main
 
 from tests.evaluation.results_files import write_synthetic_files
 
-from .conftest import REPO, run_cli, run_tool, tool_env
+from .conftest import REPO, run_cli, run_tool, terminal_job, tool_env
 
 CATEGORY_IDS = [3, 7, 11, 20]
 MANIFEST_NAME = ".segcontrast-output.json"  # what marks a folder tools/evaluate.py wrote
@@ -282,7 +282,7 @@ def test_ctrl_c_while_scoring_prints_one_line_and_changes_nothing(files, big_fil
         [sys.executable, str(REPO / "tools" / "evaluate.py"), "--gt", str(gt), "--results",
          str(results), "--output", str(out), "--workers", "2", *FAST],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env(),
-        start_new_session=True)
+        **terminal_job())
     stdout, stderr = _Reader(process.stdout), _Reader(process.stderr)
     stdout.start()
     stderr.start()

@@ -21,7 +21,7 @@ from segcontrast.engine.threshold_sweep import sweep_mask_thresholds
 from segcontrast.engine.train_cli import main as train_net_main
 from segcontrast.engine.trainer import SegContrastTrainer
 
-from .conftest import dataset_args, run_tool
+from .conftest import dataset_args, run_cli, run_tool
 
 pytestmark = pytest.mark.slow
 
@@ -174,18 +174,19 @@ def test_predict_with_a_semantic_segmentor_draws_its_labels(semantic_weights, ti
         assert json.loads((tmp_path / folder / "predictions.json").read_text()) == []
 
 
-def test_refusals_for_semantic_models(semantic_weights, tiny_data, tiny_config, tmp_path,
-                                      capsys):
+def test_refusals_for_semantic_models(semantic_weights, tiny_data, tiny_config, tmp_path):
     _assert_refused(
         run_tool("tune_mask_threshold.py", "--config", tiny_config(SEMANTIC),
                  *dataset_args(tiny_data), "--weights", str(semantic_weights["untrained"]),
                  "--output", str(tmp_path)),
         "SemanticSegmentor", "predicts no instance masks")
     # train_net.py's check, in process (the CLI path is the one tools/test_train_net.py runs).
-    code = train_net_main(["--config", tiny_config(SEMANTIC), *dataset_args(tiny_data),
-                           "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "3", "OUTPUT_DIR", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert code == 2 and "MODEL.SEM_SEG_HEAD.NUM_CLASSES is 3" in err
+    # run_cli: the datasets the run registers are forgotten afterwards, as a process's are.
+    refused = run_cli(train_net_main, ["--config", tiny_config(SEMANTIC), *dataset_args(tiny_data),
+                                       "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "3",
+                                       "OUTPUT_DIR", str(tmp_path)])
+    err = refused.stderr
+    assert refused.returncode == 2 and "MODEL.SEM_SEG_HEAD.NUM_CLASSES is 3" in err
     assert "tiny_train has 3 categories" in err and "4 labels" in err
 
 

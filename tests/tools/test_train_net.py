@@ -27,7 +27,7 @@ from panopticapi.evaluation import pq_compute
 from segcontrast.engine.train_cli import main as train_main
 from segcontrast.utils.output_dir import OutputDirLock
 
-from .conftest import REPO, dataset_args, run_cli, run_tool, tool_env
+from .conftest import REPO, dataset_args, run_cli, run_tool, terminal_job, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +175,7 @@ def test_ctrl_c_during_training_prints_one_line_and_leaves_only_complete_files(
         # Its own process group, as a terminal's foreground job: Ctrl-C reaches all of it.
         process = subprocess.Popen([sys.executable, str(REPO / "tools" / "train_net.py"), *args],
                                    cwd=REPO, env=tool_env(), stdout=stdout, stderr=stderr,
-                                   start_new_session=True)
+                                   **terminal_job())
         try:
             report = out / "inference" / "tiny_val" / "report.html"
             deadline = time.time() + 300

@@ -50,11 +50,13 @@ def test_boxes_in_the_results_do_not_change_the_area_ranges_by_default(files, tm
     metrics = json.loads((out / "metrics.json").read_text())
     _assert_equal(metrics["segm"], by_mask)
     assert metrics["settings"]["ap_area"] == "mask"
-    assert any("The results carry boxes; APs/APm/APl take each result's mask area" in n
-               for n in metrics["source"]["notes"])
+    assert any("The results carry boxes: pycocotools on this file as it is would take the "
+               "boxes' w * h" in n for n in metrics["source"]["notes"])
     assert AP_AREA_RULES["mask"] in result.stdout
     page = html.unescape((out / "report.html").read_text())
-    assert AP_AREA_RULES["mask"] in page and "The results carry boxes" in page
+    # the rule once, and what it means for this file
+    assert page.count(AP_AREA_RULES["mask"]) == 1 and page.count("The results carry boxes") == 1
+    assert page.count("take each prediction's mask area") == 1
 
 
 def test_ap_area_box_is_pycocotools_on_the_file_as_it_is(files, tmp_path, capsys):

@@ -56,9 +56,9 @@ def read_results_for(results: str | os.PathLike | Sequence[dict], gt: GroundTrut
 def _area_note(results: ResultsFile) -> str | None:
     """What the results' boxes did for APs/APm/APl, where the user might expect otherwise."""
     if results.ap_area == "mask" and results.has_boxes:
-        return ("The results carry boxes; APs/APm/APl take each result's mask area all the "
-                "same, as Detectron2's COCOEvaluator and MMDetection do (--ap-area box takes "
-                "the boxes' w * h, as pycocotools does on this file as it is).")
+        # The rule itself is stated beside it (AP_AREA_RULES); this is what it means here.
+        return ("The results carry boxes: pycocotools on this file as it is would take the "
+                "boxes' w * h for APs/APm/APl (--ap-area box gives its numbers).")
     if results.ap_area == "box" and not results.has_boxes and len(results):
         return ("--ap-area box, but the first result has no bbox: APs/APm/APl take mask areas, "
                 "as pycocotools does then.")

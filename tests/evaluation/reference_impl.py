@@ -642,7 +642,7 @@ def _confusion_delta(ctx: Any, codes: _PixelCodes, kept: MaskCrops,
                      classes: np.ndarray, scores: np.ndarray, touched: np.ndarray) -> np.ndarray:
     """Change of the painted confusion matrix: repaint only windows around touched masks.
 
-    The painting is :func:`.semantic.paint_window`'s (ascending score, later wins on ties).
+    The painting is :func:`paint_window`'s (ascending score, later wins on ties).
     """
     num_labels = codes.num_labels
     windows = _clusters(touched)

@@ -67,11 +67,6 @@ class GtPanoptic:
         """The VOID label."""
         return len(self.areas) - 1
 
-    @property
-    def num_instances(self) -> int:
-        """Non-crowd instances (labels 1..G)."""
-        return len(self.areas) - len(self.crowd_classes) - 2
-
 
 def gt_segments(gt: GroundTruth) -> GtPanoptic:
     """The ground truth as non-overlapping segments (module docstring).

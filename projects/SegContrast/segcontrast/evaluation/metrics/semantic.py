@@ -6,7 +6,6 @@ Label convention: 0 background, thing class k (contiguous) -> k + 1, 255 ignore.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,6 @@ __all__ = [
     "label_counts",
     "paint_semantic_prediction",
     "paint_semantic_from_crops",
-    "paint_window",
     "semantic_scores",
     "thing_miou",
 ]
@@ -63,37 +61,6 @@ def paint_semantic_from_crops(
 def _label_values(classes: np.ndarray) -> np.ndarray:
     """(N,) uint8 labels of classes (class k is k + 1)."""
     return (np.asarray(classes, np.int64) + 1).astype(np.uint8)
-
-
-def paint_window(
-    pred: MaskCrops, classes: np.ndarray, scores: np.ndarray, window: Sequence[int]
-) -> np.ndarray:
-    """:func:`paint_semantic_from_crops` restricted to a window of the image.
-
-    Args:
-        pred: binarised predicted masks.
-        classes: (N,) contiguous class ids.
-        scores: (N,) confidences.
-        window: ``x0, y0, x1, y1``.
-
-    Returns:
-        (y1 - y0, x1 - x0) uint8 labels, equal to the full painting's pixels there.
-    """
-    wx0, wy0, wx1, wy1 = (int(v) for v in window)
-    labels = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
-    boxes = pred.boxes
-    overlap = (
-        (boxes[:, 0] < wx1) & (boxes[:, 2] > wx0) & (boxes[:, 1] < wy1) & (boxes[:, 3] > wy0)
-        & (pred.areas > 0)
-    )
-    index = np.flatnonzero(overlap)
-    for i in index[np.argsort(scores[index], kind="stable")]:
-        x0, y0, x1, y1 = boxes[i]
-        cx0, cy0, cx1, cy1 = max(x0, wx0), max(y0, wy0), min(x1, wx1), min(y1, wy1)
-        crop = pred.crops[i][cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-        np.copyto(labels[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0], classes[i] + 1,
-                  where=crop, casting="unsafe")
-    return labels
 
 
 def paint_semantic_prediction(

@@ -80,6 +80,7 @@ public:
     }
     size_t size() const { return items_.size(); }
     const Crop& operator[](size_t i) const { return items_[i]; }
+    const std::vector<Crop>& items() const { return items_; }
 
 private:
     std::vector<Crop> items_;

@@ -110,3 +110,36 @@ def test_every_variant_equals_the_per_variant_implementation(panoptic, monkeypat
         rows_seen += a.counts > 0
     # the scenes make every error row occur, several times
     assert (rows_seen >= 3).all(), dict(zip(ERROR_TYPES, rows_seen.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("panoptic", [True, False])
+def test_the_variants_substitutions_equal_the_image_by_image_gathering(panoptic):
+    from segcontrast.evaluation.accounting.dataset_deltas import _ALL_AREAS, _Variants
+
+    from tests.evaluation import reference_impl as ref
+
+    records = []
+    for seed in SEEDS:
+        image, gt, pred = _scene(seed)
+        record = _evaluate(image, gt, pred, panoptic, 0.3 if seed % 2 else 0.0).record
+        if seed % 7 == 5:
+            record.accounting = None  # an image without the accounting
+        records.append(record)
+    for images in (records, records[:1], []):
+        offsets = np.concatenate(([0], np.cumsum([len(r.gt_iou) for r in images]))).astype(
+            np.int64)
+        found = _Variants(images, NUM_CLASSES, offsets, _ALL_AREAS)
+        expected = ref.variant_substitutions(images, offsets)
+        assert found.iou_index.keys() == expected[0].keys()
+        assert found.pq_index.keys() == expected[2].keys()
+        if len(images) > 1:
+            assert len(found.iou_index) > 3 and (len(found.pq_index) > 3) == panoptic
+        for got, want in ((found.iou_index, expected[0]), (found.iou_values, expected[1]),
+                          (found.pq_values, expected[3])):
+            for v, x in want.items():
+                assert got[v].dtype == x.dtype and got[v].shape == x.shape
+                np.testing.assert_array_equal(got[v], x)
+        for v, (image, category) in expected[2].items():
+            for x, y in zip(found.pq_index[v], (image, category), strict=True):
+                assert x.dtype == y.dtype
+                np.testing.assert_array_equal(x, y)

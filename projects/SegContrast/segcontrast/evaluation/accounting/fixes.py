@@ -289,7 +289,8 @@ def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskC
         candidates += [(int(j), int(k)) for j in errors.merged_objects[k]]
     for j, pieces in zip(errors.split_objects.tolist(), errors.split_pieces, strict=True):
         candidates.append((j, int(pieces[np.argmin(rank[pieces])])))
-    fixed_onto = np.isin(errors.pred_type, (CONFUSION, LOCALISATION)) & ~errors.pred_fix_removes
+    kind = errors.pred_type
+    fixed_onto = ((kind == CONFUSION) | (kind == LOCALISATION)) & ~errors.pred_fix_removes
     candidates += [(int(errors.pred_target[k]), int(k)) for k in np.flatnonzero(fixed_onto)]
     for j, k in sorted(candidates, key=lambda c: rank[c[1]]):
         if owner[j] < 0:

@@ -138,14 +138,12 @@ void score_variant(Image& im, const py::tuple& spec, Packed& out) {
         }
     }
     const std::vector<int64_t> touched(touched_a.data(), touched_a.data() + touched_a.size());
-    const size_t first_group = out.ap_groups.size();
     std::vector<int64_t> groups;
     ap_patch_into(m, classes, scores, ap_areas,
                   [&](int64_t i) { return iou.data() + i * im.a; }, im.gt_classes, im.a,
                   touched, groups, out.ap_dets, out.ap_ious);
     for (size_t q = 0; q + 2 < groups.size(); q += 3)
         out.ap_groups.insert(out.ap_groups.end(), {row, groups[q], groups[q + 1], groups[q + 2]});
-    (void)first_group;
 
     std::vector<int64_t> kept;
     for (int64_t e = 0; e < m; ++e)
@@ -172,16 +170,19 @@ void score_variant(Image& im, const py::tuple& spec, Packed& out) {
         for (int64_t r = 0; r < im.g; ++r) gt_iou[r] = im.gt_areas[im.regular[r]] > 0 ? 1.0 : 0.0;
         for (int64_t i = 0; i < num_labels; ++i) {
             int64_t total = 0;
-            for (int64_t j = 0; j < num_labels; ++j) total += im.confusion[i * num_labels + j];
+            const int64_t* was = im.confusion + i * num_labels;
+            for (int64_t j = 0; j < num_labels; ++j) total += was[j];
             for (int64_t j = 0; j < num_labels; ++j)
-                counts[i * num_labels + j] = (i == j ? total : 0) - im.confusion[i * num_labels + j];
+                counts[i * num_labels + j] = (i == j ? total : 0) - was[j];
         }
     } else {
         // matching is per class: only the touched classes can change
         std::vector<bool> is_touched(static_cast<size_t>(im.num_classes), false);
         for (const int64_t c : touched)
             if (c >= 0 && c < im.num_classes) is_touched[c] = true;
-        auto touched_class = [&](int64_t c) { return c >= 0 && c < im.num_classes && is_touched[c]; };
+        auto touched_class = [&](int64_t c) {
+            return c >= 0 && c < im.num_classes && is_touched[c];
+        };
         std::vector<int64_t> gi, pi, gi_classes, pi_classes;
         for (int64_t r = 0; r < im.g; ++r) {
             const int64_t c = im.gt_classes[im.regular[r]];
@@ -313,8 +314,9 @@ py::tuple account_variants(const py::handle& gt_boxes, const py::handle& gt_crop
         const py::tuple p = pan.cast<py::tuple>();
         const py::array labels = p[0].cast<py::array>();
         const bool wide = !py::isinstance<py::array_t<uint16_t>>(labels);
+        using WideLabels = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
         if (wide)
-            pan_labels = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(labels);
+            pan_labels = WideLabels::ensure(labels);
         else
             pan_labels = py::array_t<uint16_t, py::array::c_style>::ensure(labels);
         if (pan_labels.ndim() != 2 || pan_labels.shape(0) != im.height ||

@@ -862,3 +862,29 @@ def _ap_patch(fixed: Any, iou: np.ndarray, gt_by_class: dict[int, np.ndarray],
     return (np.array(groups, np.int64),
             np.stack([fixed.scores[d_all], fixed.ap_areas[d_all]], axis=1),
             np.concatenate(ious) if ious else np.zeros(0))
+
+
+def variant_substitutions(images: Sequence[Any], offsets: np.ndarray):
+    """dataset_deltas._Variants' IoU and PQ substitutions, gathered image by image."""
+    from collections import defaultdict
+    iou_index: dict[int, list] = defaultdict(list)
+    iou_values: dict[int, list] = defaultdict(list)
+    pq_rows: dict[int, list] = defaultdict(list)
+    for i, r in enumerate(images):
+        acc = r.accounting
+        if acc is None:
+            continue
+        for variant, row in zip(acc.iou_variants.tolist(), acc.gt_iou, strict=True):
+            iou_index[variant].append(np.arange(offsets[i], offsets[i + 1]))
+            iou_values[variant].append(row)
+        if len(acc.pq_rows):
+            rows = np.column_stack([acc.pq_rows.astype(np.float64), acc.pq_iou])
+            for variant in np.unique(acc.pq_rows[:, 0]).tolist():
+                pq_rows[variant].append((i, rows[acc.pq_rows[:, 0] == variant]))
+    iou_index = {v: np.concatenate(x) for v, x in iou_index.items()}
+    iou_values = {v: np.concatenate(x) for v, x in iou_values.items()}
+    pq_index = {v: (np.concatenate([np.full(len(r), i) for i, r in x]),
+                    np.concatenate([r[:, 1] for _, r in x]).astype(np.int64))
+                for v, x in pq_rows.items()}
+    pq_values = {v: np.concatenate([r[:, 2:] for _, r in x]) for v, x in pq_rows.items()}
+    return iou_index, iou_values, pq_index, pq_values

@@ -13,10 +13,10 @@ from scipy.optimize import linear_sum_assignment
 from segcontrast.data.masks import GroundTruth, MaskCrops, crops_from_rles, pairwise_intersections
 from segcontrast.data.rle import RLEError
 from segcontrast.data.semantic_gt import paint_semantic_gt
-from segcontrast.evaluation.accounting.image_variants import _confusion_delta
 from segcontrast.evaluation.metrics import boundary, instance, panoptic, semantic
 
 from tests.evaluation import reference_impl as ref
+from tests.evaluation.per_variant_impl import _confusion_delta
 
 SEEDS = range(40)
 
@@ -353,7 +353,7 @@ def test_evaluating_imports_neither_scipy_optimize_nor_opencv(tmp_path):
 def test_class_matching_and_ap_records_equal_the_numpy_versions(seed):
     from types import SimpleNamespace
 
-    from segcontrast.evaluation.accounting.image_variants import _ap_patch
+    from tests.evaluation.per_variant_impl import _ap_patch
 
     rng = np.random.default_rng(seed)
     n, g = int(rng.integers(0, 12)), int(rng.integers(0, 10))

@@ -398,6 +398,29 @@ def test_round_trip_from_an_eval_only_run_gives_identical_numbers(tiny_data, tin
     assert (out / "per_image.csv").read_text() == (inference / "per_image.csv").read_text()
 
 
+def test_the_worst_images_do_not_depend_on_the_workers_and_their_tasks(tmp_path, capsys):
+    # 60 images: several tasks per worker, so each worker's worst images so far are carried
+    # from task to task (score_files) and only newcomers are sent back
+    gt, results, _ = write_synthetic_files(tmp_path, 60, num_classes=4,
+                                           category_ids=CATEGORY_IDS, height=24, width=32,
+                                           instances_per_image=3, seed=5)
+    outputs = {}
+    for workers in (1, 2, 3):
+        out = tmp_path / f"w{workers}"
+        code, _, err = _run(capsys, "--gt", gt, "--results", results, "--workers", workers,
+                            "--output", out, "--overlays",
+                            "TEST.SEGCONTRAST.NUM_WORST_IMAGES", "6")
+        assert code == 0, err
+        outputs[workers] = out
+    names = {w: sorted(p.name for p in (out / "worst_images").iterdir())
+             for w, out in outputs.items()}
+    assert len(names[1]) == 6
+    assert names[2] == names[1] and names[3] == names[1]
+    metrics = {w: json.loads((out / "metrics.json").read_text()) for w, out in outputs.items()}
+    for key in ("semantic", "instance", "segm", "contrast", "accounting", "details"):
+        assert metrics[2][key] == metrics[1][key] and metrics[3][key] == metrics[1][key], key
+
+
 def test_the_numbers_do_not_depend_on_the_number_of_workers(files, tmp_path, capsys):
     outputs = {}
     for workers in (1, 3):

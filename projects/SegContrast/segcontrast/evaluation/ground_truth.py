@@ -7,6 +7,7 @@ Detectron2 dataset dicts that are validated already (the Detectron2 evaluator's 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -58,14 +59,16 @@ class GroundTruthSet:
         """K."""
         return len(self.class_names)
 
-    @property
+    # Made once (the records are read only): callers look single images up in them, and
+    # building them per look-up made a loop over the images quadratic.
+    @functools.cached_property
     def images(self) -> dict[Any, tuple[int, int]]:
-        """Image id -> (height, width)."""
+        """Image id -> (height, width). Read only."""
         return {i: (int(r["height"]), int(r["width"])) for i, r in self.records.items()}
 
-    @property
+    @functools.cached_property
     def file_names(self) -> dict[Any, str]:
-        """Image id -> image file (under the image root, or next to the JSON)."""
+        """Image id -> image file (under the image root, or next to the JSON). Read only."""
         return {i: r.get("file_name", "") for i, r in self.records.items()}
 
     @classmethod

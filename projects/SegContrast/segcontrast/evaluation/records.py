@@ -268,10 +268,12 @@ class EvalState:
         deltas = [s.accounting_confusion for s in states if s.accounting_confusion is not None]
         if deltas:
             merged.accounting_confusion = np.sum(deltas, axis=0).astype(np.int64)
+        worst_seen: set = set()
         for entry in sorted((w for s in states for w in s.worst), key=WorstImage.key):
-            if not any(
-                image_sort_key(w.image_id) == image_sort_key(entry.image_id) for w in merged.worst
-            ):
+            if len(merged.worst) >= max_worst:
+                break
+            key = image_sort_key(entry.image_id)
+            if key not in worst_seen:
+                worst_seen.add(key)
                 merged.worst.append(entry)
-        del merged.worst[max_worst:]
         return merged

@@ -65,9 +65,17 @@ def _worker_task(image_ids: list) -> tuple[EvalState, list[tuple[str, ResultProb
     if evaluator is None:  # one evaluator per worker process, reset for each task
         evaluator = _JOB["evaluator"] = _JOB["make_evaluator"]()
     evaluator.reset()
+    # The worker's worst images so far stay its candidates across tasks: an image that does
+    # not enter them cannot be among the dataset's worst, so its masks are never packed or
+    # sent (with a fresh set per task nearly every image would be).
+    carried = _JOB["worst"]
+    evaluator.state.worst = list(carried)
     problems = _score_images(evaluator, image_ids, _JOB["results"], _JOB["gt_images"],
                              _JOB["id_map"], _JOB["semantic"], _JOB["file_names"])
-    return evaluator.state, problems
+    state = evaluator.state
+    _JOB["worst"] = list(state.worst)
+    state.worst = [w for w in state.worst if not any(w is c for c in carried)]
+    return state, problems
 
 
 def _raise(problems: list[tuple[str, ResultProblem]]) -> None:
@@ -149,7 +157,7 @@ def score_results(evaluator: Accumulator, results: ResultsFile,
                                      file_names, bar.update)
         else:
             _JOB.update(make_evaluator=make_evaluator, results=results, gt_images=gt_images,
-                        id_map=id_map, semantic=semantic, file_names=file_names)
+                        id_map=id_map, semantic=semantic, file_names=file_names, worst=[])
             states, problems = [], []
             try:
                 context = multiprocessing.get_context("fork")

@@ -4,61 +4,66 @@
 #include <numeric>
 
 #include "common.hpp"
+#include "parts.hpp"
 
 namespace segcontrast {
-namespace {
 
 constexpr int64_t kMaxDets = 100;
 
-// (groups (T, 3) class, detections, ground truth; dets (D, 2) score, area; ious): per touched
-// class its detections by decreasing score (ties in list order), at most 100, and their IoUs
-// with the class's annotations (annotation order), flattened.
+// Per touched class its detections by decreasing score (ties in list order), at most 100, and
+// their IoUs with the class's annotations (annotation order), flattened.
+void ap_patch_into(int64_t n, const int64_t* c, const double* s, const double* ap_areas,
+                   const std::function<const double*(int64_t)>& row, const int64_t* gcls,
+                   int64_t a, const std::vector<int64_t>& touched, std::vector<int64_t>& groups,
+                   std::vector<double>& dets, std::vector<double>& ious) {
+    std::vector<int64_t> members, gi;
+    for (const int64_t cls : touched) {
+        members.clear();
+        for (int64_t i = 0; i < n; ++i)
+            if (c[i] == cls) members.push_back(i);
+        std::stable_sort(members.begin(), members.end(),
+                         [&](int64_t x, int64_t y) { return s[x] > s[y]; });
+        if (static_cast<int64_t>(members.size()) > kMaxDets) members.resize(kMaxDets);
+        gi.clear();
+        for (int64_t j = 0; j < a; ++j)
+            if (gcls[j] == cls) gi.push_back(j);
+        groups.push_back(cls);
+        groups.push_back(static_cast<int64_t>(members.size()));
+        groups.push_back(static_cast<int64_t>(gi.size()));
+        for (const int64_t i : members) {
+            dets.push_back(s[i]);
+            dets.push_back(ap_areas[i]);
+            if (gi.empty()) continue;
+            const double* w = row(i);
+            for (const int64_t j : gi) ious.push_back(w[j]);
+        }
+    }
+}
+
+namespace {
+
+// (groups (T, 3) class, detections, ground truth; dets (D, 2) score, area; ious).
 py::tuple ap_patch(const Int64Array& classes, const DoubleArray& scores,
                    const DoubleArray& ap_areas, const DoubleArray& iou,
                    const Int64Array& gt_classes, const Int64Array& touched) {
     const int64_t n = classes.size(), a = gt_classes.size(), t = touched.size();
     if (n && a && (iou.ndim() != 2 || iou.shape(0) != n || iou.shape(1) != a))
         throw std::invalid_argument("iou must be (N, A)");
-    const int64_t* c = classes.data();
-    const double* s = scores.data();
-    std::vector<int64_t> order(static_cast<size_t>(n));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
-        return c[x] < c[y] || (c[x] == c[y] && s[x] > s[y]);
-    });
-    Int64Array groups({t, int64_t{3}});
-    int64_t* gp = groups.mutable_data();
-    std::vector<int64_t> dets;
-    std::vector<double> ious;
+    if (scores.size() != n || ap_areas.size() != n)
+        throw std::invalid_argument("scores and areas must be (N,)");
     const double* w = iou.data();
-    const int64_t* gcls = gt_classes.data();
-    for (int64_t k = 0; k < t; ++k) {
-        const int64_t cls = touched.data()[k];
-        auto lo = std::lower_bound(order.begin(), order.end(), cls,
-                                   [&](int64_t i, int64_t v) { return c[i] < v; });
-        auto hi = std::upper_bound(order.begin(), order.end(), cls,
-                                   [&](int64_t v, int64_t i) { return v < c[i]; });
-        if (hi - lo > kMaxDets) hi = lo + kMaxDets;
-        std::vector<int64_t> gi;
-        for (int64_t j = 0; j < a; ++j)
-            if (gcls[j] == cls) gi.push_back(j);
-        gp[3 * k] = cls;
-        gp[3 * k + 1] = hi - lo;
-        gp[3 * k + 2] = static_cast<int64_t>(gi.size());
-        for (auto it = lo; it != hi; ++it) {
-            dets.push_back(*it);
-            for (int64_t j : gi) ious.push_back(w[*it * a + j]);
-        }
-    }
-    DoubleArray det_out({static_cast<py::ssize_t>(dets.size()), py::ssize_t{2}});
-    double* dp = det_out.mutable_data();
-    for (size_t k = 0; k < dets.size(); ++k) {
-        dp[2 * k] = s[dets[k]];
-        dp[2 * k + 1] = ap_areas.data()[dets[k]];
-    }
+    std::vector<int64_t> groups;
+    std::vector<double> dets, ious;
+    ap_patch_into(n, classes.data(), scores.data(), ap_areas.data(),
+                  [&](int64_t i) { return w + i * a; }, gt_classes.data(), a,
+                  std::vector<int64_t>(touched.data(), touched.data() + t), groups, dets, ious);
+    Int64Array group_out({t, int64_t{3}});
+    std::copy(groups.begin(), groups.end(), group_out.mutable_data());
+    DoubleArray det_out({static_cast<py::ssize_t>(dets.size() / 2), py::ssize_t{2}});
+    std::copy(dets.begin(), dets.end(), det_out.mutable_data());
     DoubleArray iou_out({static_cast<py::ssize_t>(ious.size())});
     std::copy(ious.begin(), ious.end(), iou_out.mutable_data());
-    return py::make_tuple(groups, det_out, iou_out);
+    return py::make_tuple(group_out, det_out, iou_out);
 }
 
 }  // namespace

@@ -80,6 +80,7 @@ public:
     }
     size_t size() const { return items_.size(); }
     const Crop& operator[](size_t i) const { return items_[i]; }
+    const std::vector<Crop>& items() const { return items_; }
 
 private:
     std::vector<Crop> items_;
@@ -117,5 +118,6 @@ void register_json_scan(py::module_& m);
 void register_polygons(py::module_& m);
 void register_coco_match(py::module_& m);
 void register_ap_patch(py::module_& m);
+void register_accounting(py::module_& m);
 
 }  // namespace segcontrast

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "common.hpp"
+#include "parts.hpp"
 
 namespace segcontrast {
 namespace {
@@ -207,9 +208,17 @@ py::tuple class_match(const DoubleArray& iou, const Int64Array& pred_classes,
     const int64_t n = pred_classes.size(), g = gt_classes.size();
     if (n && g && (iou.ndim() != 2 || iou.shape(0) != n || iou.shape(1) != g))
         throw std::invalid_argument("iou must be (N, G)");
-    const int64_t* pc = pred_classes.data();
-    const int64_t* gc = gt_classes.data();
-    const double* w = iou.data();
+    std::vector<int64_t> rows, cols;
+    class_match_pairs(iou.data(), n, g, pred_classes.data(), gt_classes.data(), threshold, rows,
+                      cols);
+    return py::make_tuple(to_array(rows), to_array(cols));
+}
+
+}  // namespace
+
+void class_match_pairs(const double* w, int64_t n, int64_t g, const int64_t* pc,
+                       const int64_t* gc, double threshold, std::vector<int64_t>& rows_out,
+                       std::vector<int64_t>& cols_out) {
     std::vector<int64_t> row_count(n, 0), col_count(g, 0);
     std::vector<int64_t> rows, cols;
     for (int64_t i = 0; i < n; ++i)
@@ -249,15 +258,13 @@ py::tuple class_match(const DoubleArray& iou, const Int64Array& pred_classes,
     for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int64_t>(k);
     std::stable_sort(order.begin(), order.end(),
                      [&](int64_t x, int64_t y) { return cols[x] < cols[y]; });
-    std::vector<int64_t> r_out(order.size()), c_out(order.size());
+    rows_out.resize(order.size());
+    cols_out.resize(order.size());
     for (size_t k = 0; k < order.size(); ++k) {
-        r_out[k] = rows[order[k]];
-        c_out[k] = cols[order[k]];
+        rows_out[k] = rows[order[k]];
+        cols_out[k] = cols[order[k]];
     }
-    return py::make_tuple(to_array(r_out), to_array(c_out));
 }
-
-}  // namespace
 
 void register_hungarian(py::module_& m) {
     m.def("max_weight_assignment", &max_weight_assignment, py::arg("weights"),

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "common.hpp"
+#include "parts.hpp"
 
 namespace segcontrast {
 namespace {
@@ -138,14 +139,36 @@ Int64Array confusion_matrix(const ByteArray& gt, const ByteArray& pred, int64_t 
     return out;
 }
 
+// Change of the confusion matrix of `painted` (rows: `gt`) when the pixels of the touched
+// boxes are repainted with the masks (in `order`, later wins, background elsewhere).
+Int64Array window_confusion_delta(const ByteArray& gt, const ByteArray& painted,
+                                  const py::handle& boxes, const py::handle& crops,
+                                  const py::handle& areas, const ByteArray& values,
+                                  const Int64Array& order, const Int64Array& touched,
+                                  int64_t num_labels) {
+    Masks masks(boxes, crops, areas);
+    const int64_t width = gt.shape(1);
+    check_image(painted, gt.shape(0), width, "painted");
+    Int64Array out({num_labels, num_labels});
+    int64_t* counts = out.mutable_data();
+    std::fill(counts, counts + num_labels * num_labels, 0);
+    std::vector<Box> boxes_touched;
+    const int64_t* t = touched.data();
+    for (py::ssize_t k = 0; k < touched.size() / 4; ++k)
+        boxes_touched.push_back({t[4 * k], t[4 * k + 1], t[4 * k + 2], t[4 * k + 3]});
+    window_delta(gt.data(), painted.data(), width, masks.items(), values.data(), order.data(),
+                 static_cast<size_t>(order.size()), boxes_touched, num_labels, counts);
+    return out;
+}
+
+}  // namespace
+
 // Disjoint windows covering the boxes: overlapping ones merged until none overlap; one window
 // instead of several when they fill more than half of their bounding box anyway.
-std::vector<Box> clusters(const int64_t* boxes, int64_t count) {
+static std::vector<Box> clusters(const std::vector<Box>& boxes) {
     std::vector<Box> current;
-    for (int64_t k = 0; k < count; ++k) {
-        const Box b{boxes[4 * k], boxes[4 * k + 1], boxes[4 * k + 2], boxes[4 * k + 3]};
+    for (const Box& b : boxes)
         if (b.x1 > b.x0 && b.y1 > b.y0) current.push_back(b);
-    }
     bool merged = true;
     while (merged && current.size() > 1) {
         merged = false;
@@ -177,29 +200,17 @@ std::vector<Box> clusters(const int64_t* boxes, int64_t count) {
     return current;
 }
 
-// Change of the confusion matrix of `painted` (rows: `gt`) when the pixels of the touched
-// boxes are repainted with the masks (in `order`, later wins, background elsewhere).
-Int64Array window_confusion_delta(const ByteArray& gt, const ByteArray& painted,
-                                  const py::handle& boxes, const py::handle& crops,
-                                  const py::handle& areas, const ByteArray& values,
-                                  const Int64Array& order, const Int64Array& touched,
-                                  int64_t num_labels) {
-    Masks masks(boxes, crops, areas);
-    const int64_t width = gt.shape(1);
-    check_image(painted, gt.shape(0), width, "painted");
-    Int64Array out({num_labels, num_labels});
-    int64_t* counts = out.mutable_data();
-    std::fill(counts, counts + num_labels * num_labels, 0);
-    const uint8_t* g = gt.data();
-    const uint8_t* old = painted.data();
-    const uint8_t* v = values.data();
-    const int64_t* ord = order.data();
-    const std::vector<Box> windows = clusters(touched.data(), touched.size() / 4);
+void window_delta(const uint8_t* g, const uint8_t* old, int64_t width,
+                  const std::vector<Crop>& masks, const uint8_t* v, const int64_t* ord,
+                  size_t n_order, const std::vector<Box>& touched, int64_t num_labels,
+                  int64_t* counts) {
+    constexpr uint8_t kIgnoreLabel = 255;
+    const std::vector<Box> windows = clusters(touched);
     std::vector<uint8_t> fresh;
     for (const Box& win : windows) {
         const int64_t ww = win.width();
         fresh.assign(static_cast<size_t>(ww * win.height()), 0);
-        for (py::ssize_t q = 0; q < order.size(); ++q) {
+        for (size_t q = 0; q < n_order; ++q) {
             const Crop& c = masks[ord[q]];
             if (c.area <= 0 || !c.box.meets(win)) continue;
             const Box r = intersect(c.box, win);
@@ -215,16 +226,13 @@ Int64Array window_confusion_delta(const ByteArray& gt, const ByteArray& painted,
             const uint8_t* nrow = fresh.data() + (y - win.y0) * ww - win.x0;
             for (int64_t x = win.x0; x < win.x1; ++x) {
                 const uint8_t label = g[y * width + x], before = old[y * width + x];
-                if (nrow[x] == before || label == kIgnore) continue;
+                if (nrow[x] == before || label == kIgnoreLabel) continue;
                 ++counts[label * num_labels + nrow[x]];
                 --counts[label * num_labels + before];
             }
         }
     }
-    return out;
 }
-
-}  // namespace
 
 void register_masks(py::module_& m) {
     m.def("pairwise_intersections", &pairwise_intersections, "(N, M) |a_i & b_j|");

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common.hpp"
+#include "parts.hpp"
 
 namespace segcontrast {
 namespace {
@@ -94,21 +95,15 @@ inline int64_t skip_labels(const Label* labels, int64_t p, int64_t end, Label la
 }
 
 template <typename Label>
-py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt, int64_t height,
-                   int64_t width, int64_t num_labels, double overlap_threshold, bool want_crops,
-                   const int64_t* gt_copy, const int64_t* gt_areas) {
-    const auto n = static_cast<py::ssize_t>(masks.size());
-    py::array_t<bool> kept({n});
-    Int64Array areas({n});
-    Int64Array hist({n, static_cast<py::ssize_t>(num_labels)});
-    bool* k = kept.mutable_data();
-    int64_t* a = areas.mutable_data();
-    int64_t* h = hist.mutable_data();
+void segments_core(const std::vector<Crop>& masks, const int64_t* ord, size_t n_order,
+                   const Label* gt, int64_t height, int64_t width, int64_t num_labels,
+                   double overlap_threshold, const SegmentBuffer* make_crop,
+                   const int64_t* gt_copy, const int64_t* gt_areas, bool* k, int64_t* a,
+                   int64_t* h) {
+    const size_t n = masks.size();
     std::fill(k, k + n, false);
     std::fill(a, a + n, 0);
     std::fill(h, h + n * num_labels, 0);
-    py::list crops(n);
-    for (py::ssize_t i = 0; i < n; ++i) crops[i] = py::none();
     // pixels taken by the segments so far: a zeroed buffer kept between calls, cleared again
     // (box by box) before returning
     thread_local std::vector<uint8_t> taken;
@@ -116,7 +111,7 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
         taken.assign(static_cast<size_t>(height * width), 0);
     struct Clear {
         std::vector<uint8_t>& buffer;
-        const Masks& masks;
+        const std::vector<Crop>& masks;
         const bool* kept;
         int64_t width;
         ~Clear() {
@@ -128,8 +123,8 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
             }
         }
     } clear{taken, masks, k, width};
-    const int64_t* ord = order.data();
-    for (py::ssize_t q = 0; q < order.size(); ++q) {
+    std::vector<uint8_t> fresh;
+    for (size_t q = 0; q < n_order; ++q) {
         const int64_t i = ord[q];
         const Crop& c = masks[i];
         if (c.area <= 0) continue;
@@ -146,7 +141,7 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
         k[i] = true;
         a[i] = c.area - lost;
         int64_t* row = h + i * num_labels;
-        if (lost == 0 && gt_copy && gt_copy[i] >= 0 && !want_crops) {
+        if (lost == 0 && gt_copy && gt_copy[i] >= 0 && !make_crop) {
             // the exact mask of non-crowd instance r: its pixels are its segment's (label
             // r + 1, all of which lie in it) or VOID
             const int64_t label = gt_copy[i] + 1;
@@ -159,15 +154,9 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
             }
             continue;
         }
-        uint8_t* seg = nullptr;
-        if (want_crops) {
-            py::array_t<bool> segment({ch, cw});
-            seg = reinterpret_cast<uint8_t*>(segment.mutable_data());
-            std::memset(seg, 0, static_cast<size_t>(ch * cw));
-            crops[i] = segment;
-        }
+        uint8_t* seg = make_crop ? (*make_crop)(static_cast<size_t>(i), ch, cw) : nullptr;
         // per row: spans of the segment's pixels, and within a span runs of one label
-        std::vector<uint8_t> fresh(static_cast<size_t>(cw));
+        fresh.assign(static_cast<size_t>(cw), 0);
         for (int64_t y = 0; y < ch; ++y) {
             const uint8_t* src = c.data + y * c.stride;
             uint8_t* t = taken.data() + (c.box.y0 + y) * width + c.box.x0;
@@ -194,7 +183,6 @@ py::tuple segments(const Masks& masks, const Int64Array& order, const Label* gt,
             }
         }
     }
-    return py::make_tuple(kept, areas, hist, crops);
 }
 
 // (kept, areas, hist, crops) of pred_segments, from scratch; crops None unless want_crops.
@@ -222,14 +210,39 @@ py::tuple pred_segments(const py::handle& boxes, const py::handle& crops,
         if (masks[i].area > 0 && (b.x0 < 0 || b.y0 < 0 || b.x1 > width || b.y1 > height))
             throw std::invalid_argument("a mask outside the image");
     }
-    if (py::isinstance<py::array_t<uint16_t>>(gt_labels)) {
-        auto g = py::array_t<uint16_t, py::array::c_style>::ensure(gt_labels);
-        return segments(masks, order, g.data(), height, width, num_labels, overlap_threshold,
-                        want_crops, copy, gt_areas.data());
+    for (py::ssize_t q = 0; q < order.size(); ++q)
+        if (order.data()[q] < 0 || static_cast<size_t>(order.data()[q]) >= masks.size())
+            throw std::invalid_argument("order outside the masks");
+    const auto n = static_cast<py::ssize_t>(masks.size());
+    py::array_t<bool> kept({n});
+    Int64Array seg_areas({n});
+    Int64Array hist({n, static_cast<py::ssize_t>(num_labels)});
+    py::list segment_crops(n);
+    for (py::ssize_t i = 0; i < n; ++i) segment_crops[i] = py::none();
+    const SegmentBuffer make_crop = [&segment_crops](size_t i, int64_t h, int64_t w) {
+        py::array_t<bool> segment({h, w});
+        auto* data = reinterpret_cast<uint8_t*>(segment.mutable_data());
+        std::memset(data, 0, static_cast<size_t>(h * w));
+        segment_crops[i] = segment;
+        return data;
+    };
+    const SegmentBuffer* maker = want_crops ? &make_crop : nullptr;
+    const GtSegments gt{gt_labels.data(), !py::isinstance<py::array_t<uint16_t>>(gt_labels),
+                        height, width, num_labels, gt_areas.data()};
+    py::array labels_held;
+    GtSegments view = gt;
+    if (view.wide) {
+        labels_held =
+            py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(gt_labels);
+        view.labels = labels_held.data();
+    } else {
+        labels_held = py::array_t<uint16_t, py::array::c_style>::ensure(gt_labels);
+        view.labels = labels_held.data();
     }
-    auto g = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(gt_labels);
-    return segments(masks, order, g.data(), height, width, num_labels, overlap_threshold,
-                    want_crops, copy, gt_areas.data());
+    segments_into(masks.items(), order.data(), static_cast<size_t>(order.size()), view,
+                  overlap_threshold, maker, copy, kept.mutable_data(), seg_areas.mutable_data(),
+                  hist.mutable_data());
+    return py::make_tuple(kept, seg_areas, hist, segment_crops);
 }
 
 // panoptic_stats: per category (TP, FP, FN, matched-IoU sum) as panopticapi counts them.
@@ -238,17 +251,39 @@ DoubleArray panoptic_stats(const Int64Array& pred_categories, const py::array_t<
                            const Int64Array& gt_areas, const Int64Array& gt_categories,
                            const py::array_t<bool>& gt_crowd, const Int64Array& crowd_classes,
                            int64_t num_categories, int64_t image_pixels) {
-    const int64_t num_labels = gt_areas.size();
+    DoubleArray out({num_categories, int64_t{4}});
+    stats_into(pred_categories.data(), kept.data(), seg_areas.data(), hist.data(),
+               static_cast<int64_t>(kept.size()), gt_areas.data(), gt_categories.data(),
+               gt_crowd.data(), static_cast<int64_t>(gt_areas.size()), crowd_classes.data(),
+               static_cast<int64_t>(crowd_classes.size()), num_categories, image_pixels,
+               out.mutable_data());
+    return out;
+}
+
+}  // namespace
+
+void segments_into(const std::vector<Crop>& masks, const int64_t* order, size_t n_order,
+                   const GtSegments& gt, double overlap_threshold, const SegmentBuffer* make_crop,
+                   const int64_t* gt_copy, bool* kept, int64_t* areas, int64_t* hist) {
+    if (gt.wide)
+        segments_core(masks, order, n_order, static_cast<const int32_t*>(gt.labels), gt.height,
+                      gt.width, gt.num_labels, overlap_threshold, make_crop, gt_copy, gt.areas,
+                      kept, areas, hist);
+    else
+        segments_core(masks, order, n_order, static_cast<const uint16_t*>(gt.labels),
+                      gt.height, gt.width, gt.num_labels, overlap_threshold, make_crop, gt_copy,
+                      gt.areas, kept, areas, hist);
+}
+
+void stats_into(const int64_t* pred_categories_data, const bool* k, const int64_t* pa,
+                const int64_t* ph, int64_t n_pred, const int64_t* ga, const int64_t* gc,
+                const bool* gcrowd, int64_t num_labels, const int64_t* crowd_classes_data,
+                int64_t n_crowd_classes, int64_t num_categories, int64_t image_pixels,
+                double* stats) {
     const int64_t void_label = num_labels - 1;
-    const bool* k = kept.data();
-    const int64_t* pa = seg_areas.data();
-    const int64_t* ph = hist.data();
-    const int64_t* ga = gt_areas.data();
-    const int64_t* gc = gt_categories.data();
-    const bool* gcrowd = gt_crowd.data();
     // segments: the kept predictions, then the background when it has pixels
     std::vector<int64_t> seg;
-    for (py::ssize_t i = 0; i < kept.size(); ++i)
+    for (int64_t i = 0; i < n_pred; ++i)
         if (k[i]) seg.push_back(i);
     int64_t covered = 0;
     for (int64_t i : seg) covered += pa[i];
@@ -256,7 +291,7 @@ DoubleArray panoptic_stats(const Int64Array& pred_categories, const py::array_t<
     const size_t rows = seg.size() + (background_area > 0 ? 1 : 0);
     std::vector<int64_t> cats(rows, 0), areas(rows, 0), h(rows * num_labels, 0);
     for (size_t r = 0; r < seg.size(); ++r) {
-        cats[r] = pred_categories.data()[seg[r]];
+        cats[r] = pred_categories_data[seg[r]];
         areas[r] = pa[seg[r]];
         std::copy(ph + seg[r] * num_labels, ph + (seg[r] + 1) * num_labels,
                   h.begin() + r * num_labels);
@@ -273,8 +308,6 @@ DoubleArray panoptic_stats(const Int64Array& pred_categories, const py::array_t<
     std::vector<bool> valid_gt(num_labels);
     for (int64_t c = 0; c < num_labels; ++c)
         valid_gt[c] = ga[c] > 0 && !gcrowd[c] && c != void_label;
-    DoubleArray out({num_categories, int64_t{4}});
-    double* stats = out.mutable_data();
     std::fill(stats, stats + num_categories * 4, 0.0);
     std::vector<bool> matched_row(rows, false), matched_gt(num_labels, false);
     for (size_t r = 0; r < rows; ++r) {
@@ -300,23 +333,20 @@ DoubleArray panoptic_stats(const Int64Array& pred_categories, const py::array_t<
         std::vector<int64_t> crowd_labels;
         for (int64_t c = 0; c < num_labels; ++c)
             if (gcrowd[c]) crowd_labels.push_back(c);
-        for (py::ssize_t q = 0; q < crowd_classes.size() && q < (py::ssize_t)crowd_labels.size();
+        for (int64_t q = 0; q < n_crowd_classes && q < static_cast<int64_t>(crowd_labels.size());
              ++q)
-            crowd_label[crowd_classes.data()[q] + 1] = crowd_labels[q];
+            crowd_label[crowd_classes_data[q] + 1] = crowd_labels[q];
     }
     for (size_t r = 0; r < rows; ++r) {
         if (matched_row[r]) continue;
         int64_t ignored = h[r * num_labels + void_label];
-        if (crowd_classes.size() && cats[r] >= 0 && cats[r] < num_categories &&
+        if (n_crowd_classes && cats[r] >= 0 && cats[r] < num_categories &&
             crowd_label[cats[r]] > 0)
             ignored += h[r * num_labels + crowd_label[cats[r]]];
         if (!(static_cast<double>(ignored) / static_cast<double>(areas[r]) > 0.5))
             stats[cats[r] * 4 + 1] += 1.0;
     }
-    return out;
 }
-
-}  // namespace
 
 void register_panoptic(py::module_& m) {
     m.def("gt_labels", &gt_labels, "The ground truth's panoptic label map and label areas.");

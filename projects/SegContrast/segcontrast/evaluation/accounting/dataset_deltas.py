@@ -10,7 +10,7 @@ occurs nowhere is the original, so its delta is exactly 0. The low-score row has
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,30 +68,54 @@ class _Variants:
 
     def __init__(self, images: Sequence[ImageRecord], num_classes: int,
                  offsets: np.ndarray, areas: np.ndarray) -> None:
-        iou_index: dict[int, list] = defaultdict(list)
-        iou_values: dict[int, list] = defaultdict(list)
-        pq_rows: dict[int, list] = defaultdict(list)
-        with_groups = []
-        for i, r in enumerate(images):
-            acc = r.accounting
-            if acc is None:
-                continue
-            for variant, row in zip(acc.iou_variants.tolist(), acc.gt_iou, strict=True):
-                iou_index[variant].append(np.arange(offsets[i], offsets[i + 1]))
-                iou_values[variant].append(row)
-            if len(acc.pq_rows):
-                rows = np.column_stack([acc.pq_rows.astype(np.float64), acc.pq_iou])
-                for variant in np.unique(acc.pq_rows[:, 0]).tolist():
-                    pq_rows[variant].append((i, rows[acc.pq_rows[:, 0] == variant]))
-            if len(acc.ap_groups):
-                with_groups.append(i)
-        self.iou_index = {v: np.concatenate(x) for v, x in iou_index.items()}
-        self.iou_values = {v: np.concatenate(x) for v, x in iou_values.items()}
-        self.pq_index = {v: (np.concatenate([np.full(len(r), i) for i, r in x]),
-                             np.concatenate([r[:, 1] for _, r in x]).astype(np.int64))
-                         for v, x in pq_rows.items()}
-        self.pq_values = {v: np.concatenate([r[:, 2:] for _, r in x]) for v, x in pq_rows.items()}
+        # every image's records concatenated once, then split by variant (image order kept)
+        with_acc = [(i, r.accounting) for i, r in enumerate(images) if r.accounting is not None]
+        accs = [a for _, a in with_acc]
+        image_of = np.array([i for i, _ in with_acc], np.int64)
+        self.iou_index, self.iou_values = self._iou_substitutions(accs, image_of, offsets)
+        self.pq_index, self.pq_values = self._pq_substitutions(accs, image_of)
+        with_groups = [i for i, a in with_acc if len(a.ap_groups)]
         self.replaced, self.fresh = self._ap_groups(images, with_groups, num_classes, areas)
+
+    @staticmethod
+    def _iou_substitutions(accs: list, image_of: np.ndarray, offsets: np.ndarray
+                           ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """Per variant the positions of its images' objects and their fixed IoUs."""
+        if not accs:
+            return {}, {}
+        variant = np.concatenate([a.iou_variants for a in accs]).astype(np.int64)
+        image = np.repeat(image_of, [len(a.iou_variants) for a in accs])
+        length = offsets[image + 1] - offsets[image]  # one fixed row per (image, variant)
+        values = np.concatenate([a.gt_iou.ravel() for a in accs]).astype(np.float64)
+        start = np.cumsum(length) - length
+        index = (np.repeat(offsets[image], length)
+                 + np.arange(int(length.sum()), dtype=np.int64) - np.repeat(start, length))
+        of_row = np.repeat(variant, length)
+        iou_index, iou_values = {}, {}
+        for v in np.unique(variant).tolist():
+            at = of_row == v
+            iou_index[v], iou_values[v] = index[at], values[at]
+        return iou_index, iou_values
+
+    @staticmethod
+    def _pq_substitutions(accs: list, image_of: np.ndarray
+                          ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]],
+                                     dict[int, np.ndarray]]:
+        """Per variant its (image, category) pairs and their fixed PQ statistics."""
+        if not accs:
+            return {}, {}
+        rows = np.concatenate([a.pq_rows for a in accs]).reshape(-1, 5)
+        if not len(rows):
+            return {}, {}
+        image = np.repeat(image_of, [len(a.pq_rows) for a in accs])
+        values = np.column_stack([rows[:, 2:].astype(np.float64),
+                                  np.concatenate([a.pq_iou for a in accs]).astype(np.float64)])
+        pq_index, pq_values = {}, {}
+        for v in np.unique(rows[:, 0]).tolist():
+            at = rows[:, 0] == v
+            pq_index[v] = (image[at], rows[at, 1].astype(np.int64))
+            pq_values[v] = values[at]
+        return pq_index, pq_values
 
     @staticmethod
     def _ap_groups(images: Sequence[ImageRecord], with_groups: list[int], num_classes: int,

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...data.masks import MaskCrops, pairwise_intersections
-from ..metrics.instance import iou_matrix
+from ...data.masks import MaskCrops
 from ..metrics.panoptic import rank_order
 from .assignment import (
     BACKGROUND,
@@ -29,7 +28,7 @@ from .assignment import (
     ErrorAssignment,
 )
 
-__all__ = ["ADDED_SCORE", "ListIou", "PredList", "fix_all", "fix_one"]
+__all__ = ["ADDED_SCORE", "PredList", "fix_all", "fix_one"]
 
 # an object the oracle adds is a sure detection
 ADDED_SCORE = 1.0
@@ -70,44 +69,6 @@ class PredList:
         return cls(masks, np.asarray(classes, np.int64), np.asarray(scores, np.float64),
                    np.asarray(ap_areas, np.float64), np.arange(n), np.arange(n),
                    np.full(n, -1, np.int64))
-
-
-class ListIou:
-    """IoUs of prediction lists with an image's annotations (pycocotools' rule).
-
-    Rows of entries with an original prediction's mask or an object's mask are reused, not
-    recomputed.
-
-    Args:
-        iou: (N, A) the original predictions' IoUs with all annotations.
-        gt: all annotation masks.
-        crowd: (A,) crowd flags.
-        regular: (G,) the non-crowd annotations.
-    """
-
-    def __init__(self, iou: np.ndarray, gt: MaskCrops, crowd: np.ndarray,
-                 regular: np.ndarray) -> None:
-        self.iou, self.gt, self.crowd, self.regular = iou, gt, crowd, regular
-        self._gt_rows: np.ndarray | None = None
-
-    def _rows(self, masks: MaskCrops) -> np.ndarray:
-        inter = pairwise_intersections(masks, self.gt)
-        return iou_matrix(inter, masks.areas, self.gt.areas, self.crowd)
-
-    def __call__(self, pred: PredList) -> np.ndarray:
-        """(M, A) IoUs of the list's entries."""
-        out = np.zeros((len(pred.masks), len(self.crowd)), np.float64)
-        own = pred.mask_source >= 0
-        out[own] = self.iou[pred.mask_source[own]]
-        copy = pred.gt_copy >= 0
-        if copy.any():
-            if self._gt_rows is None:
-                self._gt_rows = self._rows(self.gt.subset(self.regular))
-            out[copy] = self._gt_rows[pred.gt_copy[copy]]
-        other = np.flatnonzero(~own & ~copy)
-        if other.size:
-            out[other] = self._rows(pred.masks.subset(other))
-        return out
 
 
 @dataclass
@@ -328,7 +289,8 @@ def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskC
         candidates += [(int(j), int(k)) for j in errors.merged_objects[k]]
     for j, pieces in zip(errors.split_objects.tolist(), errors.split_pieces, strict=True):
         candidates.append((j, int(pieces[np.argmin(rank[pieces])])))
-    fixed_onto = np.isin(errors.pred_type, (CONFUSION, LOCALISATION)) & ~errors.pred_fix_removes
+    kind = errors.pred_type
+    fixed_onto = ((kind == CONFUSION) | (kind == LOCALISATION)) & ~errors.pred_fix_removes
     candidates += [(int(errors.pred_target[k]), int(k)) for k in np.flatnonzero(fixed_onto)]
     for j, k in sorted(candidates, key=lambda c: rank[c[1]]):
         if owner[j] < 0:

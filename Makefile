@@ -4,9 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The stamp is keyed on everything that decides what gets installed, so `make setup` reinstalls
-# only when one of these files changes.
-SETUP_INPUTS := requirements.txt requirements-nodeps.txt tools/install_detectron2.py pyproject.toml
+# The stamp is keyed on everything that decides what gets installed or built (the compiled
+# kernels' sources too), so `make setup` reinstalls only when one of these files changes.
+SETUP_INPUTS := requirements.txt requirements-nodeps.txt tools/install_detectron2.py pyproject.toml \
+	setup.py $(sort $(wildcard projects/SegContrast/src/kernels/*))
 SETUP_KEY := $(shell cat $(SETUP_INPUTS) 2>/dev/null | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.setup-stamp-$(SETUP_KEY)
 

@@ -90,22 +90,6 @@ class ImageAccounting:
     ap_dets: np.ndarray
     ap_ious: np.ndarray
 
-    def ap_patch(self, variant: int) -> tuple[np.ndarray, ...] | None:
-        """``(classes, det_counts, scores, areas, ious)`` of a variant, None if not computed.
-
-        The arguments of :meth:`ApImage.replace_detections`.
-        """
-        rows = np.flatnonzero(self.ap_groups[:, 0] == variant)
-        if rows.size == 0:
-            return None
-        counts = self.ap_groups[:, 2].astype(np.int64)
-        d_start = np.concatenate(([0], np.cumsum(counts)))
-        i_start = np.concatenate(([0], np.cumsum(counts * self.ap_groups[:, 3])))
-        d0, d1 = d_start[rows[0]], d_start[rows[-1] + 1]
-        i0, i1 = i_start[rows[0]], i_start[rows[-1] + 1]
-        return (self.ap_groups[rows, 1], counts[rows], self.ap_dets[d0:d1, 0],
-                self.ap_dets[d0:d1, 1], self.ap_ious[i0:i1])
-
 
 def _variant(row: int, fixed: PredList) -> tuple:
     """A fixed list as the kernel reads it."""

@@ -185,10 +185,14 @@ def compare(num_images: int) -> dict:
             elif step == "semantic":
                 s = time.perf_counter()
                 gt = GroundTruth.from_dataset_dict(d, NUM_CLASSES)
-                pred = predictions_from_output(out[0], d["height"], d["width"], EvalSettings(),
+                settings = EvalSettings()
+                pred = predictions_from_output(out[0], d["height"], d["width"], settings,
                                                NUM_CLASSES)
+                # the semantic side paints the predictions the score threshold keeps
+                keep = np.flatnonzero(pred.scores >= settings.score_threshold)
                 gt_labels = paint_semantic_gt(gt.masks, gt.classes, gt.crowd)
-                pred_labels = paint_semantic_from_crops(pred.masks, pred.classes, pred.scores)
+                pred_labels = paint_semantic_from_crops(pred.masks.subset(keep),
+                                                        pred.classes[keep], pred.scores[keep])
                 confusion_matrix(gt_labels, pred_labels, NUM_CLASSES + 1)
                 t["sem_ours"] += time.perf_counter() - s
                 if jaccard is not None:

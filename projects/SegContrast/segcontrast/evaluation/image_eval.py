@@ -218,7 +218,6 @@ def evaluate_image(
                                                                 keep)
     conf_counts = label_counts(conf)
     from_instances_counts = label_counts(from_instances) if from_instances is not None else None
-    gt_classes = gt.classes[regular]
     record = ImageRecord(
         image_id=image["image_id"],
         file_name=str(image.get("file_name", "")),
@@ -232,7 +231,7 @@ def evaluate_image(
         instance_miou=_mean(match.gt_iou) if pred.has_instances else math.nan,
         has_instances=pred.has_instances,
         counts=counts,
-        gt_classes=gt_classes.astype(np.int16),
+        gt_classes=gt.classes[regular].astype(np.int16),
         gt_iou=match.gt_iou,
         gt_boundary_iou=boundary,
         pred_classes=kept_classes.astype(np.int16),

@@ -10,6 +10,7 @@ written (reference code is not restyled), with only the imports they need.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,9 @@ from segcontrast.evaluation.metrics.coco_ap import (
     AREA_RANGES,
     IOU_THRESHOLDS,
     MAX_DETS,
+    RECALL_THRESHOLDS,
+    ApImage,
+    CocoAp,
     MatchedDetections,
     _gt_ignore,
 )
@@ -888,3 +892,104 @@ def variant_substitutions(images: Sequence[Any], offsets: np.ndarray):
                 for v, x in pq_rows.items()}
     pq_values = {v: np.concatenate([r[:, 2:] for _, r in x]) for v, x in pq_rows.items()}
     return iou_index, iou_values, pq_index, pq_values
+
+
+# The dataset-level steps as they were before they were done once for all images (issue 21).
+
+
+def concat_ap_images(images: Sequence[ApImage]) -> dict[str, np.ndarray]:
+    """coco_ap._concat as it was: one np.diff per image."""
+    def cat(name: str, dtype: type) -> np.ndarray:
+        parts = [getattr(im, name) for im in images]
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    n_det = np.concatenate([np.diff(im.det_offsets) for im in images]) if images else []
+    n_gt = np.concatenate([np.diff(im.gt_offsets) for im in images]) if images else []
+    n_det = np.asarray(n_det, np.int64)
+    n_gt = np.asarray(n_gt, np.int64)
+    return {
+        "classes": cat("classes", np.int64),
+        "n_det": n_det,
+        "n_gt": n_gt,
+        "det_start": np.concatenate(([0], np.cumsum(n_det)))[:-1],
+        "gt_start": np.concatenate(([0], np.cumsum(n_gt)))[:-1],
+        "iou_start": np.concatenate(([0], np.cumsum(n_det * n_gt)))[:-1],
+        "det_scores": cat("det_scores", np.float64),
+        "det_areas": cat("det_areas", np.float64),
+        "gt_crowd": cat("gt_crowd", bool),
+        "gt_areas": cat("gt_areas", np.float64),
+        "gt_id_zero": cat("gt_id_zero", bool),
+        "ious": cat("ious", np.float64),
+    }
+
+
+def accumulate(dets: MatchedDetections, npig: np.ndarray, num_classes: int) -> CocoAp:
+    """COCO's accumulate step: precision and recall over all images, per class and area.
+
+    Args:
+        dets: the matched detections of every image.
+        npig: (K, A) non-ignored ground truth counts (A: the area ranges matched).
+        num_classes: K.
+
+    Returns:
+        Precision and recall arrays (over the A area ranges matched).
+    """
+    t_count, r_count, a_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), npig.shape[1]
+    precision = -np.ones((t_count, r_count, num_classes, a_count))
+    recall = -np.ones((t_count, num_classes, a_count))
+    eps = np.spacing(1)
+    # by class, then decreasing score, then COCOeval's concatenation order (its mergesort)
+    order = np.lexsort((dets.keys, -dets.scores, dets.classes))
+    sorted_classes = dets.classes[order]
+    bounds = np.searchsorted(sorted_classes, np.arange(num_classes + 1), side="left")
+    for k in range(num_classes):
+        selected = order[bounds[k] : bounds[k + 1]]
+        for a in range(a_count):
+            gt_count = int(npig[k, a])
+            if gt_count == 0:
+                continue
+            tp_sum = np.cumsum(dets.tp[selected, a, :], axis=0).astype(float)  # (nd, T)
+            fp_sum = np.cumsum(dets.fp[selected, a, :], axis=0).astype(float)
+            nd = len(selected)
+            rc = tp_sum / gt_count
+            pr = tp_sum / (fp_sum + tp_sum + eps)
+            recall[:, k, a] = rc[-1] if nd else 0
+            if nd == 0:
+                precision[:, :, k, a] = 0
+                continue
+            pr = np.maximum.accumulate(pr[::-1], axis=0)[::-1]
+            for t in range(t_count):
+                inds = np.searchsorted(rc[:, t], RECALL_THRESHOLDS, side="left")
+                q = np.zeros(r_count)
+                valid = inds < nd
+                q[valid] = pr[inds[valid], t]
+                precision[t, :, k, a] = q
+    return CocoAp(precision=precision, recall=recall)
+
+
+
+def label_counts(conf: np.ndarray) -> np.ndarray:
+    conf = np.asarray(conf)
+    return np.stack([np.diag(conf), conf.sum(axis=1), conf.sum(axis=0)]).astype(np.int64)
+
+
+def thing_miou(conf: np.ndarray) -> float:
+    tp = np.diag(conf)[1:].astype(np.float64)
+    union = conf.sum(0)[1:] + conf.sum(1)[1:] - tp
+    valid = union > 0
+    if not valid.any():
+        return math.nan
+    return float(np.mean(tp[valid] / union[valid]))
+
+
+def summed_counts(images: Sequence[Any]) -> dict[str, int]:
+    """summary.summarize's counts as they were: one Python sum per key."""
+    return {key: int(sum(r.counts[key] for r in images)) for key in images[0].counts} if images else {}
+
+
+def panoptic_matrix(images: Sequence[Any], num_categories: int) -> np.ndarray:
+    out = np.zeros((len(images), num_categories, 4), np.float64)
+    for i, r in enumerate(images):
+        if r.panoptic is not None:
+            out[i] = r.panoptic
+    return out

@@ -20,7 +20,12 @@ from .metrics.boundary import boundary_iou_pairs
 from .metrics.coco_ap import ApImage
 from .metrics.instance import InstanceMatch, iou_matrix, match_image
 from .metrics.panoptic import GtPanoptic, PredPanoptic, gt_segments, panoptic_stats, pred_segments
-from .metrics.semantic import confusion_matrix, label_counts, paint_semantic_from_crops, thing_miou
+from .metrics.semantic import (
+    confusion_matrix,
+    label_counts,
+    paint_semantic_from_crops,
+    thing_miou_of_counts,
+)
 from .predictions import Predictions
 from .records import ImageRecord
 
@@ -167,10 +172,11 @@ def evaluate_image(
     """
     keep = np.flatnonzero(pred.scores >= score_threshold)
     kept = pred.masks.subset(keep)
+    kept_classes, kept_scores = pred.classes[keep], pred.scores[keep]
     gt_labels = paint_semantic_gt(gt.masks, gt.classes, gt.crowd)
     painted = painted_labels = None
     if pred.has_instances:
-        painted_labels = paint_semantic_from_crops(kept, pred.classes[keep], pred.scores[keep])
+        painted_labels = paint_semantic_from_crops(kept, kept_classes, kept_scores)
         painted = confusion_matrix(gt_labels, painted_labels, num_classes + 1)
     if pred.semantic is not None:
         conf = confusion_matrix(gt_labels, pred.semantic, num_classes + 1)
@@ -187,7 +193,7 @@ def evaluate_image(
     )
     boundary = np.full(len(regular), math.nan)
     if boundary_dilation is not None and len(match.pred_index):
-        pairs = np.stack([match.pred_index, match.gt_index], axis=1)
+        pairs = np.column_stack((match.pred_index, match.gt_index))
         boundary[match.gt_index] = boundary_iou_pairs(kept, gt_regular, pairs, boundary_dilation)
     # Every count of the image comes from the one error assignment (cheap: the matching's
     # intersections); the fixed variants' deltas below only when the accounting is on.
@@ -197,8 +203,8 @@ def evaluate_image(
     if pred.has_instances and (panoptic or accounting):
         pan_gt = gt_segments(gt) if panoptic else None
         if pan_gt is not None:
-            pan_pred = pred_segments(kept, pred.scores[keep], pan_gt, overlap_threshold)
-            pq = panoptic_stats(pred.classes[keep] + 1, pan_pred, pan_gt, num_classes + 1)
+            pan_pred = pred_segments(kept, kept_scores, pan_gt, overlap_threshold)
+            pq = panoptic_stats(kept_classes + 1, pan_pred, pan_gt, num_classes + 1)
     accounting_record, accounting_confusion = None, {}
     if pred.has_instances and accounting:
         context = ImageContext(
@@ -210,14 +216,17 @@ def evaluate_image(
         original = PredList.original(pred.masks, pred.classes, pred.scores, pred.ap_areas)
         accounting_record, accounting_confusion = account_image(context, errors, original,
                                                                 keep)
+    conf_counts = label_counts(conf)
+    from_instances_counts = label_counts(from_instances) if from_instances is not None else None
     record = ImageRecord(
         image_id=image["image_id"],
         file_name=str(image.get("file_name", "")),
         height=gt.masks.height,
         width=gt.masks.width,
-        semantic_miou=thing_miou(conf),
+        semantic_miou=thing_miou_of_counts(conf_counts),
         semantic_miou_from_instances=(
-            thing_miou(from_instances) if from_instances is not None else math.nan
+            thing_miou_of_counts(from_instances_counts) if from_instances_counts is not None
+            else math.nan
         ),
         instance_miou=_mean(match.gt_iou) if pred.has_instances else math.nan,
         has_instances=pred.has_instances,
@@ -225,14 +234,12 @@ def evaluate_image(
         gt_classes=gt.classes[regular].astype(np.int16),
         gt_iou=match.gt_iou,
         gt_boundary_iou=boundary,
-        pred_classes=pred.classes[keep].astype(np.int16),
+        pred_classes=kept_classes.astype(np.int16),
         pred_matched=match.pred_matched,
         pred_ignored=match.pred_ignored,
         ap=ap,
-        semantic_counts=label_counts(conf),
-        semantic_counts_from_instances=(
-            label_counts(from_instances) if from_instances is not None else None
-        ),
+        semantic_counts=conf_counts,
+        semantic_counts_from_instances=from_instances_counts,
         panoptic=pq,
         accounting=accounting_record,
     )

@@ -173,7 +173,8 @@ class EvalState:
         confusion_from_instances: the painted instances' matrix when the model gave both
             semantic labels and instances; None until such an image is seen.
         images: one record per processed image.
-        worst: at most ``max_worst`` worst images with their predicted masks.
+        worst: at most ``max_worst`` worst images with their predicted masks, worst first
+            (:meth:`WorstImage.key` order, as :meth:`add_worst` and :meth:`merge` keep them).
         max_worst: capacity of ``worst``.
         accounting_confusion: (V, K + 1, K + 1) int64 per accounting variant the summed
             change of the painted instances' confusion matrix; None until an image adds one.
@@ -197,7 +198,8 @@ class EvalState:
             return False
         if len(self.worst) < self.max_worst:
             return True
-        return (score, image_sort_key(image_id)) < max(w.key() for w in self.worst)
+        # the list is kept in key order: its last entry is the best of the worst
+        return (score, image_sort_key(image_id)) < self.worst[-1].key()
 
     def add_confusions(self, confusion: np.ndarray, from_instances: np.ndarray | None) -> None:
         """Add one image's confusion matrices."""

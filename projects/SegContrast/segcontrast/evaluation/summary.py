@@ -19,7 +19,13 @@ import numpy as np
 from .accounting.dataset_deltas import accounting_results, panoptic_matrix
 from .catalog import ERROR_TYPES
 from .explanation import explain
-from .metrics.coco_ap import MatchedDetections, accumulate, ground_truth_counts, match_detections
+from .metrics.coco_ap import (
+    MatchedDetections,
+    accumulate,
+    concat_ap_images,
+    ground_truth_counts,
+    match_detections,
+)
 from .metrics.panoptic import FN, FP, TP, panoptic_scores
 from .metrics.semantic import SemanticScores, semantic_scores
 from .records import EvalState, ImageRecord
@@ -161,18 +167,22 @@ def instance_group(arrays: _InstanceArrays, counts: dict[str, int], names: Seque
 
 
 def segm_group(images: Sequence[ImageRecord], names: Sequence[str],
-               matched: MatchedDetections | None = None) -> OrderedDict:
+               matched: MatchedDetections | None = None,
+               ap_data: dict[str, np.ndarray] | None = None) -> OrderedDict:
     """The "segm" results: COCO mask AP, as pycocotools' COCOeval computes it.
 
     Args:
         images: the records, in image-id order.
         names: K class names.
         matched: their detections already matched (:func:`.coco_ap.match_detections`).
+        ap_data: their AP records concatenated (:func:`.coco_ap.concat_ap_images`).
     """
     records = [r.ap for r in images]
+    if ap_data is None:
+        ap_data = concat_ap_images(records)
     if matched is None:
-        matched = match_detections(records, len(names))
-    ap = accumulate(matched, ground_truth_counts(records, len(names)), len(names))
+        matched = match_detections(records, len(names), data=ap_data)
+    ap = accumulate(matched, ground_truth_counts(records, len(names), data=ap_data), len(names))
     group: OrderedDict[str, float] = OrderedDict(ap.stats())
     for k, ap_k in enumerate(ap.per_class()):
         group[f"AP-{names[k]}"] = float(ap_k)
@@ -245,6 +255,15 @@ def _absent_class_rules(names: Sequence[str], sem: SemanticScores, instance_abse
     }
 
 
+def _summed_counts(images: Sequence[ImageRecord]) -> dict[str, int]:
+    """Every count of the images' records, summed (the first record's keys, in its order)."""
+    if not images:
+        return {}
+    keys = list(images[0].counts)
+    rows = np.array([[r.counts[k] for k in keys] for r in images], np.int64)
+    return {k: int(v) for k, v in zip(keys, rows.sum(axis=0).tolist(), strict=True)}
+
+
 def summarize(
     state: EvalState, class_names: Sequence[str], *, boundary_iou: bool = True
 ) -> Summary:
@@ -260,9 +279,7 @@ def summarize(
     """
     names = list(class_names)
     images = state.images
-    counts = (
-        {key: int(sum(r.counts[key] for r in images)) for key in images[0].counts} if images else {}
-    )
+    counts = _summed_counts(images)
     semantic, sem = semantic_group(
         state.confusion, np.array([r.semantic_miou for r in images]), names
     )
@@ -273,7 +290,7 @@ def summarize(
             np.array([r.semantic_miou_from_instances for r in images]), names,
         )
     arrays = _InstanceArrays.gather(images)
-    matched = None
+    matched = ap_data = None
     inst_absent: list[int] = []
     inst_only_pred: list[int] = []
     if state.has_instances:
@@ -281,8 +298,9 @@ def summarize(
             arrays, counts, names, boundary_iou=boundary_iou
         )
         results["instance"] = instance
-        matched = match_detections([r.ap for r in images], len(names))
-        results["segm"] = segm_group(images, names, matched)
+        ap_data = concat_ap_images([r.ap for r in images])
+        matched = match_detections([r.ap for r in images], len(names), data=ap_data)
+        results["segm"] = segm_group(images, names, matched, ap_data)
         results["contrast"] = contrast_group(
             counts, len(images), sem, inst_absent, inst_only_pred
         )
@@ -293,7 +311,7 @@ def summarize(
         results["panoptic"], extra["panoptic_per_class"] = panoptic_group(pq_stats, names)
     if any(r.accounting is not None for r in images):
         results["accounting"], extra["accounting"] = accounting_results(
-            state, names, with_pq=with_pq, matched=matched
+            state, names, with_pq=with_pq, matched=matched, ap_data=ap_data
         )
     matched = arrays.gt_iou > 0
     per_class = []

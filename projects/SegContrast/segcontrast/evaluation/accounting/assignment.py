@@ -106,7 +106,7 @@ class ErrorAssignment:
             # every ignored prediction is in_crowd (module docstring)
             "false_positives": unmatched - int(self.counts[IN_CROWD]),
         }
-        counts.update((name, int(self.counts[i])) for i, name in enumerate(ERROR_TYPES))
+        counts.update(zip(ERROR_TYPES, np.asarray(self.counts, np.int64).tolist(), strict=True))
         return counts
 
 

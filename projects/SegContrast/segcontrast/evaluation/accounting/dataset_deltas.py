@@ -22,6 +22,7 @@ from ..metrics.coco_ap import (
     CocoAp,
     MatchedDetections,
     accumulate,
+    concat_ap_images,
     ground_truth_counts,
     group_data,
     match_detections,
@@ -45,9 +46,9 @@ HEADLINES = tuple(key for key, _ in ACCOUNTED)
 def panoptic_matrix(images: Sequence[ImageRecord], num_categories: int) -> np.ndarray:
     """(images, K + 1, 4) the images' PQ statistics (zeros for an image without them)."""
     out = np.zeros((len(images), num_categories, 4), np.float64)
-    for i, r in enumerate(images):
-        if r.panoptic is not None:
-            out[i] = r.panoptic
+    present = [i for i, r in enumerate(images) if r.panoptic is not None]
+    if present:
+        out[present] = np.stack([images[i].panoptic for i in present])
     return out
 
 
@@ -64,10 +65,16 @@ class _Variants:
         pq_index, pq_values: per variant (image, category) and its fixed PQ statistics.
         replaced: per variant the ``image * K + class`` AP groups it replaces.
         fresh: per variant its AP groups, matched (all variants in one call).
+
+    ``ap_data``: the images' AP records concatenated (``coco_ap.concat_ap_images``), when the
+    caller has them already.
     """
 
     def __init__(self, images: Sequence[ImageRecord], num_classes: int,
-                 offsets: np.ndarray, areas: np.ndarray) -> None:
+                 offsets: np.ndarray, areas: np.ndarray,
+                 ap_data: dict[str, np.ndarray] | None = None) -> None:
+        if ap_data is None:
+            ap_data = concat_ap_images([r.ap for r in images])
         # every image's records concatenated once, then split by variant (image order kept)
         with_acc = [(i, r.accounting) for i, r in enumerate(images) if r.accounting is not None]
         accs = [a for _, a in with_acc]
@@ -75,7 +82,8 @@ class _Variants:
         self.iou_index, self.iou_values = self._iou_substitutions(accs, image_of, offsets)
         self.pq_index, self.pq_values = self._pq_substitutions(accs, image_of)
         with_groups = [i for i, a in with_acc if len(a.ap_groups)]
-        self.replaced, self.fresh = self._ap_groups(images, with_groups, num_classes, areas)
+        self.replaced, self.fresh = self._ap_groups(images, with_groups, num_classes, areas,
+                                                    ap_data)
 
     @staticmethod
     def _iou_substitutions(accs: list, image_of: np.ndarray, offsets: np.ndarray
@@ -119,12 +127,13 @@ class _Variants:
 
     @staticmethod
     def _ap_groups(images: Sequence[ImageRecord], with_groups: list[int], num_classes: int,
-                   areas: np.ndarray) -> tuple[dict[int, np.ndarray],
-                                               dict[int, MatchedDetections]]:
+                   areas: np.ndarray, ap_data: dict[str, np.ndarray]
+                   ) -> tuple[dict[int, np.ndarray], dict[int, MatchedDetections]]:
         """Per variant the ``image * K + class`` AP groups it replaces, and its groups matched.
 
         A variant's group of an image has that image's ground truth of the class (found by
-        its key among the image records' groups) and the variant's detections.
+        its key among the image records' groups, ``ap_data``: :func:`concat_ap_images`) and
+        the variant's detections.
         """
         if not with_groups:
             return {}, {}
@@ -134,10 +143,10 @@ class _Variants:
         variant, cls, n_det = groups[:, 0], groups[:, 1], groups[:, 2]
         keys = image * num_classes + cls
         # the images' own groups (of every image: the keys are increasing)
-        aps = [r.ap for r in images]
-        own_keys = np.concatenate([i * num_classes + ap.classes for i, ap in enumerate(aps)])
-        own_gt = np.concatenate([np.diff(ap.gt_offsets) for ap in aps]).astype(np.int64)
-        own_start = np.concatenate(([0], np.cumsum(own_gt)))[:-1]
+        own_image = np.repeat(np.arange(len(images), dtype=np.int64),
+                              [len(r.ap.classes) for r in images])
+        own_keys = own_image * num_classes + ap_data["classes"]
+        own_gt, own_start = ap_data["n_gt"], ap_data["gt_start"]
         at = np.minimum(np.searchsorted(own_keys, keys), max(len(own_keys) - 1, 0))
         found = (own_keys[at] == keys) if len(own_keys) else np.zeros(len(keys), bool)
         n_gt = np.where(found, own_gt[at] if len(own_gt) else 0, 0)
@@ -150,15 +159,12 @@ class _Variants:
             np.arange(int(n_gt[piece].sum()))
             - np.repeat(np.cumsum(n_gt[piece]) - n_gt[piece], n_gt[piece]))
 
-        def cat(name: str, dtype: type) -> np.ndarray:
-            return np.concatenate([getattr(ap, name) for ap in aps]).astype(dtype)
-
         dets = np.concatenate([a.ap_dets for a in accs]).astype(np.float64).reshape(-1, 2)
         data = group_data(
             classes=cls[piece], n_det=n_det[piece], n_gt=n_gt[piece], det_scores=dets[:, 0],
-            det_areas=dets[:, 1], gt_crowd=cat("gt_crowd", bool)[gt_index],
-            gt_areas=cat("gt_areas", np.float64)[gt_index],
-            gt_id_zero=cat("gt_id_zero", bool)[gt_index],
+            det_areas=dets[:, 1], gt_crowd=ap_data["gt_crowd"][gt_index],
+            gt_areas=ap_data["gt_areas"][gt_index],
+            gt_id_zero=ap_data["gt_id_zero"][gt_index],
             ious=np.concatenate([a.ap_ious for a in accs]).astype(np.float64),
         )
         matched = match_groups(data, image[piece], num_classes, areas)
@@ -176,7 +182,8 @@ class _Headlines:
     """The four headline metrics of the original predictions and of each variant."""
 
     def __init__(self, state: EvalState, num_classes: int, with_pq: bool,
-                 matched: MatchedDetections | None = None) -> None:
+                 matched: MatchedDetections | None = None,
+                 ap_data: dict[str, np.ndarray] | None = None) -> None:
         self.images = state.images
         self.num_classes = num_classes
         self.confusion = (state.confusion_from_instances
@@ -188,14 +195,16 @@ class _Headlines:
                        if self.images else np.zeros(0))
         self.pq = panoptic_matrix(self.images, num_classes + 1) if with_pq else None
         ap_images = [r.ap for r in self.images]
+        if ap_data is None:
+            ap_data = concat_ap_images(ap_images)
         if matched is None:
-            matched = match_detections(ap_images, num_classes, areas=_ALL_AREAS)
+            matched = match_detections(ap_images, num_classes, areas=_ALL_AREAS, data=ap_data)
         else:  # COCO's four area ranges matched already: AP needs the first
             matched = MatchedDetections(matched.classes, matched.scores, matched.keys,
                                         matched.groups, matched.tp[:, :1], matched.fp[:, :1])
         self.matched = matched
-        self.npig = ground_truth_counts(ap_images, num_classes, areas=_ALL_AREAS)
-        self.variants = _Variants(self.images, num_classes, offsets, _ALL_AREAS)
+        self.npig = ground_truth_counts(ap_images, num_classes, areas=_ALL_AREAS, data=ap_data)
+        self.variants = _Variants(self.images, num_classes, offsets, _ALL_AREAS, ap_data)
 
     def _ap(self, variant: int | None) -> CocoAp:
         """AP with the variant's detections: only the replaced groups are matched again."""
@@ -231,7 +240,7 @@ class _Headlines:
 
 def accounting_results(
     state: EvalState, class_names: Sequence[str], *, with_pq: bool,
-    matched: MatchedDetections | None = None,
+    matched: MatchedDetections | None = None, ap_data: dict[str, np.ndarray] | None = None,
 ) -> tuple[OrderedDict, dict[str, Any]]:
     """The "accounting" group and its details.
 
@@ -241,12 +250,14 @@ def accounting_results(
         with_pq: whether PQ was computed (else no PQ deltas).
         matched: the images' detections already matched for COCO's area ranges (saves
             matching them again).
+        ap_data: the images' COCO AP records concatenated (``coco_ap.concat_ap_images``), when
+            the caller has them already.
 
     Returns:
         The group (floats: the original headline metrics, then per row ``count-<row>`` and
         ``delta_<metric>-<row>``, ``all`` last) and the details (one dict per row).
     """
-    headlines = _Headlines(state, len(class_names), with_pq, matched)
+    headlines = _Headlines(state, len(class_names), with_pq, matched, ap_data)
     base = headlines.values(None)
     keys = [k for k in HEADLINES if k in base]
     counts = np.zeros(len(ERROR_TYPES), np.int64)

@@ -47,6 +47,7 @@ __all__ = [
     "accumulate",
     "coco_ap_matches",
     "coco_segm_ap",
+    "concat_ap_images",
     "ground_truth_counts",
     "group_data",
     "match_detections",
@@ -215,15 +216,45 @@ class CocoAp:
         return out
 
 
-def _concat(images: Sequence[ApImage]) -> dict[str, np.ndarray]:
+def _group_sizes(offsets: Sequence[np.ndarray]) -> np.ndarray:
+    """Every image's ``np.diff(offsets)``, concatenated: one ``diff`` over all images.
+
+    Args:
+        offsets: per image its (Q + 1,) offsets.
+
+    Returns:
+        (sum Q,) int64 sizes of the groups, image after image.
+    """
+    if not offsets:
+        return np.zeros(0, np.int64)
+    flat = np.concatenate(offsets).astype(np.int64, copy=False)
+    sizes = np.diff(flat)
+    # the differences across two images' offsets (last of one, first of the next) are no group
+    across = np.cumsum([len(o) for o in offsets])[:-1] - 1
+    keep = np.ones(len(sizes), bool)
+    keep[across] = False
+    return sizes[keep]
+
+
+def concat_ap_images(images: Sequence[ApImage]) -> dict[str, np.ndarray]:
+    """Every image's groups concatenated, in :func:`match_groups`' form (:func:`group_data`).
+
+    Computed once, it serves :func:`match_detections` and :func:`ground_truth_counts` (their
+    ``data`` argument) and the gap accounting.
+
+    Args:
+        images: per-image records.
+
+    Returns:
+        The groups of all images, image after image (``classes``, ``n_det``, ``n_gt``, the
+        starts, the detections' and ground truth's arrays, ``ious``).
+    """
     def cat(name: str, dtype: type) -> np.ndarray:
         parts = [getattr(im, name) for im in images]
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
-    n_det = np.concatenate([np.diff(im.det_offsets) for im in images]) if images else []
-    n_gt = np.concatenate([np.diff(im.gt_offsets) for im in images]) if images else []
-    n_det = np.asarray(n_det, np.int64)
-    n_gt = np.asarray(n_gt, np.int64)
+    n_det = _group_sizes([im.det_offsets for im in images])
+    n_gt = _group_sizes([im.gt_offsets for im in images])
     return {
         "classes": cat("classes", np.int64),
         "n_det": n_det,
@@ -281,7 +312,8 @@ def _gt_ignore(data: dict[str, np.ndarray], areas: np.ndarray = AREA_RANGES) -> 
 
 def match_detections(images: Sequence[ApImage], num_classes: int,
                      ranks: Sequence[int] | None = None,
-                     areas: np.ndarray = AREA_RANGES) -> MatchedDetections:
+                     areas: np.ndarray = AREA_RANGES,
+                     data: dict[str, np.ndarray] | None = None) -> MatchedDetections:
     """COCO's evaluate step (greedy matching per image, class, area range and threshold).
 
     Args:
@@ -289,6 +321,7 @@ def match_detections(images: Sequence[ApImage], num_classes: int,
         num_classes: K.
         ranks: each record's position in COCOeval's image order (default: list order).
         areas: the area ranges (default COCO's four; ``AREA_RANGES[:1]`` for AP alone).
+        data: ``concat_ap_images(images)`` when the caller has it already.
 
     Returns:
         The matched detections.
@@ -297,7 +330,9 @@ def match_detections(images: Sequence[ApImage], num_classes: int,
         np.asarray(ranks if ranks is not None else range(len(images)), np.int64),
         [len(im.classes) for im in images],
     ) if images else np.zeros(0, np.int64)
-    return match_groups(_concat(images), group_image, num_classes, areas)
+    if data is None:
+        data = concat_ap_images(images)
+    return match_groups(data, group_image, num_classes, areas)
 
 
 def group_data(classes: np.ndarray, n_det: np.ndarray, n_gt: np.ndarray,
@@ -377,9 +412,14 @@ def match_groups(data: dict[str, np.ndarray], group_image: np.ndarray, num_class
 
 
 def ground_truth_counts(images: Sequence[ApImage], num_classes: int,
-                        areas: np.ndarray = AREA_RANGES) -> np.ndarray:
-    """(K, A) ground truth that is not ignored, per class and area range (COCO's npig)."""
-    data = _concat(images)
+                        areas: np.ndarray = AREA_RANGES,
+                        data: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """(K, A) ground truth that is not ignored, per class and area range (COCO's npig).
+
+    ``data``: ``concat_ap_images(images)`` when the caller has it already.
+    """
+    if data is None:
+        data = concat_ap_images(images)
     gt_class = np.repeat(data["classes"], data["n_gt"])
     keep = ~_gt_ignore(data, areas)
     out = np.zeros((num_classes, len(areas)), np.int64)
@@ -407,15 +447,17 @@ def accumulate(dets: MatchedDetections, npig: np.ndarray, num_classes: int) -> C
     order = np.lexsort((dets.keys, -dets.scores, dets.classes))
     sorted_classes = dets.classes[order]
     bounds = np.searchsorted(sorted_classes, np.arange(num_classes + 1), side="left")
+    # gathered once in that order: each class is then a contiguous block
+    sorted_tp, sorted_fp = dets.tp[order], dets.fp[order]
     for k in range(num_classes):
-        selected = order[bounds[k] : bounds[k + 1]]
+        lo, hi = bounds[k], bounds[k + 1]
         for a in range(a_count):
             gt_count = int(npig[k, a])
             if gt_count == 0:
                 continue
-            tp_sum = np.cumsum(dets.tp[selected, a, :], axis=0).astype(float)  # (nd, T)
-            fp_sum = np.cumsum(dets.fp[selected, a, :], axis=0).astype(float)
-            nd = len(selected)
+            tp_sum = np.cumsum(sorted_tp[lo:hi, a, :], axis=0).astype(float)  # (nd, T)
+            fp_sum = np.cumsum(sorted_fp[lo:hi, a, :], axis=0).astype(float)
+            nd = int(hi - lo)
             rc = tp_sum / gt_count
             pr = tp_sum / (fp_sum + tp_sum + eps)
             recall[:, k, a] = rc[-1] if nd else 0
@@ -484,8 +526,8 @@ def coco_ap_matches(images: Sequence[ApImage], num_classes: int) -> ApMatches:
     Returns:
         The outcome of every detection and the ignore flags of every ground truth.
     """
-    dets = match_detections(images, num_classes)
-    data = _concat(images)
+    data = concat_ap_images(images)
+    dets = match_detections(images, num_classes, data=data)
     group_image = np.repeat(np.arange(len(images)), [len(im.classes) for im in images])
     return ApMatches(
         det_image=dets.keys // (MAX_DETS + 1),

@@ -25,6 +25,7 @@ __all__ = [
     "paint_semantic_from_crops",
     "semantic_scores",
     "thing_miou",
+    "thing_miou_of_counts",
 ]
 
 def check_num_classes(num_classes: int) -> None:
@@ -117,13 +118,29 @@ def label_counts(conf: np.ndarray) -> np.ndarray:
         the dataset's IoUs, so resampling images (a bootstrap) needs only these.
     """
     conf = np.asarray(conf)
-    return np.stack([np.diag(conf), conf.sum(axis=1), conf.sum(axis=0)]).astype(np.int64)
+    out = np.empty((3, len(conf)), np.int64)
+    out[0] = conf.diagonal()
+    out[1] = conf.sum(axis=1)
+    out[2] = conf.sum(axis=0)
+    return out
 
 
 def thing_miou(conf: np.ndarray) -> float:
     """Mean IoU over the thing classes present (GT or prediction) in ``conf``; NaN if none."""
-    tp = np.diag(conf)[1:].astype(np.float64)
-    union = conf.sum(0)[1:] + conf.sum(1)[1:] - tp
+    return thing_miou_of_counts(label_counts(conf))
+
+
+def thing_miou_of_counts(counts: np.ndarray) -> float:
+    """:func:`thing_miou` of the image whose :func:`label_counts` are ``counts``.
+
+    Args:
+        counts: (3, K + 1) int64 TP, GT and predicted pixels per label.
+
+    Returns:
+        Mean IoU over the thing classes present (GT or prediction); NaN if none.
+    """
+    tp = counts[0, 1:].astype(np.float64)
+    union = counts[2, 1:] + counts[1, 1:] - tp
     valid = union > 0
     if not valid.any():
         return math.nan

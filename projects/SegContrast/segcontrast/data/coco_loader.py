@@ -8,7 +8,7 @@ codes are listed in ``datasets/README.md``.
 
 from __future__ import annotations
 
-import math
+import operator
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -97,13 +97,13 @@ def _file_names_by_id(images: list) -> dict[int, str]:
     return {i: n for i, n in names.items() if count[i] == 1}
 
 
-def _check_categories(categories: list, used: set, report: ValidationReport
+def _check_categories(categories: list, annotations: list, report: ValidationReport
                       ) -> tuple[dict, list, set]:
     """The categories that are classes: id -> contiguous id, names, and every id defined.
 
     Args:
         categories: the JSON's ``categories``.
-        used: the category ids that annotations refer to.
+        annotations: the JSON's ``annotations`` (read only when two categories share a name).
         report: receives the problems.
     """
     names: dict[int, str] = {}
@@ -133,9 +133,11 @@ def _check_categories(categories: list, used: set, report: ValidationReport
     by_name: dict[str, list[int]] = defaultdict(list)
     for cid, name in names.items():
         by_name[name].append(cid)
-    for name, ids in sorted(by_name.items()):
-        if len(ids) > 1:
-            _leave_out_unused_namesakes(name, sorted(ids), used, names, report)
+    shared = sorted((name, ids) for name, ids in by_name.items() if len(ids) > 1)
+    used = {a.get("category_id") for a in annotations
+            if isinstance(a, dict) and _is_id(a.get("category_id"))} if shared else set()
+    for name, ids in shared:
+        _leave_out_unused_namesakes(name, sorted(ids), used, names, report)
     if not categories:
         report.add("fatal", "no_categories", "'categories' is empty; at least one is needed")
     ordered = sorted(names)
@@ -395,110 +397,170 @@ def _check_annotation(ann: dict, image: _Image, id_map: dict, known_categories: 
     return _Kept(ann, segm, box, height, width, id_map[cid])
 
 
-def _plain_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
+# Tests switch the fast path of _check_annotations off to compare it with every check.
+_FAST_PATH = True
+_PLAIN_TYPES = frozenset((int, float))
+# An ``area`` up to this is taken as it is by the fast path (a float holds it exactly).
+_PLAIN_AREA_LIMIT = float(2**53)
+_ABSENT = object()
 
 
-def _plainly_valid(ann: dict, images: dict[int, _Image], id_map: dict) -> _Kept | None:
+def _plain_record(ann: dict, height: int, width: int, category: int, box_mode: Any
+                  ) -> dict | _Kept | None:
     """What :func:`_check_annotation` keeps of an annotation that needs no message at all.
 
-    The common case checked at once: ids that are ints, a known class, an optional plain
-    ``area`` and ``bbox`` within the image, polygons of finite numbers within it (at least
-    three points each, not too many in all). Anything else (None) goes through every check.
+    The common case checked with few Python operations (the ids are checked by the caller): an
+    optional plain ``iscrowd``, ``area`` and ``bbox`` within the image, polygons of finite
+    numbers within it (at least three points each, not too many in all) or a compressed RLE
+    of the image's size with a foreground. Anything else (None) goes through every check.
+
+    Returns:
+        The final Detectron2 annotation dict when the JSON gives ``bbox`` and ``area``; a
+        :class:`_Kept` when one of them is still to be computed from the mask; None when the
+        annotation needs the full checks.
     """
-    ann_id, image_id, cid = ann.get("id"), ann.get("image_id"), ann.get("category_id")
-    if not (type(ann_id) is int and type(image_id) is int
-            and type(cid) is int and cid in id_map):
+    get = ann.get
+    iscrowd = get("iscrowd", 0)
+    if type(iscrowd) is not int or not (iscrowd == 0 or iscrowd == 1):
         return None
-    if ann.get("iscrowd", 0) not in (0, 1) or type(ann.get("iscrowd", 0)) is not int:
+    area = get("area", _ABSENT)
+    if area is not _ABSENT and not (type(area) in _PLAIN_TYPES
+                                    and 0 <= area <= _PLAIN_AREA_LIMIT):
         return None
-    if "area" in ann and not (_plain_number(ann["area"]) and ann["area"] >= 0):
-        return None
-    image = images.get(image_id)
-    if image is None or image.height is None or image.width is None:
-        return None
-    height, width = image.height, image.width
-    box = None
-    if "bbox" in ann:
-        bbox = ann["bbox"]
-        if type(bbox) is not list or len(bbox) != 4 or not all(map(_plain_number, bbox)):
+    bbox = get("bbox", _ABSENT)
+    if bbox is not _ABSENT:
+        if type(bbox) is not list or len(bbox) != 4:
             return None
-        x, y, w, h = (float(v) for v in bbox)
-        if not (w > 0 and h > 0 and x >= -EDGE_TOLERANCE and y >= -EDGE_TOLERANCE
+        x, y, w, h = bbox
+        # Worded so that NaN and infinities fail too: the box is then finite and small.
+        if not (type(x) in _PLAIN_TYPES and type(y) in _PLAIN_TYPES and type(w) in _PLAIN_TYPES
+                and type(h) in _PLAIN_TYPES and w > 0 and h > 0
+                and x >= -EDGE_TOLERANCE and y >= -EDGE_TOLERANCE
                 and x + w <= width + EDGE_TOLERANCE and y + h <= height + EDGE_TOLERANCE):
             return None
-        box = BoxCheck(bbox=[x, y, w, h])
-    polygons = kernels.plain_polygons(ann.get("segmentation"), height, width, EDGE_TOLERANCE,
-                                      MAX_POLYGON_POINTS)
-    if polygons is None:
+        bbox = [float(x), float(y), float(w), float(h)]
+    segm = get("segmentation")
+    rle_area = None
+    if type(segm) is list:
+        segm = kernels.plain_polygons(segm, height, width, EDGE_TOLERANCE, MAX_POLYGON_POINTS)
+        if segm is None:
+            return None
+    elif type(segm) is dict:
+        size, counts = segm.get("size"), segm.get("counts")
+        if not (type(counts) is str and type(size) is list and len(size) == 2
+                and type(size[0]) is int and type(size[1]) is int
+                and size[0] == height and size[1] == width):
+            return None
+        # The kernel decodes exactly as rle_counts_to_runs does, or gives None.
+        decoded = kernels.decode_rles([counts], height, width)
+        if decoded is None or not decoded[1][0] > 0:
+            return None
+        rle_area = int(decoded[1][0])
+        segm = {"size": [height, width], "counts": counts}
+    else:
         return None
-    return _Kept(ann, SegmentationCheck(segmentation=polygons, kind="polygon"), box, height,
-                 width, id_map[cid])
+    if bbox is _ABSENT or area is _ABSENT:
+        checked = SegmentationCheck(segmentation=segm, kind="polygon" if rle_area is None
+                                    else "rle", _rle_area=rle_area)
+        box = None if bbox is _ABSENT else BoxCheck(bbox=bbox)
+        return _Kept(ann, checked, box, height, width, category)
+    return {"bbox": bbox, "bbox_mode": box_mode, "category_id": category, "iscrowd": iscrowd,
+            "segmentation": segm, "area": float(area), "id": ann["id"]}
 
 
 def _check_annotations(annotations: list, images: dict[int, _Image], id_map: dict,
-                       known_categories: set, report: ValidationReport
-                       ) -> dict[int, list[_Kept]]:
-    kept: dict[int, list[_Kept]] = defaultdict(list)
-    owners: dict[int, list[Any]] = defaultdict(list)
+                       known_categories: set, report: ValidationReport, box_mode: Any
+                       ) -> tuple[dict[int, list[dict | _Kept]], dict[int, Any], set]:
+    """Check every annotation.
+
+    Returns:
+        What is kept per image id (final dicts, or :class:`_Kept` to finish once the file is
+        known to be fine), the image id of each integer annotation id (its first use), and
+        the annotation ids used more than once.
+    """
+    kept: dict[int, list[dict | _Kept]] = defaultdict(list)
+    owner: dict[int, Any] = {}  # annotation id -> the image id of its first annotation
+    more_owners: dict[int, list[Any]] = defaultdict(list)  # ... of its later ones
+    sizes = {i: (image.height, image.width) for i, image in images.items()
+             if image.height is not None and image.width is not None} if _FAST_PATH else {}
     for i, ann in enumerate(annotations):
         if not isinstance(ann, dict):
             report.add("fatal", "annotation_invalid",
                        f"annotations[{i}] is {type(ann).__name__}; expected an object")
             continue
-        plain = _plainly_valid(ann, images, id_map)
-        if plain is not None:
-            owners[ann["id"]].append(ann["image_id"])
-            kept[ann["image_id"]].append(plain)
-            continue
+        ann_id, image_id, cid = ann.get("id"), ann.get("image_id"), ann.get("category_id")
+        if type(ann_id) is int and type(image_id) is int and type(cid) is int:
+            size, category = sizes.get(image_id), id_map.get(cid)
+            if size is not None and category is not None:
+                plain = _plain_record(ann, size[0], size[1], category, box_mode)
+                if plain is not None:
+                    if ann_id in owner:
+                        more_owners[ann_id].append(image_id)
+                    else:
+                        owner[ann_id] = image_id
+                    kept[image_id].append(plain)
+                    continue
         errors = _annotation_entry_errors(ann)
-        if _is_id(ann.get("id")):
-            owners[ann["id"]].append(ann.get("image_id"))
+        if _is_id(ann_id):
+            if ann_id in owner:
+                more_owners[ann_id].append(image_id)
+            else:
+                owner[ann_id] = image_id
         if errors:
-            where = "" if _is_id(ann.get("id")) else f"annotations[{i}]: "
+            where = "" if _is_id(ann_id) else f"annotations[{i}]: "
             report.add("fatal", "annotation_invalid", where + "; ".join(errors),
-                       image_id=_shown_id(ann.get("image_id")),
-                       annotation_id=_shown_id(ann.get("id")))
+                       image_id=_shown_id(image_id), annotation_id=_shown_id(ann_id))
             continue
-        image = images.get(ann["image_id"])
+        image = images.get(image_id)
         if image is None:
             report.add("fatal", "annotation_missing_image",
-                       f"image_id {ann['image_id']} is not in 'images'",
-                       image_id=ann["image_id"], annotation_id=ann["id"])
+                       f"image_id {image_id} is not in 'images'",
+                       image_id=image_id, annotation_id=ann_id)
             continue
         obj = _check_annotation(ann, image, id_map, known_categories, report)
         if obj is not None:
-            kept[ann["image_id"]].append(obj)
-    for ann_id, image_ids in sorted(owners.items()):
-        if len(image_ids) > 1:
-            shown = sorted(map(repr, image_ids))
-            report.add("fatal", "annotation_duplicate_id",
-                       f"annotation id {ann_id} is used by {len(image_ids)} annotations (of "
-                       f"images {', '.join(shown)})", annotation_id=ann_id)
-    return kept
+            kept[image_id].append(obj)
+    for ann_id, others in sorted(more_owners.items()):
+        image_ids = [owner[ann_id], *others]
+        shown = sorted(map(repr, image_ids))
+        report.add("fatal", "annotation_duplicate_id",
+                   f"annotation id {ann_id} is used by {len(image_ids)} annotations (of "
+                   f"images {', '.join(shown)})", annotation_id=ann_id)
+    return kept, owner, set(more_owners)
 
 
-def _renumber_zero_ids(kept: dict[int, list[_Kept]], annotations: list,
-                       report: ValidationReport) -> None:
+def _renumber_zero_ids(kept: dict[int, list[dict | _Kept]], owner: dict[int, Any],
+                       duplicated: set, report: ValidationReport) -> None:
     """Give a kept annotation with id 0 a new, unused id, and count it.
 
     pycocotools stores the id of the matched ground truth per detection and reads 0 as "no
     match" (so does Detectron2's COCOEvaluator, built on it): a detection matching an object
     with id 0 would count as a false positive.
+
+    Args:
+        kept: what :func:`_check_annotations` kept, per image id.
+        owner: every integer annotation id.
+        duplicated: the annotation ids used more than once (fatal already).
+        report: receives the change.
     """
-    ids = [a["id"] for a in annotations if isinstance(a, dict) and _is_id(a.get("id"))]
-    if ids.count(0) != 1:  # none, or a duplicate id (already fatal)
+    if 0 not in owner or 0 in duplicated:
         return
-    new_id = max(max(ids), 0) + 1
-    for objs in kept.values():
+    new_id = max(max(owner), 0) + 1
+    for image_id, objs in kept.items():
         for obj in objs:
-            if obj.ann["id"] == 0:
+            if type(obj) is dict:
+                if obj["id"] != 0:
+                    continue
+                obj["id"] = new_id
+            elif obj.ann["id"] == 0:
                 obj.new_id = new_id
-                report.add("changed", "annotation_id_zero",
-                           f"annotation id 0 becomes {new_id} (one more than the largest id): "
-                           "pycocotools, and every evaluator built on it, reads an id of 0 as "
-                           "'no match', which would count this object's detection as a false "
-                           "positive", image_id=obj.ann["image_id"], annotation_id=0)
+            else:
+                continue
+            report.add("changed", "annotation_id_zero",
+                       f"annotation id 0 becomes {new_id} (one more than the largest id): "
+                       "pycocotools, and every evaluator built on it, reads an id of 0 as "
+                       "'no match', which would count this object's detection as a false "
+                       "positive", image_id=image_id, annotation_id=0)
 
 
 def _sort_key(value: Any) -> tuple:
@@ -508,6 +570,8 @@ def _sort_key(value: Any) -> tuple:
         return (1, value, "")
     return (2, 0, repr(value))
 
+
+_by_id = operator.itemgetter("id")
 
 # The value of Detectron2's ``BoxMode.XYWH_ABS`` (an IntEnum): the box mode of the dicts, which
 # the Detectron2 side turns into the enum member itself when it registers a dataset.
@@ -550,9 +614,7 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
     report.num_images = len(data["images"])
     report.num_annotations = len(data["annotations"])
     report.image_files = _file_names_by_id(data["images"])
-    used = {a.get("category_id") for a in data["annotations"]
-            if isinstance(a, dict) and _is_id(a.get("category_id"))}
-    id_map, classes, known = _check_categories(data["categories"], used, report)
+    id_map, classes, known = _check_categories(data["categories"], data["annotations"], report)
     sizes_from_files = check_image_files and image_files_optional
     images, entries = _check_images(data["images"], report, sizes_from_files)
     if not data["images"]:
@@ -562,8 +624,9 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
                            image_files_optional)
     else:
         _name_image_files(entries, image_root)
-    kept = _check_annotations(data["annotations"], images, id_map, known, report)
-    _renumber_zero_ids(kept, data["annotations"], report)
+    kept, owner, duplicated = _check_annotations(data["annotations"], images, id_map, known,
+                                                 report, box_mode)
+    _renumber_zero_ids(kept, owner, duplicated, report)
     num_kept = sum(len(v) for v in kept.values())
     report.num_kept_annotations = num_kept
     if data["annotations"] and not num_kept and not report.fatal:
@@ -574,7 +637,8 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
     report.problems.sort(key=lambda p: (severity_order[p.severity], p.code,
                                         _sort_key(p.image_id), _sort_key(p.annotation_id),
                                         p.message))
-    is_rle = any(obj.segm.kind == "rle" for objs in kept.values() for obj in objs)
+    is_rle = any(type(obj["segmentation"]) is dict if type(obj) is dict else obj.segm.kind == "rle"
+                 for objs in kept.values() for obj in objs)
     report.mask_format = "bitmask" if is_rle else "polygon"
     if report.fatal or not build_dicts:
         return LoadedCOCO(report, thing_classes=classes, id_map=id_map)
@@ -586,8 +650,8 @@ def load_coco_file(json_file: str | os.PathLike, image_root: str | os.PathLike, 
             "height": image.height,
             "width": image.width,
             "image_id": image_id,
-            "annotations": [obj.to_dict(box_mode) for obj in
-                            sorted(kept.get(image_id, []), key=lambda obj: obj.final_id)],
+            "annotations": sorted((obj if type(obj) is dict else obj.to_dict(box_mode)
+                                   for obj in kept.get(image_id, ())), key=_by_id),
         })
     return LoadedCOCO(report, dicts, classes, id_map)
 

@@ -199,3 +199,28 @@ def test_a_roboflow_export_scores_without_its_placeholder_category(files, tmp_pa
              f"result 1 (image_id {results[1]['image_id']}, category_id 0): category_id 0 is "
              "not a class of the ground truth: category id 0 ('Tumor') has no annotations",
              "results must use category id 1")
+
+
+def test_an_integer_no_float_can_hold_is_named_not_a_traceback(tmp_path):
+    # JSON integers have no size limit: one past float's range is a bad value, not a crash.
+    huge = "1" + "0" * 400
+    square = [[2, 2, 12, 2, 12, 12, 2, 12]]
+    gt = ('{"images": [{"id": 1, "file_name": "a.png", "height": 20, "width": 20}], '
+          '"categories": [{"id": 1, "name": "cell"}], "annotations": [{"id": 1, "image_id": 1, '
+          f'"category_id": 1, "iscrowd": 0, "area": {huge}, "bbox": [2, 2, 10, 10], '
+          f'"segmentation": {square}}}]}}')
+    (tmp_path / "gt.json").write_text(gt)
+    (tmp_path / "ok_gt.json").write_text(gt.replace(huge, "100"))
+    results = (f'[{{"image_id": 1, "category_id": 1, "score": {huge}, '
+               f'"segmentation": {square}}}]')
+    (tmp_path / "results.json").write_text(results)
+    (tmp_path / "ok.json").write_text(results.replace(huge, "0.9"))
+    for gt_file, results_file, named in (("gt.json", "ok.json", "gt.json"),
+                                         ("ok_gt.json", "results.json", "results.json")):
+        done = run_tool("evaluate.py", "--gt", str(tmp_path / gt_file), "--results",
+                        str(tmp_path / results_file), "--output", str(tmp_path / "out"))
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr and named in done.stderr, done.stderr[-2000:]
+    ok = run_tool("evaluate.py", "--gt", str(tmp_path / "ok_gt.json"), "--results",
+                  str(tmp_path / "ok.json"), "--output", str(tmp_path / "out"))
+    assert ok.returncode == 0, ok.stderr[-2000:]

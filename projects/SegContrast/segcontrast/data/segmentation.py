@@ -8,6 +8,7 @@ RLE counts make it read or write past its buffers (see :mod:`.rle`).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +38,11 @@ Issue = tuple[Severity, str, str]
 
 
 def is_number(value: Any) -> bool:
-    """True for a finite int or float (bool is not a number here)."""
+    """True for a finite int or float that a float can hold (bool is not a number here)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
+    if isinstance(value, int):  # JSON integers have no size limit; math.isfinite overflows
+        return -sys.float_info.max <= value <= sys.float_info.max
     return math.isfinite(value)
 
 
@@ -49,7 +52,10 @@ _PLAIN_NUMBERS = frozenset((int, float))
 def all_numbers(values: list) -> bool:
     """``all(is_number(v) for v in values)``, at C speed for the plain ints and floats of JSON."""
     if set(map(type, values)) <= _PLAIN_NUMBERS:
-        return all(map(math.isfinite, values))
+        try:
+            return all(map(math.isfinite, values))
+        except OverflowError:  # an integer no float can hold
+            return False
     return all(is_number(v) for v in values)
 
 

@@ -283,8 +283,9 @@ py::array_t<T> to_array(const std::vector<V>& values, py::ssize_t columns) {
 // Every variant of one image (image_variants.account_image, after the fixes are made).
 // pan: None or (labels, categories, crowd, areas, crowd_classes) of the ground-truth segments
 // (with pq), optionally followed by (kept, areas, hist, boxes) of the kept predictions' own
-// segments (pred_segments) and boxes; variants: (row, exact_copies, boxes, crops, areas, classes, scores, ap_areas,
-// source, mask_source, gt_copy, touched_classes, touched_boxes) per variant.
+// segments (pred_segments) and boxes; variants: (row, exact_copies, boxes, crops, areas,
+// classes, scores, ap_areas, source, mask_source, gt_copy, touched_classes, touched_boxes) per
+// variant.
 py::tuple account_variants(const py::handle& gt_boxes, const py::handle& gt_crops,
                            const py::handle& gt_areas, const Int64Array& gt_classes,
                            const BoolArray& crowd, const Int64Array& regular,

@@ -45,6 +45,12 @@ struct Image {
     const bool* pan_crowd = nullptr;
     const int64_t* crowd_classes = nullptr;
     int64_t n_crowd_classes = 0;
+    // the kept predictions' own segments (pred_segments), reused by the variants, and their
+    // boxes; none when keep is not increasing
+    const bool* own_kept = nullptr;
+    const int64_t* own_areas = nullptr;
+    const int64_t* own_hist = nullptr;
+    const int64_t* own_boxes = nullptr;
     const int64_t* keep;
     int64_t n_keep = 0;
     int64_t num_classes = 0;
@@ -80,10 +86,31 @@ const T* data_of(const py::array& a) {
     return static_cast<const T*>(a.data());
 }
 
-// The PQ statistics of the variant's kept entries (image_variants._panoptic).
+// The PQ statistics of the variant's kept entries (image_variants._panoptic); source: each
+// entry's original prediction (-1: none), whose own segment it reuses where nothing above it
+// changed.
 void panoptic(const Image& im, const std::vector<Crop>& masks, const double* scores,
-              const int64_t* classes, const int64_t* gt_copy, double* stats) {
+              const int64_t* classes, const int64_t* gt_copy, const int64_t* source,
+              double* stats) {
     const size_t n = masks.size();
+    std::unique_ptr<PriorSegments> prior;
+    std::vector<int64_t> position(n, -1);
+    if (im.own_kept) {
+        std::vector<bool> present(static_cast<size_t>(im.n_keep), false);
+        for (size_t i = 0; i < n; ++i) {
+            const int64_t* at = std::lower_bound(im.keep, im.keep + im.n_keep, source[i]);
+            if (source[i] < 0 || at == im.keep + im.n_keep || *at != source[i]) continue;
+            position[i] = at - im.keep;
+            present[static_cast<size_t>(position[i])] = true;
+        }
+        prior.reset(new PriorSegments{position.data(), im.own_kept, im.own_areas, im.own_hist,
+                                      {}});
+        for (int64_t p = 0; p < im.n_keep; ++p)
+            if (im.own_kept[p] && !present[static_cast<size_t>(p)]) {
+                const int64_t* b = im.own_boxes + 4 * p;
+                prior->changed.push_back({b[0], b[1], b[2], b[3]});
+            }
+    }
     std::vector<int64_t> order(n);
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(),
@@ -91,7 +118,7 @@ void panoptic(const Image& im, const std::vector<Crop>& masks, const double* sco
     std::unique_ptr<bool[]> kept(new bool[n]);
     std::vector<int64_t> areas(n), hist(n * static_cast<size_t>(im.pan.num_labels));
     segments_into(masks, order.data(), n, im.pan, im.overlap_threshold, nullptr, gt_copy,
-                  kept.get(), areas.data(), hist.data());
+                  kept.get(), areas.data(), hist.data(), prior.get());
     std::vector<int64_t> categories(n);
     for (size_t i = 0; i < n; ++i) categories[i] = classes[i] + 1;
     stats_into(categories.data(), kept.get(), areas.data(), hist.data(),
@@ -154,13 +181,14 @@ void score_variant(Image& im, const py::tuple& spec, Packed& out) {
     if (own) return;  // only AP can change
 
     std::vector<Crop> kept_masks(static_cast<size_t>(k));
-    std::vector<int64_t> kept_classes(k), kept_copy(k);
+    std::vector<int64_t> kept_classes(k), kept_copy(k), kept_source(k);
     std::vector<double> kept_scores(k);
     for (int64_t p = 0; p < k; ++p) {
         kept_masks[p] = masks[static_cast<size_t>(kept[p])];
         kept_classes[p] = classes[kept[p]];
         kept_scores[p] = scores[kept[p]];
         kept_copy[p] = gt_copy[kept[p]];
+        kept_source[p] = source[kept[p]];
     }
     std::vector<double> gt_iou(im.gt_iou, im.gt_iou + im.g);
     Int64Array confusion({num_labels, num_labels});
@@ -229,7 +257,7 @@ void score_variant(Image& im, const py::tuple& spec, Packed& out) {
     if (im.pq) {
         std::vector<double> stats(static_cast<size_t>(num_labels * 4));
         panoptic(im, kept_masks, kept_scores.data(), kept_classes.data(), kept_copy.data(),
-                 stats.data());
+                 kept_source.data(), stats.data());
         for (int64_t c = 0; c < num_labels; ++c) {
             const double* s = stats.data() + c * 4;
             const double* was = im.pq + c * 4;
@@ -254,8 +282,10 @@ py::array_t<T> to_array(const std::vector<V>& values, py::ssize_t columns) {
 
 // Every variant of one image (image_variants.account_image, after the fixes are made).
 // pan: None or (labels, categories, crowd, areas, crowd_classes) of the ground-truth segments
-// (with pq); variants: (row, exact_copies, boxes, crops, areas, classes, scores, ap_areas,
-// source, mask_source, gt_copy, touched_classes, touched_boxes) per variant.
+// (with pq), optionally followed by (kept, areas, hist, boxes) of the kept predictions' own
+// segments (pred_segments) and boxes; variants: (row, exact_copies, boxes, crops, areas,
+// classes, scores, ap_areas, source, mask_source, gt_copy, touched_classes, touched_boxes) per
+// variant.
 py::tuple account_variants(const py::handle& gt_boxes, const py::handle& gt_crops,
                            const py::handle& gt_areas, const Int64Array& gt_classes,
                            const BoolArray& crowd, const Int64Array& regular,
@@ -305,8 +335,8 @@ py::tuple account_variants(const py::handle& gt_boxes, const py::handle& gt_crop
     }
     DoubleArray pq_a;
     py::array pan_labels;
-    Int64Array pan_categories, pan_areas, crowd_classes;
-    BoolArray pan_crowd;
+    Int64Array pan_categories, pan_areas, crowd_classes, own_areas, own_hist, own_boxes;
+    BoolArray pan_crowd, own_kept;
     if (!pan.is_none() && !pq.is_none()) {
         pq_a = DoubleArray::ensure(pq);
         if (pq_a.size() != num_labels * 4) throw std::invalid_argument("pq must be (K + 1, 4)");
@@ -336,6 +366,24 @@ py::tuple account_variants(const py::handle& gt_boxes, const py::handle& gt_crop
         im.pan_crowd = pan_crowd.data();
         im.crowd_classes = crowd_classes.data();
         im.n_crowd_classes = crowd_classes.size();
+        if (p.size() > 5) {
+            own_kept = BoolArray::ensure(p[5]);
+            own_areas = Int64Array::ensure(p[6]);
+            own_hist = Int64Array::ensure(p[7]);
+            own_boxes = Int64Array::ensure(p[8]);
+            if (own_kept.size() != im.n_keep || own_areas.size() != im.n_keep ||
+                own_hist.size() != im.n_keep * labels_count || own_boxes.size() != im.n_keep * 4)
+                throw std::invalid_argument("the kept predictions' segments must be (N,)");
+            // reused only as the variants rank them: keep increasing (list order)
+            if (std::adjacent_find(im.keep, im.keep + im.n_keep, [](int64_t x, int64_t y) {
+                    return x >= y;
+                }) == im.keep + im.n_keep) {
+                im.own_kept = own_kept.data();
+                im.own_areas = own_areas.data();
+                im.own_hist = own_hist.data();
+                im.own_boxes = own_boxes.data();
+            }
+        }
     }
     Packed out;
     for (const py::handle& spec : variants) score_variant(im, spec.cast<py::tuple>(), out);

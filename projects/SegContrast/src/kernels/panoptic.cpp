@@ -99,7 +99,8 @@ void segments_core(const std::vector<Crop>& masks, const int64_t* ord, size_t n_
                    const Label* gt, int64_t height, int64_t width, int64_t num_labels,
                    double overlap_threshold, const SegmentBuffer* make_crop,
                    const int64_t* gt_copy, const int64_t* gt_areas, bool* k, int64_t* a,
-                   int64_t* h) {
+                   int64_t* h, PriorSegments* prior) {
+    if (prior && make_crop) throw std::invalid_argument("earlier segments without crops only");
     const size_t n = masks.size();
     std::fill(k, k + n, false);
     std::fill(a, a + n, 0);
@@ -129,6 +130,21 @@ void segments_core(const std::vector<Crop>& masks, const int64_t* ord, size_t n_
         const Crop& c = masks[i];
         if (c.area <= 0) continue;
         const int64_t ch = c.box.height(), cw = c.box.width();
+        const int64_t earlier = prior ? prior->position[i] : -1;
+        if (earlier >= 0 && std::none_of(prior->changed.begin(), prior->changed.end(),
+                                         [&](const Box& b) { return b.meets(c.box); })) {
+            // what is above it within its box is what was: its earlier segment
+            if (!prior->kept[earlier]) continue;
+            k[i] = true;
+            a[i] = prior->areas[earlier];
+            std::copy_n(prior->hist + earlier * num_labels, num_labels, h + i * num_labels);
+            for (int64_t y = 0; y < ch; ++y) {
+                const uint8_t* src = c.data + y * c.stride;
+                uint8_t* t = taken.data() + (c.box.y0 + y) * width + c.box.x0;
+                for (int64_t x = 0; x < cw; ++x) t[x] |= src[x];
+            }
+            continue;
+        }
         int64_t lost = 0;
         for (int64_t y = 0; y < ch; ++y) {
             const uint8_t* src = c.data + y * c.stride;
@@ -136,8 +152,11 @@ void segments_core(const std::vector<Crop>& masks, const int64_t* ord, size_t n_
             for (int64_t x = 0; x < cw; ++x) lost += src[x] & t[x];
         }
         // the same float expression as Detectron2's, so the same masks are dropped
-        if (static_cast<double>(lost) * 1.0 / static_cast<double>(c.area) > overlap_threshold)
-            continue;
+        const bool dropped =
+            static_cast<double>(lost) * 1.0 / static_cast<double>(c.area) > overlap_threshold;
+        if (prior && dropped == (earlier >= 0 && prior->kept[earlier]))
+            prior->changed.push_back(c.box);  // a mask above the later ones differs here
+        if (dropped) continue;
         k[i] = true;
         a[i] = c.area - lost;
         int64_t* row = h + i * num_labels;
@@ -264,15 +283,16 @@ DoubleArray panoptic_stats(const Int64Array& pred_categories, const py::array_t<
 
 void segments_into(const std::vector<Crop>& masks, const int64_t* order, size_t n_order,
                    const GtSegments& gt, double overlap_threshold, const SegmentBuffer* make_crop,
-                   const int64_t* gt_copy, bool* kept, int64_t* areas, int64_t* hist) {
+                   const int64_t* gt_copy, bool* kept, int64_t* areas, int64_t* hist,
+                   PriorSegments* prior) {
     if (gt.wide)
         segments_core(masks, order, n_order, static_cast<const int32_t*>(gt.labels), gt.height,
                       gt.width, gt.num_labels, overlap_threshold, make_crop, gt_copy, gt.areas,
-                      kept, areas, hist);
+                      kept, areas, hist, prior);
     else
         segments_core(masks, order, n_order, static_cast<const uint16_t*>(gt.labels),
                       gt.height, gt.width, gt.num_labels, overlap_threshold, make_crop, gt_copy,
-                      gt.areas, kept, areas, hist);
+                      gt.areas, kept, areas, hist, prior);
 }
 
 void stats_into(const int64_t* pred_categories_data, const bool* k, const int64_t* pa,

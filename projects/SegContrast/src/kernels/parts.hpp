@@ -35,11 +35,27 @@ struct GtSegments {
 // Where a kept prediction's segment mask is written: (index, height, width) -> zeroed bytes.
 using SegmentBuffer = std::function<uint8_t*(size_t, int64_t, int64_t)>;
 
+// The segments of an earlier list of the same image (its own kept predictions), for
+// segments_into to reuse. An entry with position[i] >= 0 has the mask and score of that
+// earlier entry and keeps its segment unless a mask differs within its box among those ranked
+// above it: a mask of `changed` (seeded with the earlier kept masks the list has not), then
+// each new mask kept and each earlier mask whose kept status changed, added as they are met.
+// The ranks of the reused entries must keep their earlier order.
+struct PriorSegments {
+    const int64_t* position;  // (N,) index into the earlier list, -1 for a new entry
+    const bool* kept;         // the earlier list's segments
+    const int64_t* areas;
+    const int64_t* hist;  // (earlier N x num_labels)
+    std::vector<Box> changed;
+};
+
 // panoptic.cpp: pred_segments of the masks taken in `order` (rank order); kept (N), areas (N)
-// and hist (N x num_labels) written; gt_copy (N) or nullptr.
+// and hist (N x num_labels) written; gt_copy (N) or nullptr; prior (without make_crop) or
+// nullptr.
 void segments_into(const std::vector<Crop>& masks, const int64_t* order, size_t n_order,
                    const GtSegments& gt, double overlap_threshold, const SegmentBuffer* make_crop,
-                   const int64_t* gt_copy, bool* kept, int64_t* areas, int64_t* hist);
+                   const int64_t* gt_copy, bool* kept, int64_t* areas, int64_t* hist,
+                   PriorSegments* prior = nullptr);
 
 // panoptic.cpp: panoptic_stats into stats (num_categories x 4).
 void stats_into(const int64_t* pred_categories, const bool* kept, const int64_t* seg_areas,

@@ -60,6 +60,10 @@ class PredList:
     gt_copy: np.ndarray
     touched_classes: set[int] = field(default_factory=set)
     touched_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    # the per-entry numbers packed for _apply (made on first use; the arrays are not changed
+    # after a list is made)
+    _columns: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
+                                                           compare=False)
 
     @classmethod
     def original(cls, masks: MaskCrops, classes: np.ndarray, scores: np.ndarray,
@@ -140,57 +144,78 @@ class _Ops:
         self.add += other.add
 
 
+def _columns(pred: PredList) -> tuple[np.ndarray, np.ndarray]:
+    """The list's per-entry numbers as two tables, made once per list.
+
+    The original list is the base of every variant of its image, so its tables are reused.
+
+    Returns:
+        (9, M) int64 ``x0, y0, x1, y1, area, class, source, mask_source, gt_copy`` and
+        (2, M) float64 ``score, ap_area``.
+    """
+    if pred._columns is None:
+        ints = np.concatenate([pred.masks.boxes.reshape(-1, 4).T.astype(np.int64),
+                               np.stack([pred.masks.areas, pred.classes, pred.source,
+                                         pred.mask_source, pred.gt_copy]).astype(np.int64)])
+        floats = np.stack([pred.scores, pred.ap_areas]).astype(np.float64)
+        pred._columns = (ints, floats)
+    return pred._columns
+
+
 def _apply(base: PredList, ops: _Ops) -> PredList:
-    """The list with the changes made: replacements in place, additions at the end."""
+    """The list with the changes made: replacements in place, additions at the end.
+
+    Each variant takes its entries from the base's tables and the new entries' in one
+    gather per table: numpy's per-call cost, not the masks, is what a fix costs.
+    """
     n = len(base.masks)
-    replaced = sorted(ops.replace)
-    news = [new for i in replaced for new in ops.replace[i]] + ops.add
+    replace = ops.replace
+    replaced = sorted(replace)
+    news = [new for i in replaced for new in replace[i]] + ops.add
     k = len(news)
     gone = ops.remove.union(replaced)
     # each entry of the new list as an index into the old entries followed by the new ones
-    pick: list[int] = []
-    first_new = n
-    for i in range(n):
-        if i not in gone:
-            pick.append(i)
-        elif i in ops.replace:
-            count = len(ops.replace[i])
-            pick.extend(range(first_new, first_new + count))
-            first_new += count
-    pick.extend(range(first_new, n + k))
-    at = np.array(pick, np.int64)
-    gone_index = np.array(sorted(gone), np.int64)
-    if k:
-        new_boxes = np.array([new.box for new in news], np.int64).reshape(k, 4)
-        ints = np.array([(new.area, new.cls, new.mask_source, new.gt_copy) for new in news],
-                        np.int64)
-        floats = np.array([(new.score, float(new.area)) for new in news], np.float64)
-
-        def merged(own: np.ndarray, fresh: np.ndarray) -> np.ndarray:
-            return np.concatenate([own, fresh])[at]
-
-        boxes = merged(base.masks.boxes, new_boxes)
-        areas = merged(base.masks.areas, ints[:, 0])
-        classes = merged(base.classes, ints[:, 1])
-        mask_source = merged(base.mask_source, ints[:, 2])
-        gt_copy = merged(base.gt_copy, ints[:, 3])
-        scores = merged(base.scores, floats[:, 0])
-        ap_areas = merged(base.ap_areas, floats[:, 1])
-        source = merged(base.source, np.full(k, -1, np.int64))
+    if gone:
+        pick: list[int] = []
+        first_new = n
+        for i in range(n):
+            if i not in gone:
+                pick.append(i)
+            elif i in replace:
+                count = len(replace[i])
+                pick.extend(range(first_new, first_new + count))
+                first_new += count
+        pick.extend(range(first_new, n + k))
     else:
+        pick = list(range(n + k))
+    ints, floats = _columns(base)
+    if k:
+        new_ints = np.array([(*new.box.tolist(), new.area, new.cls, -1, new.mask_source,
+                              new.gt_copy) for new in news], np.int64).T
+        new_floats = np.array([(new.score, float(new.area)) for new in news], np.float64).T
+        ints = np.concatenate([ints, new_ints], axis=1)
+        floats = np.concatenate([floats, new_floats], axis=1)
+        crops = base.masks.crops + [new.crop for new in news]
+        new_boxes = np.ascontiguousarray(new_ints[:4].T)
+    else:
+        crops = base.masks.crops
         new_boxes = np.zeros((0, 4), np.int64)
-        boxes, areas = base.masks.boxes[at], base.masks.areas[at]
-        classes, scores, ap_areas = base.classes[at], base.scores[at], base.ap_areas[at]
-        source, mask_source, gt_copy = base.source[at], base.mask_source[at], base.gt_copy[at]
-    pool = base.masks.crops + [new.crop for new in news] if k else base.masks.crops
-    crops = [pool[i] for i in pick]
+    at = np.array(pick, np.int64)
+    ints, floats = ints[:, at], floats[:, at]
+    crops = [crops[i] for i in pick]
     touched_classes = set(base.touched_classes)
-    touched_classes.update(base.classes[gone_index].tolist())
+    touched_boxes = base.touched_boxes
+    if gone:
+        gone_index = np.array(sorted(gone), np.int64)
+        touched_classes.update(base.classes[gone_index].tolist())
+        touched_boxes = np.concatenate([touched_boxes, base.masks.boxes[gone_index]])
     touched_classes.update(new.cls for new in news)
-    touched_boxes = np.concatenate([base.touched_boxes, base.masks.boxes[gone_index],
-                                    new_boxes]).astype(np.int64)
-    masks = MaskCrops(boxes, crops, areas, base.masks.height, base.masks.width)
-    return PredList(masks, classes, scores, ap_areas, source, mask_source, gt_copy,
+    if k:
+        touched_boxes = np.concatenate([touched_boxes, new_boxes])
+    touched_boxes = touched_boxes.astype(np.int64)
+    masks = MaskCrops(np.ascontiguousarray(ints[:4].T), crops, ints[4], base.masks.height,
+                      base.masks.width)
+    return PredList(masks, ints[5], floats[0], floats[1], ints[6], ints[7], ints[8],
                     touched_classes, touched_boxes)
 
 
@@ -278,6 +303,12 @@ def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskC
     Returns:
         The fixed list.
     """
+    return _apply(pred, _all_ops(errors, pred, keep, gt, gt_classes))
+
+
+def _all_ops(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskCrops,
+             gt_classes: np.ndarray) -> _Ops:
+    """The changes of :func:`fix_all`."""
     g = len(gt)
     rank = np.empty(len(keep), np.int64)
     rank[rank_order(pred.scores[keep])] = np.arange(len(keep))
@@ -307,4 +338,4 @@ def fix_all(errors: ErrorAssignment, pred: PredList, keep: np.ndarray, gt: MaskC
         i = int(keep[k])
         ops.remove.discard(i)
         ops.replace.setdefault(i, []).append(_copy_of(gt, j, gt_classes[j], pred.scores[i]))
-    return _apply(pred, ops)
+    return ops

@@ -148,8 +148,11 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
             variants.append(_variant(row, fix_one(row, errors, original, keep, gt_reg,
                                                   gt_classes)))
     with_pq = ctx.pan_gt is not None and ctx.pan_pred is not None and ctx.pq is not None
+    # the kept predictions' own segments go too: a variant reuses those of its unchanged
+    # predictions that no change ranked above them touches
     pan = ((ctx.pan_gt.labels, ctx.pan_gt.categories, ctx.pan_gt.crowd, ctx.pan_gt.areas,
-            ctx.pan_gt.crowd_classes) if with_pq else None)
+            ctx.pan_gt.crowd_classes, ctx.pan_pred.kept, ctx.pan_pred.areas, ctx.pan_pred.hist,
+            original.masks.boxes[keep]) if with_pq else None)
     (iou_variants, gt_iou, pq_rows, pq_iou, ap_groups, ap_dets, ap_ious,
      confusions) = kernels.account_variants(
         gt.masks.boxes, gt.masks.crops, gt.masks.areas, gt.classes, gt.crowd, regular,

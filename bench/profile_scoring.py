@@ -36,6 +36,7 @@ from bench_whole_process import (  # noqa: E402
     WORKLOADS,
     Part,
     PartClock,
+    import_part_modules,
     install,
     prepare,
     run_process,
@@ -73,26 +74,13 @@ PARTS = (
 )
 
 
-def _import_evaluation_side() -> None:
-    """Import the modules the parts name (some are imported lazily), never the training side."""
-    import importlib
-    import pkgutil
-
-    wanted = {f.split(":", 1)[0] for part in PARTS for f in part.functions}
-    for name in (f"{PACKAGE}.data", f"{PACKAGE}.evaluation"):
-        root = importlib.import_module(name)
-        for info in pkgutil.walk_packages(root.__path__, name + "."):
-            if info.name.rsplit(".", 1)[-1] in wanted:
-                importlib.import_module(info.name)
-
-
 def child(gt: str, results: str) -> dict:
     """One run in this process, timed by part."""
     start = time.perf_counter()
     import segcontrast
 
     segcontrast.evaluate  # noqa: B018  (the evaluator's imports)
-    _import_evaluation_side()
+    import_part_modules(PACKAGE, PARTS)  # never the training side
     imports = time.perf_counter() - start
     clock = PartClock()
     unmatched = install(clock, PARTS, PACKAGE)

@@ -76,7 +76,12 @@ def test_compare_tables_give_a_verdict_per_target_and_name_failures(bench):
         runs[w.name] = {c: [_run(bench, t * r, 500 if c == "ours" else 400, stats=ap)
                             for r in (1.0, 1.1, 0.9)] for c, t in times.items()}
     runs["dense"]["hotcoco"] = [_run(bench, 1.0, code=1, error="ImportError: hotcoco")]
-    text = bench.compare_tables(workloads, runs, 3, ["python", "tools/evaluate.py"])
+    # ours with --ap-area box equals pycocotools on 200 images; on 5000 its APl is off by 2
+    box = {"200": ap, "5000": [*ap[:5], ap[5] + 2.0]}
+    for w in workloads:  # ours' default: APs by mask areas, 3 points off pycocotools' boxes
+        for run in runs[w.name]["ours"]:
+            run.stats = [*ap[:3], ap[3] + 3.0, *ap[4:]]
+    text = bench.compare_tables(workloads, runs, 3, ["python", "tools/evaluate.py"], box)
     assert "- default tool no slower than pycocotools (AP alone): 200 images: ours 4.00 s vs " \
            "pycocotools 2.00 s: 2.0x slower: NOT MET" in text
     assert "5,000 images: ours 4.00 s vs faster-coco-eval 1.00 s: 4.0x slower: NOT MET" in text
@@ -86,7 +91,12 @@ def test_compare_tables_give_a_verdict_per_target_and_name_failures(bench):
     assert "failed: ImportError: hotcoco" in text
     assert "| title 200: 4,000 results | 2.00 s / 400 MB | 1.00 s / 400 MB | 0.50 s / 400 MB " \
            "| 4.00 s / 500 MB | 8.0x |" in text
-    assert "SegContrast (default: every metric and output) 0.0e+00" in text
+    # the area-free numbers of the default run; all six of the --ap-area box run
+    assert "SegContrast 0.0e+00 over AP, AP50, AP75 (its APs" in text
+    assert "pycocotools takes the results' boxes) and 0.0e+00 over all six with --ap-area box" \
+        in text.split("- 5000:")[0]
+    assert "and 2.0e+00 over all six with --ap-area box" in text.split("- 5000:")[1]
+    assert "over all six" not in text.split("- dense:")[1]  # no run with boxes there
     assert "| 200 | pycocotools | 2.00 | 1.80 to 2.20 |" in text
 
 

@@ -19,7 +19,6 @@ from ..utils.collector import collector_paused
 from ..utils.native import kernels
 from .coco_json import read_coco_json
 from .image_check import ImageCheckError, ImageFileInfo, inspect_image, resolve_image_path
-from .image_io import SWAPPING_ORIENTATIONS
 from .limits import MAX_POLYGON_POINTS, image_size_problem
 from .segmentation import (
     EDGE_TOLERANCE,
@@ -240,6 +239,8 @@ def _inspect(path: str) -> ImageFileInfo | ImageCheckError:
 
 
 def _size_message(info: ImageFileInfo, image: _Image) -> str:
+    from .image_io import SWAPPING_ORIENTATIONS  # Pillow: only when an image is checked
+
     message = (f"image file is {info.width}x{info.height} (width x height) as Detectron2 reads "
                f"it, the JSON says {image.width}x{image.height}")
     if info.orientation in SWAPPING_ORIENTATIONS and (info.height, info.width) == (

@@ -18,11 +18,15 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, UnidentifiedImageError
-
-from .image_io import describe_bit_depth, exif_orientation, orientation_from_exif, oriented_size
 from .limits import image_size_problem
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow (and image_io, which imports it) load when the first image is checked: scoring a
+# results file without --images never needs them.
 
 __all__ = ["ImageCheckError", "ImageFileInfo", "inspect_image", "resolve_image_path"]
 
@@ -141,6 +145,10 @@ def _scan_png(f) -> bool:
 
 
 def _png_orientation(path: str, image: Image.Image, late_metadata: bool) -> int | None:
+    from PIL import Image
+
+    from .image_io import exif_orientation, orientation_from_exif
+
     if late_metadata:
         # Pillow decodes the whole image to reach metadata stored after the pixels; so does
         # Detectron2's read_image, so this is the orientation it will apply.
@@ -227,6 +235,10 @@ def inspect_image(path: str) -> ImageFileInfo:
         raise ImageCheckError("image_missing", f"{path} is not a regular file")
     if stat.st_size == 0:
         raise ImageCheckError("image_empty", f"image file {path} is empty (0 bytes)")
+    from PIL import Image, UnidentifiedImageError
+
+    from .image_io import describe_bit_depth, exif_orientation, oriented_size
+
     try:
         with open(path, "rb") as f, Image.open(f) as image:
             bit_depth = describe_bit_depth(image)  # before any decoding (see image_io)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .results_file import ResultProblem, ResultsFileError
 
@@ -118,6 +117,8 @@ class SemanticPngs:
         Raises:
             ResultsFileError: labels above K (naming the largest and how many pixels hold one).
         """
+        from PIL import Image  # only with --semantic-dir
+
         image = self._images[image_id]
         with Image.open(image.path) as im:
             labels = np.asarray(im)
@@ -138,6 +139,8 @@ def _problem(code: str, image_id: Any, message: str) -> ResultProblem:
 
 
 def _check_header(path: str, height: int, width: int) -> str | None:
+    from PIL import Image
+
     try:
         with Image.open(path) as im:
             size, mode, kind = im.size, im.mode, im.format

@@ -3,7 +3,7 @@
 * :func:`check_output_dir_usable` creates the folder and writes a probe file in it, so that a
   path that is a file, cannot be created or cannot be written is reported at once, naming it,
   instead of as a traceback after minutes of work.
-* :class:`OutputDirLock` holds an exclusive lock (``portalocker``, an OS file lock that ends
+* :class:`OutputDirLock` holds an exclusive lock (:mod:`.file_lock`, an OS file lock that ends
   with the process, also on ``kill -9``) on ``<folder>/.segcontrast.lock`` for a run's
   lifetime. The file holds the owner's pid, so a second run into the same folder is refused
   with a message that names the run holding it. A folder that is replaced as a whole
@@ -19,9 +19,8 @@ import tempfile
 from types import TracebackType
 from typing import Any
 
-import portalocker
-
 from .errors import InputError
+from .file_lock import LockHeldError, try_lock, unlock
 
 __all__ = [
     "LOCK_FILE_NAME",
@@ -33,7 +32,6 @@ __all__ = [
 ]
 
 LOCK_FILE_NAME = ".segcontrast.lock"
-_EXCLUSIVE_NOW = portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
 
 
 class OutputDirError(InputError):
@@ -146,8 +144,8 @@ class OutputDirLock:
         while True:
             f = open(self.path, "a+", encoding="utf-8")  # held open for the run's lifetime
             try:
-                portalocker.lock(f, _EXCLUSIVE_NOW)
-            except portalocker.exceptions.LockException:
+                try_lock(f)
+            except LockHeldError:
                 f.close()
                 self._raise_in_use()
             if self._is_current(f):
@@ -189,7 +187,7 @@ class OutputDirLock:
             if self.remove_on_release:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
-            portalocker.unlock(self._file)
+            unlock(self._file)
         finally:
             self._file.close()
             self._file = None

@@ -100,7 +100,7 @@ class _Variants:
                  + np.arange(int(length.sum()), dtype=np.int64) - np.repeat(start, length))
         of_row = np.repeat(variant, length)
         iou_index, iou_values = {}, {}
-        for v in np.unique(variant).tolist():
+        for v in sorted(set(variant.tolist())):
             at = of_row == v
             iou_index[v], iou_values[v] = index[at], values[at]
         return iou_index, iou_values
@@ -119,7 +119,7 @@ class _Variants:
         values = np.column_stack([rows[:, 2:].astype(np.float64),
                                   np.concatenate([a.pq_iou for a in accs]).astype(np.float64)])
         pq_index, pq_values = {}, {}
-        for v in np.unique(rows[:, 0]).tolist():
+        for v in sorted(set(rows[:, 0].tolist())):
             at = rows[:, 0] == v
             pq_index[v] = (image[at], rows[at, 1].astype(np.int64))
             pq_values[v] = values[at]
@@ -151,7 +151,7 @@ class _Variants:
         found = (own_keys[at] == keys) if len(own_keys) else np.zeros(len(keys), bool)
         n_gt = np.where(found, own_gt[at] if len(own_gt) else 0, 0)
         g0 = np.where(found, own_start[at] if len(own_start) else 0, 0)
-        replaced = {v: keys[variant == v] for v in np.unique(variant).tolist()}
+        replaced = {v: keys[variant == v] for v in sorted(set(variant.tolist()))}
         piece = (n_det > 0) | (n_gt > 0)
         if not piece.any():
             return replaced, {}
@@ -170,7 +170,7 @@ class _Variants:
         matched = match_groups(data, image[piece], num_classes, areas)
         variant_of = np.repeat(variant[piece], n_det[piece])
         fresh = {}
-        for v in np.unique(variant_of).tolist():
+        for v in sorted(set(variant_of.tolist())):
             keep = variant_of == v
             fresh[v] = MatchedDetections(matched.classes[keep], matched.scores[keep],
                                          matched.keys[keep], matched.groups[keep],

@@ -81,7 +81,7 @@ def gt_segments(gt: GroundTruth) -> GtPanoptic:
     masks = gt.masks
     regular = np.flatnonzero(~gt.crowd)
     crowd = np.flatnonzero(gt.crowd & (masks.areas > 0))
-    crowd_classes = np.unique(gt.classes[crowd]).astype(np.int64)
+    crowd_classes = np.array(sorted(set(gt.classes[crowd].tolist())), np.int64)
     n = len(regular)
     num_labels = n + len(crowd_classes) + 2
     void = num_labels - 1

@@ -14,7 +14,6 @@ every file atomically.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -23,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ...utils import atomic_write
 from ..metrics.panoptic import GtPanoptic, PredPanoptic
@@ -65,6 +63,8 @@ def png_name(image_id: Any) -> str:
     text = str(image_id)
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", text)[:80]
     if safe != text:
+        import hashlib
+
         safe += "-" + hashlib.sha1(repr(image_id).encode()).hexdigest()[:8]
     return safe + ".png"
 
@@ -76,6 +76,8 @@ def _bbox(mask: np.ndarray) -> list[int]:
 
 
 def _write_png(path: str, ids: np.ndarray) -> None:
+    from PIL import Image  # only with --panoptic-out: a default run never loads Pillow
+
     rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from xml.sax.saxutils import escape
+from html import escape as _escape_html
 
 import numpy as np
 
@@ -31,8 +31,13 @@ _CHAR = 6.6  # average width of a 12 px sans-serif character, for the margins
 _FONT = 'font-family="Helvetica, Arial, sans-serif" font-size="12"'
 
 
+def _escape(value: str) -> str:
+    """``&``, ``<`` and ``>`` as entities (the rule of ``xml.sax.saxutils.escape``)."""
+    return _escape_html(value, quote=False)
+
+
 def _attr(value: str) -> str:
-    return escape(str(value), {'"': "&quot;"})
+    return _escape(str(value)).replace('"', "&quot;")
 
 
 def _text(x: float, y: float, value: str, *, anchor: str = "start", size: int | None = None,
@@ -43,11 +48,11 @@ def _text(x: float, y: float, value: str, *, anchor: str = "start", size: int | 
     if rotate is not None:
         extra += f' transform="rotate({rotate:g} {x:.1f} {y:.1f})"'
     return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>'
-            f"{escape(str(value))}</text>")
+            f"{_escape(str(value))}</text>")
 
 
 def _rect(x: float, y: float, w: float, h: float, fill: str, tip: str | None = None) -> str:
-    title = f"<title>{escape(tip)}</title>" if tip else ""
+    title = f"<title>{_escape(tip)}</title>" if tip else ""
     close = f">{title}</rect>" if title else "/>"
     return (f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
             f'fill="{fill}"{close}')
@@ -66,7 +71,7 @@ def svg_document(width: float, height: float, title: str, body: Sequence[str]) -
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{_attr(title)}" '
         f"{_FONT}>\n"
-        f"<title>{escape(title)}</title>\n"
+        f"<title>{_escape(title)}</title>\n"
         f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>\n'
         + _text(width / 2, 20, title, anchor="middle", size=14, weight="bold") + "\n"
         + "\n".join(body) + "\n</svg>\n"

@@ -13,8 +13,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tabulate import tabulate
-
 from ...utils import atomic_write
 from ..catalog import (
     ACCOUNTED,
@@ -29,6 +27,7 @@ from ..catalog import (
 )
 from ..records import ImageRecord
 from ..summary import Summary
+from .table import pipe_table
 
 __all__ = [
     "PER_IMAGE_COLUMNS",
@@ -143,8 +142,7 @@ def write_per_image_csv(path: str, images: Sequence[ImageRecord]) -> None:
 
 def _table(rows: list[list[Any]], headers: list[str],
            colalign: Sequence[str] | None = None) -> str:
-    return tabulate(rows, headers=headers, tablefmt="pipe", numalign="right",
-                    disable_numparse=True, colalign=colalign)
+    return pipe_table(rows, headers, colalign)
 
 
 def _per_class_table(summary: Summary) -> str:

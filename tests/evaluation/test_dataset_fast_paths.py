@@ -75,6 +75,28 @@ def test_accumulate_equals_one_gather_per_class(seed, areas):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_the_compiled_accumulate_equals_numpys_on_ties_and_empty_classes(seed):
+    # many equal scores and equal keys (the order among them decides precision), classes
+    # without detections or without ground truth, one area range or four
+    from segcontrast.evaluation.metrics.coco_ap import MatchedDetections
+
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(30):
+        k, a, d = int(rng.integers(1, 6)), int(rng.choice([1, 4])), int(rng.integers(0, 300))
+        classes = rng.integers(0, k, d)
+        scores = rng.choice([0.05, 0.5, 0.5000000000000001, 1.0], d) if rng.random() < 0.5 \
+            else rng.random(d)
+        keys = rng.integers(0, max(1, d // 3), d)
+        tp = rng.random((d, a, 10)) < 0.4
+        fp = ~tp & (rng.random((d, a, 10)) < 0.7)  # the rest: ignored
+        npig = rng.integers(0, 8, (k, a)) * (rng.random((k, a)) < 0.8)
+        dets = MatchedDetections(classes, scores, keys, np.zeros(d, np.int64), tp, fp)
+        fast, slow = accumulate(dets, npig, k), ref.accumulate(dets, npig, k)
+        assert np.array_equal(fast.precision, slow.precision)
+        assert np.array_equal(fast.recall, slow.recall)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_label_counts_and_thing_miou_equal_theirs(seed):
     rng = np.random.default_rng(seed)
     for _ in range(20):

@@ -4,7 +4,6 @@ import random
 import string
 
 import pytest
-
 from segcontrast.evaluation.report.table import pipe_table
 
 tabulate = pytest.importorskip("tabulate").tabulate

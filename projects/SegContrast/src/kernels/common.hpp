@@ -117,6 +117,7 @@ void register_panoptic(py::module_& m);
 void register_json_scan(py::module_& m);
 void register_polygons(py::module_& m);
 void register_coco_match(py::module_& m);
+void register_coco_accumulate(py::module_& m);
 void register_ap_patch(py::module_& m);
 void register_accounting(py::module_& m);
 

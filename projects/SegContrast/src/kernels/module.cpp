@@ -12,6 +12,7 @@ PYBIND11_MODULE(_kernels, m) {
     segcontrast::register_json_scan(m);
     segcontrast::register_polygons(m);
     segcontrast::register_coco_match(m);
+    segcontrast::register_coco_accumulate(m);
     segcontrast::register_ap_patch(m);
     segcontrast::register_accounting(m);
 }

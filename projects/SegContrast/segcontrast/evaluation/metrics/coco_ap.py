@@ -440,38 +440,12 @@ def accumulate(dets: MatchedDetections, npig: np.ndarray, num_classes: int) -> C
     Returns:
         Precision and recall arrays (over the A area ranges matched).
     """
-    t_count, r_count, a_count = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), npig.shape[1]
-    precision = -np.ones((t_count, r_count, num_classes, a_count))
-    recall = -np.ones((t_count, num_classes, a_count))
-    eps = np.spacing(1)
-    # by class, then decreasing score, then COCOeval's concatenation order (its mergesort)
-    order = np.lexsort((dets.keys, -dets.scores, dets.classes))
-    sorted_classes = dets.classes[order]
-    bounds = np.searchsorted(sorted_classes, np.arange(num_classes + 1), side="left")
-    # gathered once in that order: each class is then a contiguous block
-    sorted_tp, sorted_fp = dets.tp[order], dets.fp[order]
-    for k in range(num_classes):
-        lo, hi = bounds[k], bounds[k + 1]
-        for a in range(a_count):
-            gt_count = int(npig[k, a])
-            if gt_count == 0:
-                continue
-            tp_sum = np.cumsum(sorted_tp[lo:hi, a, :], axis=0).astype(float)  # (nd, T)
-            fp_sum = np.cumsum(sorted_fp[lo:hi, a, :], axis=0).astype(float)
-            nd = int(hi - lo)
-            rc = tp_sum / gt_count
-            pr = tp_sum / (fp_sum + tp_sum + eps)
-            recall[:, k, a] = rc[-1] if nd else 0
-            if nd == 0:
-                precision[:, :, k, a] = 0
-                continue
-            pr = np.maximum.accumulate(pr[::-1], axis=0)[::-1]
-            for t in range(t_count):
-                inds = np.searchsorted(rc[:, t], RECALL_THRESHOLDS, side="left")
-                q = np.zeros(r_count)
-                valid = inds < nd
-                q[valid] = pr[inds[valid], t]
-                precision[t, :, k, a] = q
+    # the compiled kernel sorts (class, decreasing score, COCOeval's concatenation order)
+    # and runs COCOeval's arithmetic; tests/evaluation/reference_impl.accumulate is numpy's
+    precision, recall = kernels.coco_accumulate(
+        np.asarray(dets.classes, np.int64), np.asarray(dets.scores, np.float64),
+        np.asarray(dets.keys, np.int64), dets.tp, dets.fp, np.asarray(npig, np.int64),
+        np.asarray(RECALL_THRESHOLDS, np.float64), int(num_classes))
     return CocoAp(precision=precision, recall=recall)
 
 

@@ -32,8 +32,8 @@ __all__ = ["score_results"]
 # variant and its newcomers among the worst images, whatever its size).
 _MAX_IMAGES_PER_TASK = 64
 _MIN_IMAGES_PER_TASK = 8
-# Tasks shrink towards the end so that the workers finish together: each takes at most this
-# fraction of what remains per worker.
+# Tasks shrink towards the end so that the workers finish together: a task takes at most
+# 1 / this of each worker's share of the images left.
 _TASKS_PER_WORKER_LEFT = 4
 # What forked workers inherit: set by score_results just before the pool starts.
 _JOB: dict[str, Any] = {}

@@ -1,6 +1,7 @@
 """What workers send back: a pickled EvalState gives back every record exactly, with its arrays
 packed in a few buffers (record_transfer), and every kind of value a record can hold."""
 
+import io
 import math
 import pickle
 from dataclasses import dataclass, fields, is_dataclass
@@ -73,8 +74,6 @@ class _ArrayCounter(pickle.Pickler):
 
 
 def _arrays_pickled_one_by_one(value: Any) -> int:
-    import io
-
     pickler = _ArrayCounter(io.BytesIO())
     pickler.dump(value)
     return pickler.arrays

@@ -15,6 +15,7 @@ from panopticapi.evaluation import pq_compute
 from PIL import Image
 from pycocotools.coco import COCO
 from segcontrast.cli.evaluate import main
+from segcontrast.evaluation import score_files
 
 from tests.evaluation.results_files import results_of_image, write_synthetic_files
 
@@ -398,30 +399,62 @@ def test_round_trip_from_an_eval_only_run_gives_identical_numbers(tiny_data, tin
     assert (out / "per_image.csv").read_text() == (inference / "per_image.csv").read_text()
 
 
-def test_the_worst_images_do_not_depend_on_the_workers_and_their_tasks(tmp_path, capsys):
+@pytest.fixture
+def task_sizes(monkeypatch):
+    """Set the bounds of a worker's task; return the sizes of the tasks the runs made."""
+    made = []
+
+    def split(image_ids, workers):
+        tasks = split_into_tasks(image_ids, workers)
+        made.append([len(t) for t in tasks])
+        return tasks
+
+    def bounds(smallest, largest):
+        monkeypatch.setattr(score_files, "_MIN_IMAGES_PER_TASK", smallest)
+        monkeypatch.setattr(score_files, "_MAX_IMAGES_PER_TASK", largest)
+        return made
+
+    split_into_tasks = score_files._split_into_tasks
+    monkeypatch.setattr(score_files, "_split_into_tasks", split)
+    return bounds
+
+
+def test_the_worst_images_do_not_depend_on_the_workers_and_their_tasks(tmp_path, capsys,
+                                                                        task_sizes):
     # 60 images: several tasks per worker, so each worker's worst images so far are carried
     # from task to task (score_files) and only newcomers are sent back
     gt, results, _ = write_synthetic_files(tmp_path, 60, num_classes=4,
                                            category_ids=CATEGORY_IDS, height=24, width=32,
                                            instances_per_image=3, seed=5)
     outputs = {}
-    for workers in (1, 2, 3):
-        out = tmp_path / f"w{workers}"
+    runs = {1: (1, 8, 64), 2: (2, 8, 64), 3: (3, 8, 64), "2, tasks of 1 to 16": (2, 1, 16)}
+    for run, (workers, smallest, largest) in runs.items():
+        made = task_sizes(smallest, largest)
+        out = tmp_path / f"w{len(outputs)}"
         code, _, err = _run(capsys, "--gt", gt, "--results", results, "--workers", workers,
-                            "--output", out, "--overlays",
-                            "TEST.SEGCONTRAST.NUM_WORST_IMAGES", "6")
+                            "--output", out, "--overlays", "TEST.SEGCONTRAST.NUM_WORST_IMAGES",
+                            "6")
         assert code == 0, err
-        outputs[workers] = out
+        outputs[run] = out
+    # the last run's tasks: large first, shrinking to one image at the end
+    sizes = made[-1]
+    assert sum(sizes) == 60 and sizes == sorted(sizes, reverse=True), sizes
+    assert sizes[0] == 7 and sizes[-3:] == [1, 1, 1], sizes
     names = {w: sorted(p.name for p in (out / "worst_images").iterdir())
              for w, out in outputs.items()}
     assert len(names[1]) == 6
-    assert names[2] == names[1] and names[3] == names[1]
     metrics = {w: json.loads((out / "metrics.json").read_text()) for w, out in outputs.items()}
-    for key in ("semantic", "instance", "segm", "contrast", "accounting", "details"):
-        assert metrics[2][key] == metrics[1][key] and metrics[3][key] == metrics[1][key], key
+    per_image = {w: (out / "per_image.csv").read_text() for w, out in outputs.items()}
+    for workers in outputs:
+        assert names[workers] == names[1], workers
+        assert per_image[workers] == per_image[1], workers
+        for key in ("semantic", "instance", "segm", "contrast", "accounting", "details"):
+            assert metrics[workers][key] == metrics[1][key], (workers, key)
 
 
-def test_the_numbers_do_not_depend_on_the_number_of_workers(files, tmp_path, capsys):
+def test_the_numbers_do_not_depend_on_the_number_of_workers(files, tmp_path, capsys,
+                                                            task_sizes):
+    made = task_sizes(2, 2)  # 8 images: 4 tasks for the 3 workers
     outputs = {}
     for workers in (1, 3):
         out = tmp_path / f"w{workers}"
@@ -431,6 +464,7 @@ def test_the_numbers_do_not_depend_on_the_number_of_workers(files, tmp_path, cap
                             "TEST.SEGCONTRAST.NUM_WORST_IMAGES", "3")
         assert code == 0, err
         outputs[workers] = out
+    assert made[-1] == [2, 2, 2, 2]
     one, three = (json.loads((outputs[w] / "metrics.json").read_text()) for w in (1, 3))
     for key in ("semantic", "instance", "segm", "contrast", "panoptic", "accounting", "details"):
         assert one[key] == three[key], key

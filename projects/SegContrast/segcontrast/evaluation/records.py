@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.masks import MaskCrops
 from .metrics.coco_ap import ApImage
+from .record_transfer import RecordBatch
 
 if TYPE_CHECKING:
     from .accounting.image_variants import ImageAccounting
@@ -191,6 +192,23 @@ class EvalState:
     def __post_init__(self) -> None:
         if self.confusion is None:
             self.confusion = np.zeros((self.num_labels, self.num_labels), np.int64)
+
+    # What processes send each other (score_files' workers, Detectron2's gather) is pickled:
+    # packed, the records cost a few buffers instead of about thirty arrays per image.
+    def __getstate__(self) -> dict[str, Any]:
+        """The attributes, with ``images`` and ``worst`` packed (:class:`RecordBatch`)."""
+        state = dict(self.__dict__)
+        state["images"] = RecordBatch(self.images)
+        state["worst"] = RecordBatch(self.worst)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the attributes, unpacking what :meth:`__getstate__` packed."""
+        state = dict(state)
+        for name in ("images", "worst"):
+            if isinstance(state.get(name), RecordBatch):
+                state[name] = state[name].unpack()
+        self.__dict__.update(state)
 
     def wants_worst(self, score: float | None, image_id: Any) -> bool:
         """Whether an image with this worst-image score would enter the worst-images set."""

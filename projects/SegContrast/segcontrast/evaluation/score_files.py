@@ -27,7 +27,14 @@ from .semantic_pngs import SemanticPngs
 
 __all__ = ["score_results"]
 
-_IMAGES_PER_TASK = 8
+# A task's images: at most this many (fewer results to send, unpickle and merge), and
+# never fewer than the minimum (a task's result carries a confusion change per accounting
+# variant and its newcomers among the worst images, whatever its size).
+_MAX_IMAGES_PER_TASK = 64
+_MIN_IMAGES_PER_TASK = 8
+# Tasks shrink towards the end so that the workers finish together: a task takes at most
+# 1 / this of each worker's share of the images left.
+_TASKS_PER_WORKER_LEFT = 4
 # What forked workers inherit: set by score_results just before the pool starts.
 _JOB: dict[str, Any] = {}
 
@@ -52,6 +59,30 @@ def _score_images(evaluator: Accumulator, image_ids: Sequence[Any], results: Res
         if done is not None:
             done(1)
     return problems
+
+
+def _split_into_tasks(image_ids: Sequence[Any], workers: int) -> list[list[Any]]:
+    """Consecutive chunks of the images, one per task, large first and small at the end.
+
+    Large tasks make few results (each one a pickled state the parent loads and merges);
+    the last ones are small so that no worker is left with a long task while the others
+    idle, and the progress bar keeps moving.
+
+    Args:
+        image_ids: the images, in scoring order.
+        workers: the processes that take tasks.
+
+    Returns:
+        The tasks, which together hold every image once, in order.
+    """
+    tasks = []
+    start = 0
+    while start < len(image_ids):
+        fair = (len(image_ids) - start) // (workers * _TASKS_PER_WORKER_LEFT)
+        size = min(_MAX_IMAGES_PER_TASK, max(_MIN_IMAGES_PER_TASK, fair))
+        tasks.append(list(image_ids[start : start + size]))
+        start += size
+    return tasks
 
 
 def _worker_ignores_interrupts() -> None:
@@ -145,8 +176,7 @@ def score_results(evaluator: Accumulator, results: ResultsFile,
         raise ValueError(f"the results were read with ap_area {results.ap_area!r} but the "
                          f"evaluator scores with {evaluator.settings.ap_area!r}")
     image_ids = sorted(gt_images)
-    tasks = [image_ids[i : i + _IMAGES_PER_TASK]
-             for i in range(0, len(image_ids), _IMAGES_PER_TASK)]
+    tasks = _split_into_tasks(image_ids, max(workers, 1))
     parallel = (workers > 1 and make_evaluator is not None and len(tasks) > 1
                 and "fork" in multiprocessing.get_all_start_methods())
     bar = tqdm(total=len(image_ids), desc=f"scoring {os.path.basename(results.path)}",

@@ -18,8 +18,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tqdm import tqdm
-
+from ..utils.progress import Progress
 from .accumulator import Accumulator
 from .records import EvalState
 from .results_file import ResultProblem, ResultsFile, ResultsFileError
@@ -179,8 +178,9 @@ def score_results(evaluator: Accumulator, results: ResultsFile,
     tasks = _split_into_tasks(image_ids, max(workers, 1))
     parallel = (workers > 1 and make_evaluator is not None and len(tasks) > 1
                 and "fork" in multiprocessing.get_all_start_methods())
-    bar = tqdm(total=len(image_ids), desc=f"scoring {os.path.basename(results.path)}",
-               unit="img", disable=not progress, dynamic_ncols=True)
+    # the bar appears once scoring has run a moment (a small file finishes without one)
+    bar = Progress(len(image_ids), f"scoring {os.path.basename(results.path)}", "img",
+                   enabled=progress)
     with bar, _collector_skips_what_is_loaded():
         if not parallel:
             problems = _score_images(evaluator, image_ids, results, gt_images, id_map, semantic,

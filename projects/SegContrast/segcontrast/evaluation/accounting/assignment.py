@@ -34,8 +34,9 @@ a fixed confusion or localisation) or missed. Every count the report prints come
 one assignment (:meth:`ErrorAssignment.outcome_counts`).
 
 "All fixes together" fixes every error at once: one exact copy of each object, in the place of
-the prediction whose fix produces it, nothing else. The fixes themselves are in :mod:`.fixes`;
-the types' names, nouns and meanings in :mod:`..catalog`.
+the prediction whose fix produces it, nothing else. The fixes themselves are in :mod:`.fixes`
+(and, for the accounting, made alike in the compiled kernel); the types' names, nouns and
+meanings in :mod:`..catalog`. The kernel numbers the rows in this order too.
 """
 
 from __future__ import annotations

@@ -14,4 +14,5 @@ PYBIND11_MODULE(_kernels, m) {
     segcontrast::register_coco_match(m);
     segcontrast::register_ap_patch(m);
     segcontrast::register_accounting(m);
+    segcontrast::register_assignment(m);
 }

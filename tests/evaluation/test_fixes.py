@@ -1,9 +1,12 @@
 """The fixed prediction lists (fixes._apply's one gather per table) equal the straightforward
 construction (tests/evaluation/fixes_reference.py) on the kernel test's randomised images:
-every field, dtype and shape included, every row's fix and all fixes together."""
+every field, dtype and shape included, every row's fix and all fixes together. (fixes.py is
+the oracle's lists, oracle_predictions, and the reference of the kernel's own lists:
+tests/evaluation/test_kernel_fixes.py.)"""
 
 import numpy as np
 import pytest
+from segcontrast.evaluation import image_eval
 from segcontrast.evaluation.accounting import fixes, image_variants
 from segcontrast.evaluation.accounting.assignment import ERROR_TYPES, LOW_SCORE
 
@@ -30,28 +33,39 @@ def _same_list(found: fixes.PredList, expected: fixes.PredList, what: str) -> No
     assert found.touched_classes == expected.touched_classes, what
 
 
+def _fix_arguments(seeds, score_threshold: float) -> list[tuple]:
+    """(errors, original, keep, objects, their classes) of each image the accounting sees."""
+    captured = []
+
+    def account_image(ctx, errors, original, keep):
+        captured.append((errors, original, keep, ctx.gt.masks.subset(ctx.regular),
+                         ctx.gt.classes[ctx.regular]))
+        return image_variants.account_image(ctx, errors, original, keep)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(image_eval, "account_image", account_image)
+        for seed in seeds:
+            image, gt, pred = _scene(seed)
+            _evaluate(image, gt, pred, True, score_threshold)
+    return captured
+
+
 @pytest.mark.parametrize("score_threshold", [0.0, 0.3])
-def test_every_fixed_list_equals_the_straightforward_construction(score_threshold,
-                                                                    monkeypatch):
+def test_every_fixed_list_equals_the_straightforward_construction(score_threshold):
     made = []
-
-    def fix_one(row, errors, pred, keep, gt, gt_classes):
-        fixed = fixes.fix_one(row, errors, pred, keep, gt, gt_classes)
-        expected = apply_reference(pred, fixes._ops(row, errors, pred, keep, gt, gt_classes))
-        made.append((row, fixed, expected))
-        return fixed
-
-    def fix_all(errors, pred, keep, gt, gt_classes):
-        fixed = fixes.fix_all(errors, pred, keep, gt, gt_classes)
-        expected = apply_reference(pred, fixes._all_ops(errors, pred, keep, gt, gt_classes))
-        made.append((len(ERROR_TYPES), fixed, expected))
-        return fixed
-
-    monkeypatch.setattr(image_variants, "fix_one", fix_one)
-    monkeypatch.setattr(image_variants, "fix_all", fix_all)
-    for seed in SEEDS:
-        image, gt, pred = _scene(seed)
-        _evaluate(image, gt, pred, True, score_threshold)
+    for errors, pred, keep, gt, gt_classes in _fix_arguments(SEEDS, score_threshold):
+        # the variants the accounting makes: each row that occurs, then all fixes together
+        for row in np.flatnonzero(errors.counts > 0).tolist():
+            if row == LOW_SCORE:
+                continue
+            fixed = fixes.fix_one(row, errors, pred, keep, gt, gt_classes)
+            expected = apply_reference(pred, fixes._ops(row, errors, pred, keep, gt,
+                                                        gt_classes))
+            made.append((row, fixed, expected))
+        if errors.counts.any():
+            fixed = fixes.fix_all(errors, pred, keep, gt, gt_classes)
+            expected = apply_reference(pred, fixes._all_ops(errors, pred, keep, gt, gt_classes))
+            made.append((len(ERROR_TYPES), fixed, expected))
     rows = {row for row, _, _ in made}
     # every row's fix is made (the low-score variant is not a fix list)
     assert rows == set(range(len(ERROR_TYPES) + 1)) - {LOW_SCORE}, rows
@@ -60,17 +74,7 @@ def test_every_fixed_list_equals_the_straightforward_construction(score_threshol
 
 
 def test_a_list_made_from_a_fixed_list_equals_the_straightforward_construction():
-    image, gt, pred = _scene(4)
-    captured = {}
-
-    def fix_all(errors, pred, keep, gt, gt_classes):
-        captured.update(args=(errors, pred, keep, gt, gt_classes))
-        return fixes.fix_all(errors, pred, keep, gt, gt_classes)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(image_variants, "fix_all", fix_all)
-        _evaluate(image, gt, pred, True, 0.0)
-    errors, original, keep, gt_reg, gt_classes = captured["args"]
+    errors, original, keep, gt_reg, gt_classes = _fix_arguments([4], 0.0)[0]
     # a second fix on top of a first (touched classes and boxes accumulate), and no change
     for base in (fixes.fix_all(errors, original, keep, gt_reg, gt_classes), original):
         for ops in (fixes._Ops(remove={0}), fixes._Ops()):

@@ -120,5 +120,6 @@ void register_coco_match(py::module_& m);
 void register_coco_accumulate(py::module_& m);
 void register_ap_patch(py::module_& m);
 void register_accounting(py::module_& m);
+void register_assignment(py::module_& m);
 
 }  // namespace segcontrast

@@ -15,4 +15,5 @@ PYBIND11_MODULE(_kernels, m) {
     segcontrast::register_coco_accumulate(m);
     segcontrast::register_ap_patch(m);
     segcontrast::register_accounting(m);
+    segcontrast::register_assignment(m);
 }

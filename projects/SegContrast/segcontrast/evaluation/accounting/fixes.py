@@ -2,7 +2,12 @@
 
 One row's fix changes only that row's predictions (:func:`fix_one`); the others keep their
 masks, classes, scores and order. "All fixes together" (:func:`fix_all`) leaves one exact copy
-of every object. Rules and tie-breaks: :mod:`.accounting` and docs/EVALUATION.md.
+of every object. Rules and tie-breaks: :mod:`.assignment` and docs/EVALUATION.md.
+
+The accounting does not call these: its compiled kernel makes the same lists from the error
+assignment (src/kernels/fixes.cpp, called by :func:`.image_variants.account_image`). Here they
+are the oracle's predictions (``image_eval.oracle_predictions``) and the reference the
+kernel's lists are tested against.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ headline metrics need, never masks:
 * instance mIoU: the fixed per-object IoUs (when they differ);
 * PQ: the image's fixed per-category statistics (the categories that differ);
 * mask AP: the fixed detections of the classes the fix touched (ground truth is unchanged).
+
+The variants are made and scored in one call to the compiled kernel (src/kernels/fixes.cpp
+makes fixes.py's lists from the error assignment, src/kernels/accounting.cpp scores them).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import numpy as np
 from ...data.masks import GroundTruth
 from ...utils.native import kernels
 from ..metrics.panoptic import GtPanoptic, PredPanoptic
-from .assignment import ALL, LOW_SCORE, ErrorAssignment
-from .fixes import PredList, fix_all, fix_one
+from .assignment import ErrorAssignment
+from .fixes import PredList
 
 __all__ = ["ImageAccounting", "ImageContext", "account_image"]
 
@@ -91,35 +94,18 @@ class ImageAccounting:
     ap_ious: np.ndarray
 
 
-def _variant(row: int, fixed: PredList) -> tuple:
-    """A fixed list as the kernel reads it."""
-    m = fixed.masks
-    return (row, row == ALL, m.boxes, m.crops, m.areas, fixed.classes, fixed.scores,
-            fixed.ap_areas, fixed.source, fixed.mask_source, fixed.gt_copy,
-            np.array(sorted(fixed.touched_classes), np.int64), fixed.touched_boxes)
-
-
-def _low_score_variant(original: PredList, keep: np.ndarray) -> tuple:
-    """The low-score fix: the kept predictions alone, in their order (only AP can change)."""
-    below = np.ones(len(original.scores), bool)
-    below[keep] = False
-    touched = np.unique(original.classes[below]).astype(np.int64)
-    m = original.masks.subset(keep)
-    return (LOW_SCORE, False, m.boxes, m.crops, m.areas, original.classes[keep],
-            original.scores[keep], original.ap_areas[keep], original.source[keep],
-            original.mask_source[keep], original.gt_copy[keep], touched, np.zeros((0, 4), np.int64))
-
-
 def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList,
                   keep: np.ndarray) -> tuple[ImageAccounting, dict[int, np.ndarray]]:
     """Every variant of the image whose error occurs in it.
 
-    The fixes are made here; the compiled kernel rescores all of them in one call: for each,
-    the fixed list's IoUs (rows of unchanged masks and of objects' copies reused), its AP
-    records of the touched classes, and, when its kept predictions are not the image's own,
-    its per-object IoUs (matching only the touched classes), the painted confusion's change
-    (only windows around the touched boxes repainted; for "all fixes together" the diagonal of
-    the ground truth's label counts) and its PQ statistics.
+    One call to the compiled kernel makes every fix from the error assignment (the lists
+    :func:`.fixes.fix_one` and :func:`.fixes.fix_all` make, and the low-score variant: the kept
+    predictions alone) and rescores each: the fixed list's IoUs (rows of unchanged masks and of
+    objects' copies reused), its AP records of the touched classes, and, when its kept
+    predictions are not the image's own, its per-object IoUs (matching only the touched
+    classes), the painted confusion's change (only windows around the touched boxes repainted;
+    for "all fixes together" the diagonal of the ground truth's label counts) and its PQ
+    statistics.
 
     Args:
         ctx: the image's evaluation.
@@ -132,36 +118,26 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
         that change it).
     """
     gt = ctx.gt
-    regular = np.asarray(ctx.regular, np.int64)
-    gt_reg = gt.masks.subset(regular)
-    gt_classes = gt.classes[regular]
-    rows = [int(r) for r in np.flatnonzero(errors.counts > 0)]
-    if rows:
-        rows.append(ALL)
-    variants = []
-    for row in rows:
-        if row == LOW_SCORE:
-            variants.append(_low_score_variant(original, keep))
-        elif row == ALL:
-            variants.append(_variant(row, fix_all(errors, original, keep, gt_reg, gt_classes)))
-        else:
-            variants.append(_variant(row, fix_one(row, errors, original, keep, gt_reg,
-                                                  gt_classes)))
     with_pq = ctx.pan_gt is not None and ctx.pan_pred is not None and ctx.pq is not None
     # the kept predictions' own segments go too: a variant reuses those of its unchanged
     # predictions that no change ranked above them touches
     pan = ((ctx.pan_gt.labels, ctx.pan_gt.categories, ctx.pan_gt.crowd, ctx.pan_gt.areas,
             ctx.pan_gt.crowd_classes, ctx.pan_pred.kept, ctx.pan_pred.areas, ctx.pan_pred.hist,
             original.masks.boxes[keep]) if with_pq else None)
-    (iou_variants, gt_iou, pq_rows, pq_iou, ap_groups, ap_dets, ap_ious,
-     confusions) = kernels.account_variants(
-        gt.masks.boxes, gt.masks.crops, gt.masks.areas, gt.classes, gt.crowd, regular,
-        ctx.iou, ctx.gt_iou, ctx.gt_labels, ctx.painted, ctx.confusion, pan,
-        ctx.pq if with_pq else None, keep, ctx.num_classes, float(ctx.score_threshold),
-        float(ctx.iou_threshold), float(ctx.overlap_threshold), variants)
+    m = original.masks
+    (variants, iou_variants, gt_iou, pq_rows, pq_iou, ap_groups, ap_dets, ap_ious,
+     confusions) = kernels.account_fixes(
+        gt.masks.boxes, gt.masks.crops, gt.masks.areas, gt.classes, gt.crowd,
+        np.asarray(ctx.regular, np.int64), ctx.iou, ctx.gt_iou, ctx.gt_labels, ctx.painted,
+        ctx.confusion, pan, ctx.pq if with_pq else None, keep, ctx.num_classes,
+        float(ctx.score_threshold), float(ctx.iou_threshold), float(ctx.overlap_threshold),
+        (m.boxes, m.crops, m.areas, original.classes, original.scores, original.ap_areas),
+        (errors.counts, errors.pred_type, errors.pred_target, errors.pred_fix_removes,
+         errors.merged_objects, errors.split_objects, errors.split_pieces, errors.gt_missed,
+         errors.pred_match))
     record = ImageAccounting(
         counts=errors.counts.astype(np.int64),
-        variants=np.array(rows, np.int8),
+        variants=variants,
         iou_variants=iou_variants,
         gt_iou=gt_iou,
         pq_rows=pq_rows,
@@ -170,4 +146,4 @@ def account_image(ctx: ImageContext, errors: ErrorAssignment, original: PredList
         ap_dets=ap_dets,
         ap_ious=ap_ious,
     )
-    return record, dict(confusions)
+    return record, confusions

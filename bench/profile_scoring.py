@@ -52,7 +52,7 @@ PARTS = (
     Part("per image: decode GT", ("masks:GroundTruth.from_dataset_dict",)),
     Part("per image: semantic (painting, confusion)",
          ("semantic_gt:paint_semantic_gt", "semantic:paint_semantic_from_crops",
-          "semantic:confusion_matrix", "image_eval:semantic_view")),
+          "semantic:confusion_matrix")),
     Part("per image: instance matching", ("image_eval:_InstanceSide.compute",)),
     Part("per image: COCO AP records", ("coco_ap:ApImage.build",)),
     Part("per image: boundary IoU", ("boundary:boundary_iou_pairs",)),

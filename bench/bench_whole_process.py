@@ -939,7 +939,7 @@ def breakdown_child(gt: str, results: str) -> dict:
     import_seconds = time.perf_counter() - start
     start = time.perf_counter()
     import_part_modules(PACKAGE, PARTS)
-    # what main() imports as it runs (numpy, pycocotools, the kernels, Pillow ...), out of the
+    # what main() imports as it runs (numpy, pycocotools, the kernels ...), out of the
     # parts' rows here
     lazy_seconds = time.perf_counter() - start
     clock = PartClock()
@@ -977,7 +977,7 @@ def breakdown_table(results: dict[str, dict], workloads: Sequence[Workload]) -> 
     row("imports: the command's module (it imports the rest as it runs)",
         [f"{results[w.name]['import_seconds']:.2f}" if not errors[w.name] else
          f"failed: {errors[w.name]}" for w in shown])
-    row("imports: the modules it runs (numpy, pycocotools, the kernels, Pillow ...), done "
+    row("imports: the modules it runs (numpy, pycocotools, the kernels ...), done "
         "first here",
         [f"{results[w.name]['lazy_import_seconds']:.2f}" if not errors[w.name] else ""
          for w in shown])

@@ -141,6 +141,17 @@ Entry copy_of(const FixInputs& in, int64_t j, int64_t cls, double score) {
 
 int64_t list_index(const FixInputs& in, int64_t k) { return in.keep[k]; }
 
+// The original list's entry i, unchanged.
+void put_original(const FixInputs& in, int64_t i, Variant& out) {
+    out.masks.push_back((*in.pred)[static_cast<size_t>(i)]);
+    out.classes.push_back(in.pred_classes[i]);
+    out.scores.push_back(in.pred_scores[i]);
+    out.ap_areas.push_back(in.pred_ap_areas[i]);
+    out.source.push_back(i);
+    out.mask_source.push_back(i);
+    out.gt_copy.push_back(-1);
+}
+
 // fixes._apply on the original list: replacements in place (by list index, each index's in
 // the order made), additions at the end; touched: the classes and boxes of the entries gone
 // (by list index), then of the new ones.
@@ -160,13 +171,7 @@ void apply(const FixInputs& in, Ops& ops, Variant& out) {
     size_t r = 0;
     for (int64_t i = 0; i < in.m; ++i) {
         if (!ops.gone[static_cast<size_t>(i)]) {
-            out.masks.push_back((*in.pred)[static_cast<size_t>(i)]);
-            out.classes.push_back(in.pred_classes[i]);
-            out.scores.push_back(in.pred_scores[i]);
-            out.ap_areas.push_back(in.pred_ap_areas[i]);
-            out.source.push_back(i);
-            out.mask_source.push_back(i);
-            out.gt_copy.push_back(-1);
+            put_original(in, i, out);
             continue;
         }
         out.touched.push_back(in.pred_classes[i]);
@@ -326,13 +331,7 @@ void low_score_variant(const FixInputs& in, Variant& out) {
     for (int64_t k = 0; k < in.n_keep; ++k) {
         const int64_t i = in.keep[k];
         below[static_cast<size_t>(i)] = 0;
-        out.masks.push_back((*in.pred)[static_cast<size_t>(i)]);
-        out.classes.push_back(in.pred_classes[i]);
-        out.scores.push_back(in.pred_scores[i]);
-        out.ap_areas.push_back(in.pred_ap_areas[i]);
-        out.source.push_back(i);
-        out.mask_source.push_back(i);
-        out.gt_copy.push_back(-1);
+        put_original(in, i, out);
     }
     for (int64_t i = 0; i < in.m; ++i)
         if (below[static_cast<size_t>(i)]) out.touched.push_back(in.pred_classes[i]);
